@@ -1,0 +1,304 @@
+"""``App``: decorators record specs; ``send``, ``publish`` and ``redrive`` hand off to the runtime."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+
+from framework.backends.base import AttributeValue
+from framework.binding import bind
+from framework.exceptions import AppNotRunningError, DeclarationError
+from framework.registry import (
+    ConsumerSpec,
+    EmailRule,
+    QueueOptions,
+    QueueSpec,
+    Registry,
+    RouteSpec,
+    SubscriptionSpec,
+    TopicSpec,
+)
+from framework.semantics.filter_policy import validate as validate_filter_policy
+from framework.smtp.outbound import Mailer
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from framework.runtime import Runtime
+
+__all__ = ["App"]
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+class App:
+    """An event-driven application: HTTP routes, queue, topic and mail handlers.
+
+    Args:
+        name: The app's name, used in logs and as the default mail sender's local part.
+        admin_token: A bearer token required by the admin API under ``/_framework/``
+            (default: the ``FRAMEWORK_ADMIN_TOKEN`` environment variable; none means open).
+        mail_from: The default sender of ``app.mail.send``.
+    """
+
+    def __init__(
+        self, name: str, *, admin_token: str | None = None, mail_from: str | None = None
+    ) -> None:
+        self.name = name
+        self.registry = Registry()
+        self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
+        self.mail = Mailer(self, sender=mail_from or f"{name}@localhost")
+        self._runtime: Runtime | None = None
+        self._asgi: ASGIApp | None = None
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r}>"
+
+    # --- declarations --------------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        *,
+        methods: Sequence[str] = ("GET",),
+        status_code: int = 200,
+        version: str | None = None,
+        auth: Any = None,
+        throttle: Any = None,
+        cache: Any = None,
+        name: str | None = None,
+    ) -> Callable[[H], H]:
+        """Serve the decorated function at ``path`` (under ``/VERSION`` when ``version`` is set).
+
+        Raises:
+            DeclarationError: For a path without a leading '/', an unknown method, or a
+                handler parameter that cannot be bound.
+        """
+        if not path.startswith("/"):
+            raise DeclarationError(f"route {path!r}: the path must start with '/'")
+        upper = tuple(m.upper() for m in methods)
+        unknown = set(upper) - _METHODS
+        if unknown:
+            raise DeclarationError(f"route {path!r}: unknown method(s) {', '.join(sorted(unknown))}")
+        if version is not None and (not version or "/" in version):
+            raise DeclarationError(f"route {path!r}: version {version!r} must be one path segment")
+
+        def register(handler: H) -> H:
+            binder = bind(handler, kind="route", path=path, methods=upper)
+            spec = RouteSpec(
+                path=path, methods=upper, handler=handler, binder=binder,
+                status_code=status_code, version=version, auth=auth, throttle=throttle,
+                cache=cache, name=name or handler.__name__,
+            )
+            for other in self.registry.routes:
+                if other.full_path == spec.full_path and set(other.methods) & set(upper):
+                    raise DeclarationError(
+                        f"{binder.handler_name}: {'/'.join(upper)} {spec.full_path} is already "
+                        f"served by {other.binder.handler_name}"
+                    )
+            self.registry.routes.append(spec)
+            self._asgi = None
+            return handler
+
+        return register
+
+    def queue(self, name: str, **options: Unpack[QueueOptions]) -> QueueSpec:
+        """Declare a queue without a handler (to send to, or consume elsewhere)."""
+        return self.registry.add_queue(QueueSpec.from_options(name, **options))
+
+    def topic(self, name: str, **options: Any) -> TopicSpec:
+        """Declare a topic without subscribing to it here.
+
+        Args:
+            name: The topic's name (FIFO topics end in ``.fifo``).
+            **options: ``fifo``, ``content_based_deduplication``, ``max_message_size``.
+        """
+        return self.registry.add_topic(TopicSpec.from_options(name, **options))
+
+    def on_queue(self, name: str, **options: Unpack[QueueOptions]) -> Callable[[H], H]:
+        """Run the decorated function for every message on queue ``name``.
+
+        Raises:
+            DeclarationError: For bad options (now, at import) or a second handler.
+        """
+        spec = QueueSpec.from_options(name, **options)
+
+        def register(handler: H) -> H:
+            binder = bind(handler, kind="queue")
+            self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="queue"))
+            return handler
+
+        return register
+
+    def on_topic(
+        self,
+        topic: str,
+        filter_policy: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        *,
+        filter_policy_scope: str = "MessageAttributes",
+        **options: Unpack[QueueOptions],
+    ) -> Callable[[H], H]:
+        """Subscribe the decorated function to ``topic`` through its own queue ``TOPIC.NAME``.
+
+        Args:
+            topic: The topic (declared now with defaults if it was not).
+            filter_policy: An SNS filter policy; only matching messages are delivered.
+            name: The subscription's name (default: the function's name).
+            filter_policy_scope: ``"MessageAttributes"`` or ``"MessageBody"``.
+            **options: Options of the subscription's queue, as for ``on_queue``.
+
+        Raises:
+            DeclarationError: For an invalid filter policy, naming the handler.
+        """
+        if filter_policy_scope not in ("MessageAttributes", "MessageBody"):
+            raise DeclarationError(
+                f"topic {topic!r}: filter_policy_scope must be 'MessageAttributes' or "
+                f"'MessageBody', not {filter_policy_scope!r}"
+            )
+        topic_spec = self.registry.topics.get(topic) or self.topic(topic)
+
+        def register(handler: H) -> H:
+            sub_name = name or handler.__name__
+            where = f"{handler.__module__}.{handler.__qualname__}"
+            if filter_policy is not None:
+                try:
+                    validate_filter_policy(filter_policy, scope=filter_policy_scope)  # type: ignore[arg-type]
+                except DeclarationError as exc:
+                    raise type(exc)(f"{where}: {exc}") from None
+            queue_name = SubscriptionSpec.queue_name(topic, sub_name)
+            spec = QueueSpec.from_options(queue_name, **{"fifo": topic_spec.fifo, **options})
+            binder = bind(handler, kind="topic")
+            self.registry.add_subscription(
+                SubscriptionSpec(
+                    topic=topic, name=sub_name, queue=spec, filter_policy=filter_policy,
+                    filter_policy_scope=filter_policy_scope,
+                )
+            )
+            self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="topic"))
+            return handler
+
+        return register
+
+    def on_email(
+        self, recipients: Sequence[str], *, stop: bool = False, **options: Unpack[QueueOptions]
+    ) -> Callable[[H], H]:
+        """Run the decorated function for mail to ``recipients``, delivered through a queue.
+
+        Args:
+            recipients: Addresses (``a@x.org``), domains (``x.org``) or any subdomain
+                (``.x.org``), as in SES receipt rules.
+            stop: Stop evaluating later rules when this one matches.
+            **options: Options of the rule's queue (``email-FUNCTION``).
+        """
+        if isinstance(recipients, str) or not recipients:
+            raise DeclarationError("on_email: recipients must be a non-empty list of addresses")
+        for r in recipients:
+            if not r or any(c in r for c in " \r\n,;<>"):
+                raise DeclarationError(f"on_email: recipient condition {r!r} is not valid")
+
+        def register(handler: H) -> H:
+            spec = QueueSpec.from_options(f"email-{handler.__name__}", **options)
+            binder = bind(handler, kind="email")
+            self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="email"))
+            self.registry.email_rules.append(EmailRule(tuple(recipients), spec, stop=stop))
+            return handler
+
+        return register
+
+    # --- running -------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime the app is attached to.
+
+        Raises:
+            AppNotRunningError: If the app is not running.
+        """
+        if self._runtime is None:
+            raise AppNotRunningError(
+                f"app {self.name!r} is not running: start it with `framework run`, "
+                "`async with TestApp(app)` or `async with app.run(backend)`"
+            )
+        return self._runtime
+
+    def _attach(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def _detach(self, runtime: Runtime) -> None:
+        if self._runtime is runtime:
+            self._runtime = None
+
+    def run(self, backend: str | Any = "memory://", *, workers: bool = True) -> Runtime:
+        """Return a runtime for ``async with``: the app on ``backend`` (a URL or a backend)."""
+        from framework.backends import from_url
+        from framework.runtime import Runtime
+
+        instance = from_url(backend) if isinstance(backend, str) else backend
+        return Runtime(self, instance, workers=workers)
+
+    @property
+    def asgi(self) -> ASGIApp:
+        """The HTTP gateway as an ASGI application, for any ASGI server."""
+        if self._asgi is None:
+            from framework.gateway import build
+
+            self._asgi = build(self)
+        return self._asgi
+
+    async def send(
+        self,
+        queue: str,
+        body: object,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        delay: float = 0,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Send ``body`` to ``queue``; return the message id.
+
+        Args:
+            queue: A declared queue.
+            body: A pydantic model, a dict or list (JSON), str or bytes.
+            attributes: Message attributes (str, int, float, bool), at most 10.
+            delay: Seconds (0-900) before the message becomes visible.
+            group_id: The FIFO message group (required on FIFO queues).
+            deduplication_id: The FIFO deduplication id (or use content-based deduplication).
+
+        Raises:
+            UnknownQueueError: If the queue is not declared.
+            MessageTooLargeError: If body and attributes exceed the queue's limit.
+            AppNotRunningError: If the app is not running.
+        """
+        return await self.runtime.send(
+            queue, body, attributes=attributes, delay=delay, group_id=group_id,
+            deduplication_id=deduplication_id,
+        )
+
+    async def publish(
+        self,
+        topic: str,
+        body: object,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Publish ``body`` to every matching subscription of ``topic``; return the message id.
+
+        Raises:
+            UnknownTopicError: If the topic is not declared.
+            MessageTooLargeError: If body and attributes exceed 256 KiB.
+        """
+        return await self.runtime.publish(
+            topic, body, attributes=attributes, group_id=group_id,
+            deduplication_id=deduplication_id,
+        )
+
+    async def redrive(self, dlq: str, to: str | None = None, limit: int | None = None) -> int:
+        """Move dead letters from ``dlq`` back to their source queue (or ``to``); return the count."""
+        return await self.runtime.redrive(dlq, to=to, limit=limit)

@@ -1,0 +1,206 @@
+"""The backend contract: SQS-shaped primitives that every backend implements, and their values.
+
+Policy lives in ``framework.semantics`` and ``framework.runtime``; a backend only executes these
+primitives. ``tests/conformance/`` is the full contract: a backend is finished when it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Self
+
+from framework.clock import Clock
+from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
+
+__all__ = [
+    "AttributeValue",
+    "Backend",
+    "DeadLetterReason",
+    "Delivery",
+    "Outgoing",
+    "OutgoingMail",
+    "QueueStats",
+]
+
+AttributeValue = str | int | float | bool | list[Any]
+
+# Framework-owned headers carried beside the user's attributes. The dead-letter ones say why a
+# message is where it is; they travel with the message so every backend and the CLI can show them.
+CONTENT_TYPE = "content-type"
+DLQ_SOURCE = "dead-letter-source-queue"
+DLQ_RECEIVE_COUNT = "dead-letter-receive-count"
+DLQ_ERROR_TYPE = "dead-letter-error-type"
+DLQ_ERROR_MESSAGE = "dead-letter-error-message"
+DLQ_TIME = "dead-letter-time"
+DLQ_HEADERS = (DLQ_SOURCE, DLQ_RECEIVE_COUNT, DLQ_ERROR_TYPE, DLQ_ERROR_MESSAGE, DLQ_TIME)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message on its way to a queue or topic: encoded body plus metadata."""
+
+    body: bytes
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    group_id: str | None = None
+    deduplication_id: str | None = None
+    message_id: str | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The body's media type (``application/json``, ``text/plain`` or bytes)."""
+        return self.headers.get(CONTENT_TYPE, "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One receipt of a message: valid until acked, released, dead-lettered or timed out."""
+
+    queue: str
+    message_id: str
+    body: bytes
+    attributes: Mapping[str, AttributeValue]
+    headers: Mapping[str, str]
+    receive_count: int
+    sent_at: datetime
+    first_received_at: datetime
+    receipt: str
+    group_id: str | None = None
+    deduplication_id: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The body's media type."""
+        return self.headers.get(CONTENT_TYPE, "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterReason:
+    """Why a message was dead-lettered; carried as headers on the dead letter."""
+
+    source_queue: str
+    receive_count: int
+    error_type: str
+    error_message: str
+    time: datetime
+
+    def headers(self) -> dict[str, str]:
+        """Return the reason as the framework's dead-letter headers."""
+        return {
+            DLQ_SOURCE: self.source_queue,
+            DLQ_RECEIVE_COUNT: str(self.receive_count),
+            DLQ_ERROR_TYPE: self.error_type,
+            DLQ_ERROR_MESSAGE: self.error_message[:1024],
+            DLQ_TIME: self.time.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A queue's counts at one moment. ``dead_letters`` is the depth of its dead-letter queue."""
+
+    name: str
+    depth: int
+    in_flight: int
+    delayed: int
+    dead_letters: int = 0
+    dead_letter_queue: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stats as a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "depth": self.depth,
+            "in_flight": self.in_flight,
+            "delayed": self.delayed,
+            "dead_letters": self.dead_letters,
+            "dead_letter_queue": self.dead_letter_queue,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A mail to send: addresses already validated, the message already rendered (RFC 5322)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    message: bytes
+    message_id: str
+
+
+class Backend(Protocol):
+    """**Protocol**: the primitives the runtime needs.
+
+    Backends do not subclass it; they match it structurally. Receipts are opaque: ``ack``,
+    ``release`` and ``extend`` on a receipt that already expired are no-ops, never errors.
+    """
+
+    clock: Clock
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build the backend from its URL (``memory://``, ``amqp://...``, ``aws://...``)."""
+
+    async def __aenter__(self) -> Self:
+        """Connect."""
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Disconnect; messages in flight become visible again."""
+
+    async def declare_queue(self, spec: QueueSpec) -> None:
+        """Create the queue if missing (idempotent)."""
+
+    async def send(self, queue: str, message: Outgoing) -> str:
+        """Enqueue ``message`` and return its message id.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist.
+        """
+
+    async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
+        """Lease up to ``limit`` visible messages for the queue's visibility timeout.
+
+        Waits up to ``wait`` seconds for the first one; returns an empty sequence on timeout.
+        Every receive increments the message's receive count.
+        """
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Delete the message for good."""
+
+    async def release(self, delivery: Delivery, *, delay: float) -> None:
+        """Make the message visible again after ``delay`` seconds."""
+
+    async def extend(self, delivery: Delivery, *, seconds: float) -> None:
+        """Set the message's remaining invisibility to ``seconds`` from now."""
+
+    async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
+        """Move the message to its queue's dead-letter queue with ``reason``'s headers."""
+
+    async def stats(self, queue: str) -> QueueStats:
+        """Return the queue's depth, in-flight and delayed counts."""
+
+    async def purge(self, queue: str) -> int:
+        """Delete every message not in flight; return how many went."""
+
+    async def queues(self) -> Sequence[str]:
+        """Return the names of the queues the backend knows."""
+
+    async def declare_topic(self, spec: TopicSpec) -> None:
+        """Create the topic if missing (idempotent)."""
+
+    async def subscribe(self, subscription: SubscriptionSpec) -> None:
+        """Attach ``subscription``'s queue (declared first) to its topic, with its filter policy."""
+
+    async def publish(self, topic: str, message: Outgoing) -> str:
+        """Deliver a copy of ``message`` to every matching subscription; return the message id.
+
+        Raises:
+            UnknownTopicError: If the topic does not exist.
+        """
+
+    async def send_mail(self, mail: OutgoingMail) -> str:
+        """Hand an outgoing mail to the backend's transport; return its message id."""

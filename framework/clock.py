@@ -1,0 +1,59 @@
+"""Time as the runtime sees it: a Clock protocol, and the system clock that real backends use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+__all__ = ["Clock", "SystemClock", "Timer"]
+
+
+class Timer(Protocol):
+    """A scheduled callback that can be cancelled."""
+
+    def cancel(self) -> None:
+        """Stop the callback from running; a no-op if it already ran."""
+
+
+class Clock(Protocol):
+    """**Protocol**: monotonic seconds plus timers. The memory backend runs on a virtual one."""
+
+    def now(self) -> float:
+        """Return the current monotonic time in seconds."""
+
+    def wall(self) -> datetime:
+        """Return the current aware UTC datetime."""
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """Run ``callback`` once the clock reaches ``when`` (monotonic seconds)."""
+
+    async def sleep_until(self, when: float) -> None:
+        """Return once the clock reaches ``when``."""
+
+
+class SystemClock:
+    """The event loop's monotonic clock and the system's wall clock."""
+
+    def now(self) -> float:
+        """Return the event loop's monotonic time in seconds."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
+
+    def wall(self) -> datetime:
+        """Return the current aware UTC datetime."""
+        return datetime.now(UTC)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """Schedule ``callback`` on the running loop at monotonic time ``when``."""
+        return asyncio.get_running_loop().call_at(when, callback)
+
+    async def sleep_until(self, when: float) -> None:
+        """Sleep until the loop's clock reaches ``when``."""
+        delay = when - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -1,0 +1,132 @@
+"""What a handler gets beside its body: the message envelope and the delivery's context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from framework.backends.base import (
+    DLQ_ERROR_MESSAGE,
+    DLQ_ERROR_TYPE,
+    DLQ_RECEIVE_COUNT,
+    DLQ_SOURCE,
+    DLQ_TIME,
+    AttributeValue,
+    Delivery,
+)
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+__all__ = ["Context", "DeadLetterInfo", "Message"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    """Why a message was dead-lettered, as read from its headers."""
+
+    source_queue: str
+    receive_count: int
+    error_type: str
+    error_message: str
+    time: datetime
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> DeadLetterInfo | None:
+        """Return the info carried in ``headers``, or None for a message never dead-lettered."""
+        if DLQ_SOURCE not in headers:
+            return None
+        return cls(
+            source_queue=headers[DLQ_SOURCE],
+            receive_count=int(headers.get(DLQ_RECEIVE_COUNT, "0")),
+            error_type=headers.get(DLQ_ERROR_TYPE, ""),
+            error_message=headers.get(DLQ_ERROR_MESSAGE, ""),
+            time=datetime.fromisoformat(headers[DLQ_TIME]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The envelope of a received message."""
+
+    id: str
+    body: bytes
+    attributes: Mapping[str, AttributeValue]
+    receive_count: int
+    sent_at: datetime
+    first_received_at: datetime
+    queue: str
+    group_id: str | None = None
+    deduplication_id: str | None = None
+    content_type: str = "application/octet-stream"
+    dead_letter: DeadLetterInfo | None = None
+
+    @classmethod
+    def from_delivery(cls, delivery: Delivery) -> Message:
+        """Build the envelope a handler sees from a backend delivery."""
+        return cls(
+            id=delivery.message_id,
+            body=delivery.body,
+            attributes=delivery.attributes,
+            receive_count=delivery.receive_count,
+            sent_at=delivery.sent_at,
+            first_received_at=delivery.first_received_at,
+            queue=delivery.queue,
+            group_id=delivery.group_id,
+            deduplication_id=delivery.deduplication_id,
+            content_type=delivery.content_type,
+            dead_letter=DeadLetterInfo.from_headers(delivery.headers),
+        )
+
+
+class Context:
+    """A handler's view of its delivery: the message, its deadline, and visibility control."""
+
+    __slots__ = ("_extend", "_remaining", "app", "logger", "message")
+
+    def __init__(
+        self,
+        *,
+        app: App,
+        message: Message,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        remaining: Callable[[], float],
+        extend: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.message = message
+        self.logger = logger
+        self._remaining = remaining
+        self._extend = extend
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the visibility timeout cancels the handler."""
+        return max(0.0, self._remaining())
+
+    @property
+    def deadline(self) -> datetime:
+        """When (aware UTC) the visibility timeout cancels the handler unless extended."""
+        from framework.clock import SystemClock
+
+        return SystemClock().wall() + timedelta(seconds=self.remaining)
+
+    async def extend_visibility(self, seconds: float) -> None:
+        """Keep the message invisible for ``seconds`` from now, like ChangeMessageVisibility.
+
+        The handler's deadline moves with it. Args: seconds: 0 to 43200.
+
+        Raises:
+            ValueError: If ``seconds`` is out of range.
+        """
+        if not 0 <= seconds <= 43_200:
+            raise ValueError(f"extend_visibility({seconds}): seconds must be 0 to 43200")
+        await self._extend(seconds)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.message.queue} id={self.message.id} n={self.message.receive_count}>"
+
+

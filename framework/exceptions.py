@@ -1,0 +1,71 @@
+"""The framework's errors: one family under :class:`FrameworkError`, each named for its cause."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppNotRunningError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DeclarationError",
+    "FrameworkError",
+    "InvalidFilterPolicyError",
+    "InvalidMessageError",
+    "MailError",
+    "MessageTooLargeError",
+    "MissingDependencyError",
+    "UnknownBackendError",
+    "UnknownQueueError",
+    "UnknownTopicError",
+]
+
+
+class FrameworkError(Exception):
+    """Base class of every error the framework raises on purpose."""
+
+
+class DeclarationError(FrameworkError):
+    """A decorator or declaration was given options that cannot work (raised at import or start)."""
+
+
+class InvalidFilterPolicyError(DeclarationError):
+    """An SNS filter policy is malformed or exceeds AWS's limits."""
+
+
+class ConfigError(FrameworkError):
+    """Configuration (backend URL, profile, pyproject settings) is missing or invalid."""
+
+
+class UnknownBackendError(ConfigError):
+    """A backend URL names a scheme no backend serves."""
+
+
+class MissingDependencyError(ConfigError):
+    """A backend needs an optional extra that is not installed."""
+
+
+class BackendUnavailableError(FrameworkError):
+    """The backend could not be reached."""
+
+
+class UnknownQueueError(FrameworkError):
+    """A queue name was used that is not declared."""
+
+
+class UnknownTopicError(FrameworkError):
+    """A topic name was used that is not declared."""
+
+
+class InvalidMessageError(FrameworkError):
+    """A message cannot be sent as given (attributes, delay, FIFO ids)."""
+
+
+class MessageTooLargeError(InvalidMessageError):
+    """A message's body and attributes exceed the queue's or topic's size limit."""
+
+
+class AppNotRunningError(FrameworkError):
+    """A producer call was made on an app that is not running on a backend."""
+
+
+class MailError(FrameworkError):
+    """An outgoing mail is invalid (bad address, header injection) or could not be sent."""

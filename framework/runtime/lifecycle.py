@@ -1,0 +1,250 @@
+"""The running app: a backend, its declared resources, the workers, and a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+
+from framework.backends.base import CONTENT_TYPE, AttributeValue, Backend, Outgoing, QueueStats
+from framework.codec import encode, ensure_fits
+from framework.exceptions import InvalidMessageError, UnknownQueueError, UnknownTopicError
+from framework.logs import event
+from framework.registry import QueueSpec
+from framework.runtime import operations
+from framework.runtime.dispatch import Dispatcher
+from framework.runtime.worker import POLL_WAIT, Worker
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("framework.runtime")
+
+DEFAULT_GRACE = 30.0
+
+
+class Runtime:
+    """Runs an app on a backend: declares its resources, runs its workers, produces messages.
+
+    Use it as an async context manager; leaving it stops receiving, waits up to ``grace``
+    seconds for handlers in flight, then cancels the rest and releases their messages.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        backend: Backend,
+        *,
+        workers: bool = True,
+        grace: float = DEFAULT_GRACE,
+        poll_wait: float = POLL_WAIT,
+    ) -> None:
+        self.app = app
+        self.backend = backend
+        self.registry = app.registry
+        self.run_workers = workers
+        self.grace = grace
+        self.poll_wait = poll_wait
+        self.workers: list[Worker] = []
+        self._stack: list[TaskGroup] = []
+
+    async def __aenter__(self) -> Self:
+        await self.backend.__aenter__()
+        try:
+            await self.declare()
+            if self.run_workers:
+                await self._start_workers()
+        except BaseException:
+            await self.backend.__aexit__(None, None, None)
+            raise
+        self.app._attach(self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.stop()
+        finally:
+            self.app._detach(self)
+            await self.backend.__aexit__(*exc_info)
+
+    async def declare(self) -> None:
+        """Create every queue, topic and subscription the app declares (idempotent)."""
+        for spec in self.registry.queues.values():
+            await self.backend.declare_queue(spec)
+        for topic in self.registry.topics.values():
+            await self.backend.declare_topic(topic)
+        for sub in self.registry.subscriptions:
+            await self.backend.subscribe(sub)
+
+    async def _start_workers(self) -> None:
+        receivers = anyio.create_task_group()
+        handlers = anyio.create_task_group()
+        await handlers.__aenter__()
+        await receivers.__aenter__()
+        self._stack = [handlers, receivers]
+        for consumer in self.registry.consumers.values():
+            worker = Worker(
+                self.backend,
+                Dispatcher(self.app, self.backend, consumer),
+                poll_wait=self.poll_wait,
+            )
+            self.workers.append(worker)
+            receivers.start_soon(worker.run, handlers)
+        event(log, logging.INFO, "workers.started", consumers=len(self.workers))
+
+    @property
+    def active(self) -> int:
+        """How many handlers are running now."""
+        return sum(w.active for w in self.workers)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop receiving, let handlers finish within ``grace`` seconds, cancel the rest."""
+        if not self._stack:
+            return
+        handlers, receivers = self._stack
+        self._stack = []
+        for worker in self.workers:
+            worker.stop_receiving()
+        await receivers.__aexit__(None, None, None)
+        grace = self.grace if grace is None else grace
+        with anyio.move_on_after(grace):
+            while self.active:
+                await anyio.sleep(0.01)
+        if self.active:
+            event(log, logging.WARNING, "workers.grace_expired", cancelled=self.active)
+        handlers.cancel_scope.cancel()
+        await handlers.__aexit__(None, None, None)
+        event(log, logging.INFO, "workers.stopped")
+
+    # --- producing -----------------------------------------------------------------------
+
+    def _queue_spec(self, name: str) -> QueueSpec:
+        spec = self.registry.queues.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.registry.queues)) or "none"
+            raise UnknownQueueError(
+                f"queue {name!r} is not declared (declared: {known}); "
+                "add @app.on_queue(...) or app.queue(...)"
+            )
+        return spec
+
+    async def send(
+        self,
+        queue: str,
+        body: object,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        delay: float = 0,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Encode ``body`` and send it to ``queue``; see ``App.send``."""
+        spec = self._queue_spec(queue)
+        message = build_outgoing(
+            f"queue {queue!r}", body, attributes, spec.max_message_size,
+            fifo=spec.fifo, content_dedup=spec.content_based_deduplication,
+            delay=delay, group_id=group_id, deduplication_id=deduplication_id,
+        )
+        return await self.backend.send(queue, message)
+
+    async def publish(
+        self,
+        topic: str,
+        body: object,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Encode ``body`` and publish it to ``topic``; see ``App.publish``."""
+        spec = self.registry.topics.get(topic)
+        if spec is None:
+            known = ", ".join(sorted(self.registry.topics)) or "none"
+            raise UnknownTopicError(
+                f"topic {topic!r} is not declared (declared: {known}); "
+                "add @app.on_topic(...) or app.topic(...)"
+            )
+        message = build_outgoing(
+            f"topic {topic!r}", body, attributes, spec.max_message_size,
+            fifo=spec.fifo, content_dedup=spec.content_based_deduplication,
+            group_id=group_id, deduplication_id=deduplication_id,
+        )
+        return await self.backend.publish(topic, message)
+
+    async def redrive(self, dlq: str, *, to: str | None = None, limit: int | None = None) -> int:
+        """Move dead letters back; see ``App.redrive``."""
+        self._queue_spec(dlq)
+        if to is not None:
+            self._queue_spec(to)
+        return await operations.redrive(
+            self.backend, dlq, to=to, limit=limit, sources=self.registry.dead_letter_sources(dlq)
+        )
+
+    async def stats(self) -> dict[str, QueueStats]:
+        """Return every declared queue's stats, by name."""
+        return {s.name: s for s in await operations.queue_stats(self.backend, list(self.registry.queues))}
+
+
+def build_outgoing(
+    where: str,
+    body: object,
+    attributes: Mapping[str, AttributeValue] | None,
+    limit: int,
+    *,
+    fifo: bool = False,
+    content_dedup: bool = False,
+    delay: float = 0,
+    group_id: str | None = None,
+    deduplication_id: str | None = None,
+) -> Outgoing:
+    """Encode and check a message for ``where`` (a queue or topic), as SQS/SNS would.
+
+    Raises:
+        MessageTooLargeError: If body plus attributes exceed ``limit`` bytes.
+        InvalidMessageError: For FIFO rules broken (no group id, no deduplication id, a delay).
+    """
+    data, content_type = encode(body)
+    attrs = dict(attributes or {})
+    _check_attributes(where, attrs)
+    ensure_fits(where, data, attrs, limit)
+    if not 0 <= delay <= 900:
+        raise InvalidMessageError(f"{where}: delay={delay} must be 0 to 900 seconds")
+    if fifo:
+        if not group_id:
+            raise InvalidMessageError(f"{where} is FIFO: pass group_id=... to send to it")
+        if deduplication_id is None and not content_dedup:
+            raise InvalidMessageError(
+                f"{where} is FIFO without content_based_deduplication: pass deduplication_id=..."
+            )
+        if delay:
+            raise InvalidMessageError(
+                f"{where} is FIFO: per-message delay is not supported (set the queue's delay)"
+            )
+    return Outgoing(
+        body=data,
+        attributes=attrs,
+        headers={CONTENT_TYPE: content_type},
+        delay=delay,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+    )
+
+
+def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
+    if len(attributes) > 10:
+        raise InvalidMessageError(f"{where}: at most 10 message attributes are allowed, got {len(attributes)}")
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidMessageError(f"{where}: attribute names must be non-empty strings, got {key!r}")
+        if not isinstance(value, str | int | float | bool | list):
+            raise InvalidMessageError(
+                f"{where}: attribute {key!r} is a {type(value).__name__}; "
+                "use str, int, float, bool or a list of them"
+            )
+
+

@@ -1,0 +1,1 @@
+"""Mail: the parsed ``Email``, receipt rules and the receiver, outbound mail."""

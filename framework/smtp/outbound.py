@@ -1,0 +1,123 @@
+"""Outgoing mail: ``app.mail.send`` renders a message and hands it to the backend's transport."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
+
+from framework.backends.base import OutgoingMail
+from framework.exceptions import MailError
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+__all__ = ["Mailer"]
+
+# One address: no whitespace, no header separators, exactly one '@' with a dotted or local domain.
+_ADDRESS = re.compile(r"^[^\s@<>,;:\"()\[\]\\]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+_PROTECTED = {"from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "date"}
+
+
+def check_address(address: str) -> str:
+    """Return ``address`` if it is one plain mail address; raise MailError otherwise."""
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise MailError(f"{address!r} is not a valid mail address (one plain user@domain)")
+    return address
+
+
+def _addresses(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [check_address(a) for a in items]
+
+
+def _no_newlines(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise MailError(f"mail header {name!r} contains a line break (header injection refused)")
+    return value
+
+
+class Mailer:
+    """Sends mail through the running app's backend (SMTP, SES, or the memory outbox)."""
+
+    def __init__(self, app: App, *, sender: str) -> None:
+        self._app = app
+        self.sender = sender
+
+    async def send(
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        *,
+        text: str | None = None,
+        html: str | None = None,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+        cc: str | Sequence[str] | None = None,
+        bcc: str | Sequence[str] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        sender: str | None = None,
+    ) -> str:
+        """Send a mail; return its Message-ID.
+
+        Args:
+            to: One address or several.
+            subject: The subject line (no line breaks).
+            text: The plain-text body.
+            html: The HTML body (sent as an alternative to ``text``).
+            attachments: ``(filename, content type, bytes)`` triples.
+            cc: Carbon-copy addresses.
+            bcc: Blind-copy addresses: in the envelope, never in the headers.
+            reply_to: Reply-To addresses.
+            headers: Extra headers; they cannot replace the ones above.
+            sender: The From address (default: the app's ``mail_from``).
+
+        Raises:
+            MailError: For a bad address, a line break in a header, or no body.
+        """
+        recipients_to = _addresses(to)
+        if not recipients_to:
+            raise MailError("mail has no recipient")
+        cc_list, bcc_list = _addresses(cc), _addresses(bcc)
+        from_ = check_address(sender or self.sender)
+        if text is None and html is None:
+            raise MailError("mail needs text=... or html=...")
+        message = EmailMessage()
+        message["From"] = from_
+        message["To"] = ", ".join(recipients_to)
+        if cc_list:
+            message["Cc"] = ", ".join(cc_list)
+        if reply_to is not None:
+            message["Reply-To"] = ", ".join(_addresses(reply_to))
+        message["Subject"] = _no_newlines("Subject", subject)
+        message["Date"] = formatdate(localtime=False)
+        message_id = make_msgid(domain=from_.rpartition("@")[2])
+        message["Message-ID"] = message_id
+        for name, value in (headers or {}).items():
+            if name.lower() in _PROTECTED or not re.match(r"^[!-9;-~]+$", name):
+                raise MailError(f"mail header {name!r} cannot be set through headers=")
+            message[name] = _no_newlines(name, value)
+        message.set_content(text if text is not None else "")
+        if html is not None:
+            if text is None:
+                message.clear_content()
+                message.set_content(html, subtype="html")
+            else:
+                message.add_alternative(html, subtype="html")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            message.add_attachment(
+                data, maintype=maintype, subtype=subtype or "octet-stream",
+                filename=_no_newlines("filename", filename),
+            )
+        mail = OutgoingMail(
+            sender=from_,
+            recipients=tuple(recipients_to + cc_list + bcc_list),
+            message=bytes(message),
+            message_id=message_id,
+        )
+        return await self._app.runtime.backend.send_mail(mail)

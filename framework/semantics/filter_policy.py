@@ -166,7 +166,8 @@ def _compile(policy: Any, scope: str) -> list[Branch]:
         )
     branches = _expand(root)  # at most `complexity` branches, so bounded by the check above
     for branch in branches:
-        # In MessageBody scope AWS counts only top-level keys; nested keys are free.
+        # In MessageBody scope AWS counts only top-level keys; nested keys are free. AWS does not
+        # say how "$or" counts: we count each alternative as the standalone policy it stands for.
         keys = list(dict.fromkeys(path[0] for path, _ in branch))
         if len(keys) > MAX_KEYS:
             raise _error(

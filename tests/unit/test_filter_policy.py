@@ -581,6 +581,7 @@ def test_numeric_bad_operator_refused() -> None:
         (["<", 100, ">", 10], "numeric range must be ['>' or '>='"),
         ([">=", 1, ">", 2], "numeric range must be"),
         ([">", 3, "<", 1], "numeric range bottom 3 must be less than top 1"),
+        ([">=", 5, "<=", 5], "numeric range bottom 5 must be less than top 5"),
         ([">", 20, "<="], "numeric takes [op, number]"),
         ([">", 20, "<", "30"], "numeric operand of '<' must be a number"),
         ([">", 20, "<", 30, "<", 50], "numeric takes [op, number]"),
@@ -618,7 +619,7 @@ def test_non_finite_numbers_refused() -> None:
 )
 def test_malformed_anything_but_refused(anything_but: Any, message: str) -> None:
     """anything-but takes a value, a list of values, or a prefix/suffix/wildcard object."""
-    refused({"key": [{"anything-but": anything_but}]}, f"filter policy key 'key': ")
+    refused({"key": [{"anything-but": anything_but}]}, "filter policy key 'key': ")
     refused({"key": [{"anything-but": anything_but}]}, message)
 
 

@@ -67,6 +67,9 @@ class MemoryQueue:
         self._groups: dict[str, _Group] = {}
         self._timers: list[tuple[float, int, int, _Record]] = []
         self._waiters: list[asyncio.Future[None]] = []
+        # The earliest clock time a waiting receiver has a timer for: a new deadline before it
+        # must wake the waiters so they re-arm, or a short retry delay would wait for a long one.
+        self._waiting_until = float("inf")
         self._dedup = DeduplicationWindow() if spec.fifo else None
         self.counts = {_VISIBLE: 0, _DELAYED: 0, _LEASED: 0}
 
@@ -95,6 +98,8 @@ class MemoryQueue:
     def _schedule(self, record: _Record, state: str, when: float) -> None:
         self._set_state(record, state)
         heapq.heappush(self._timers, (when, record.seq, record.epoch, record))
+        if when < self._waiting_until:
+            self._wake()
 
     def _tick(self) -> None:
         """Apply every timer that is due: delays end, leases expire."""
@@ -113,6 +118,7 @@ class MemoryQueue:
         return None
 
     def _wake(self) -> None:
+        self._waiting_until = float("inf")
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -208,6 +214,7 @@ class MemoryQueue:
                 wake_at = min(wake_at, next_timer)
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
+            self._waiting_until = min(self._waiting_until, wake_at)
             timer = self.clock.call_at(wake_at, lambda w=waiter: w.done() or w.set_result(None))
             try:
                 await waiter

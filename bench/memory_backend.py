@@ -1,0 +1,249 @@
+"""End-to-end throughput of ``memory://`` against a raw ``asyncio.Queue`` + pydantic baseline.
+
+Run from the repository root::
+
+    python bench/memory_backend.py [--messages 20000] [--rounds 3] [--concurrency 10] [--json]
+
+Each round sends ``--messages`` JSON messages of about 1 KiB with ``app.send`` to a queue whose
+``@app.on_queue`` handler receives the validated model and counts it; the runtime then acks
+(deletes) it. The clock runs from the first send to the last message handled. The baseline does
+the same work without the framework: bytes from ``model_dump_json`` on an ``asyncio.Queue``,
+``--concurrency`` consumer tasks doing ``model_validate_json`` and calling the same kind of
+handler. Rounds alternate (framework, raw, framework, raw, ...) so drift on a noisy machine
+hits both alike; the figure that matters is the ratio of the medians.
+
+Then it measures the traced peak memory of ``--memory-messages`` messages queued and not yet
+received (tracemalloc), per message, for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from pydantic import BaseModel
+
+from framework import App
+
+QUEUE = "bench"
+MESSAGE_BYTES = 1024
+WARMUP_MESSAGES = 2_000
+
+
+class Order(BaseModel):
+    """The benchmark's message: a few small fields and a note that brings it to about 1 KiB."""
+
+    id: int
+    customer: str
+    amount: float
+    tags: list[str]
+    note: str
+
+
+def make_order(index: int, note: str) -> Order:
+    return Order(
+        id=index, customer=f"customer-{index % 1000}", amount=index * 0.25,
+        tags=["bench", "memory"], note=note,
+    )
+
+
+def note_for(size: int) -> str:
+    """Return a note that makes an encoded order about ``size`` bytes long."""
+    overhead = len(make_order(10_000, "").model_dump_json().encode())
+    return "x" * max(0, size - overhead)
+
+
+def make_orders(count: int) -> list[Order]:
+    """Build the messages up front so model construction stays outside the timed region."""
+    note = note_for(MESSAGE_BYTES)
+    return [make_order(i, note) for i in range(count)]
+
+
+Round = Callable[[Sequence[Order], int], Awaitable[float]]
+
+
+async def framework_round(orders: Sequence[Order], concurrency: int) -> float:
+    """Send, handle and ack every order through ``app.run("memory://")``; return messages/s."""
+    app = App("bench")
+    total = len(orders)
+    handled = 0
+    done = asyncio.Event()
+
+    @app.on_queue(QUEUE, concurrency=concurrency)
+    async def count(order: Order) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == total:
+            done.set()
+
+    async with app.run("memory://") as runtime:
+        gc.collect()
+        start = time.perf_counter()
+        for order in orders:
+            await app.send(QUEUE, order)
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        stats = (await runtime.stats())[QUEUE]
+    if stats.depth or stats.in_flight or stats.dead_letters:
+        raise RuntimeError(f"framework round left messages behind: {stats}")
+    return total / elapsed
+
+
+async def raw_round(orders: Sequence[Order], concurrency: int) -> float:
+    """The same work on a bare ``asyncio.Queue`` of bytes; return messages/s."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    total = len(orders)
+    handled = 0
+    done = asyncio.Event()
+
+    async def count(order: Order) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == total:
+            done.set()
+
+    async def consume() -> None:
+        while True:
+            data = await queue.get()
+            await count(Order.model_validate_json(data))
+
+    consumers = [asyncio.create_task(consume()) for _ in range(concurrency)]
+    await asyncio.sleep(0)  # the consumers wait on the queue, as the framework's worker does
+    gc.collect()
+    start = time.perf_counter()
+    for order in orders:
+        await queue.put(order.model_dump_json().encode())
+    await done.wait()
+    elapsed = time.perf_counter() - start
+    for consumer in consumers:
+        consumer.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    return total / elapsed
+
+
+async def framework_memory(count: int) -> float:
+    """Return traced peak bytes per message for ``count`` messages queued on ``memory://``."""
+    app = App("bench-memory")
+    app.queue(QUEUE)
+    note = note_for(MESSAGE_BYTES)
+    async with app.run("memory://", workers=False):
+        return await _traced_per_message(count, lambda i: app.send(QUEUE, make_order(i, note)))
+
+
+async def raw_memory(count: int) -> float:
+    """Return traced peak bytes per message for ``count`` encoded orders on an asyncio.Queue."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    note = note_for(MESSAGE_BYTES)
+    return await _traced_per_message(
+        count, lambda i: queue.put(make_order(i, note).model_dump_json().encode())
+    )
+
+
+async def _traced_per_message(count: int, put: Callable[[int], Awaitable[object]]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            await put(i)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return (peak - baseline) / count
+
+
+@dataclass
+class Results:
+    messages: int
+    message_bytes: float
+    concurrency: int
+    rounds: list[dict[str, float]]
+    framework_median: float | None
+    raw_median: float | None
+    ratio: float | None
+    memory_messages: int
+    framework_bytes_per_message: float | None
+    raw_bytes_per_message: float | None
+
+
+async def measure(args: argparse.Namespace) -> Results:
+    orders = make_orders(args.messages)
+    sides: dict[str, Round] = {"framework": framework_round, "raw": raw_round}
+    if args.only:
+        sides = {args.only: sides[args.only]}
+    warmup = orders[:WARMUP_MESSAGES]
+    for run in sides.values():
+        await run(warmup, args.concurrency)
+    size = statistics.fmean(len(o.model_dump_json().encode()) for o in orders)
+    if not args.json:
+        print(
+            f"memory backend, {args.messages:,} messages of {size / 1024:.1f} KiB, "
+            f"concurrency {args.concurrency}, {args.rounds} rounds"
+        )
+    rounds: list[dict[str, float]] = []
+    for number in range(1, args.rounds + 1):
+        rates = {name: await run(orders, args.concurrency) for name, run in sides.items()}
+        rounds.append(rates)
+        if not args.json:
+            print(f"round {number}: {_rates(rates)}")
+    medians = {name: statistics.median(r[name] for r in rounds) for name in sides}
+    ratio = None
+    if len(medians) == 2:
+        ratio = medians["framework"] / medians["raw"]
+    if not args.json:
+        parts = [f"{name} {rate:,.0f} msg/s" for name, rate in medians.items()]
+        print(f"median: {', '.join(parts)}" + (f", ratio {ratio:.2f}" if ratio else ""))
+    framework_bytes = raw_bytes = None
+    if args.memory_messages:
+        framework_bytes = await framework_memory(args.memory_messages)
+        raw_bytes = await raw_memory(args.memory_messages)
+        if not args.json:
+            print(
+                f"memory, {args.memory_messages:,} queued messages (tracemalloc peak): "
+                f"framework {framework_bytes:,.0f} bytes/message, "
+                f"raw asyncio.Queue {raw_bytes:,.0f} bytes/message "
+                f"(encoded body {size:,.0f} bytes)"
+            )
+    return Results(
+        messages=args.messages, message_bytes=size, concurrency=args.concurrency, rounds=rounds,
+        framework_median=medians.get("framework"), raw_median=medians.get("raw"), ratio=ratio,
+        memory_messages=args.memory_messages, framework_bytes_per_message=framework_bytes,
+        raw_bytes_per_message=raw_bytes,
+    )
+
+
+def _rates(rates: dict[str, float]) -> str:
+    labels = {"framework": "framework", "raw": "raw asyncio.Queue+pydantic"}
+    return "   ".join(f"{labels[name]} {rate:,.0f} msg/s" for name, rate in rates.items())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=20_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
+    parser.add_argument("--concurrency", type=int, default=10, help="handlers in flight")
+    parser.add_argument(
+        "--memory-messages", type=int, default=100_000,
+        help="messages queued for the memory measurement (0 skips it)",
+    )
+    parser.add_argument(
+        "--only", choices=("framework", "raw"), help="run one side only (for profiling)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.rounds < 1 or args.concurrency < 1 or args.memory_messages < 0:
+        parser.error("--messages, --rounds and --concurrency must be positive")
+    results = asyncio.run(measure(args))
+    if args.json:
+        print(json.dumps(asdict(results)))
+
+
+if __name__ == "__main__":
+    main()

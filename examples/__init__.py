@@ -1,0 +1,1 @@
+"""Runnable examples: each opens with the command that runs it."""

@@ -1,0 +1,1 @@
+"""The ``framework`` command line: run an app, and operate its queues."""

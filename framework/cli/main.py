@@ -1,0 +1,266 @@
+"""``framework``: the command line. Each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from framework.cli.loading import load_app
+from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
+from framework.config import load_settings
+from framework.exceptions import FrameworkError
+from framework.logs import configure
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+LOCAL_SERVER = "http://127.0.0.1:8000"
+
+
+def _one_line_errors(command: F) -> F:
+    """Turn framework errors into one line on stderr and exit status 1, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FrameworkError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(work)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="framework")
+def cli() -> None:
+    """Run event-driven apps (HTTP, queues, topics, mail) and operate their queues."""
+
+
+@cli.command()
+@click.argument("app_target", metavar="APP")
+@click.option("--backend", help="Backend URL: memory://, amqp://..., aws://REGION (FRAMEWORK_BACKEND).")
+@click.option("--env", "env", help="Profile from [tool.framework.env.NAME] in pyproject.toml.")
+@click.option("--host", default=None, help="Address the gateway listens on (default 127.0.0.1).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Gateway port (8000).")
+@click.option("--smtp-port", type=click.IntRange(0, 65535), default=None, help="SMTP port (8025).")
+@click.option("--no-http", is_flag=True, help="Do not serve HTTP.")
+@click.option("--no-smtp", is_flag=True, help="Do not receive mail.")
+@click.option("--workers-only", is_flag=True, help="Only run workers: no HTTP, no SMTP.")
+@click.option("--grace", type=float, default=None, help="Seconds handlers get to finish on stop (30).")
+@click.option("--log-level", default=None, help="debug, info, warning or error (info).")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@_one_line_errors
+def run(
+    app_target: str,
+    backend: str | None,
+    env: str | None,
+    host: str | None,
+    http_port: int | None,
+    smtp_port: int | None,
+    no_http: bool,
+    no_smtp: bool,
+    workers_only: bool,
+    grace: float | None,
+    log_level: str | None,
+    log_json: bool,
+) -> None:
+    """Serve APP (module:attribute): gateway, SMTP receiver and workers, until SIGTERM/SIGINT."""
+    from framework.cli.run import serve
+
+    settings = load_settings(
+        env=env,
+        overrides={"backend": backend, "host": host, "http_port": http_port,
+                   "smtp_port": smtp_port, "grace": grace, "log_level": log_level},
+    )
+    configure(settings.log_level, json_lines=log_json)
+    app = load_app(app_target)
+    http = None if (no_http or workers_only) else settings.http_port
+
+    async def work() -> None:
+        await serve(app, backend_url=settings.backend, host=settings.host, http_port=http,
+                    grace=settings.grace)
+
+    _run(work)
+
+
+def _ops_options(command: F) -> F:
+    options = [
+        click.option("--server", help="A running `framework run`, e.g. http://127.0.0.1:8000."),
+        click.option("--backend", help="Talk straight to a broker: amqp://..., aws://REGION."),
+        click.option("--env", "env", help="Profile from [tool.framework.env.NAME]."),
+        click.option("--token", envvar="FRAMEWORK_ADMIN_TOKEN", help="The admin API's token."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _ops(server: str | None, backend: str | None, env: str | None, token: str | None) -> Ops:
+    """Choose where the queues are: an explicit flag, then the profile and environment."""
+    if server:
+        return ServerOps(server, token)
+    settings = load_settings(env=env, overrides={"backend": backend})
+    if backend or not settings.backend.startswith("memory:"):
+        return BackendOps(settings.backend)
+    return ServerOps(settings.server or LOCAL_SERVER, token)
+
+
+def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--attribute")
+        parsed = parse_body(value)
+        attributes[key] = parsed if isinstance(parsed, int | float | bool) else value
+    return attributes
+
+
+@cli.command()
+@_ops_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def queues(server: str | None, backend: str | None, env: str | None, token: str | None,
+           as_json: bool) -> None:
+    """List queues: depth, in flight, delayed and dead letters."""
+    ops = _ops(server, backend, env, token)
+    rows = _run(ops.queues)
+    if as_json:
+        click.echo(json.dumps({"queues": rows}, indent=2))
+        return
+    headers = ("QUEUE", "DEPTH", "IN FLIGHT", "DELAYED", "DEAD LETTERS")
+    table = [(r["name"], r["depth"], r["in_flight"], r["delayed"], r["dead_letters"]) for r in rows]
+    width = max([len(headers[0])] + [len(str(r[0])) for r in table])
+    click.echo(f"{headers[0]:<{width}}  " + "  ".join(f"{h:>12}" for h in headers[1:]))
+    for row in table:
+        click.echo(f"{row[0]:<{width}}  " + "  ".join(f"{v:>12}" for v in row[1:]))
+
+
+@cli.command()
+@click.argument("dlq")
+@click.option("--to", help="Send every message here instead of its source queue.")
+@click.option("--limit", type=click.IntRange(min=1), help="Move at most N messages.")
+@_ops_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def redrive(dlq: str, to: str | None, limit: int | None, server: str | None, backend: str | None,
+            env: str | None, token: str | None, as_json: bool) -> None:
+    """Move dead letters from DLQ back to their source queue, oldest first."""
+    ops = _ops(server, backend, env, token)
+    interactive = sys.stderr.isatty() and not as_json
+
+    def progress(count: int) -> None:
+        if interactive and (count % 100 == 0):
+            click.echo(f"\rmoved {count}...", err=True, nl=False)
+
+    moved = _run(lambda: ops.redrive(dlq, to, limit, progress))
+    if interactive and moved >= 100:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps({"moved": moved}))
+    else:
+        click.echo(f"moved {moved} message{'s' if moved != 1 else ''} from {dlq}")
+
+
+def _producer_options(command: F) -> F:
+    options = [
+        click.option("--attribute", "attribute", multiple=True, metavar="KEY=VALUE",
+                     help="A message attribute (repeatable)."),
+        click.option("--group-id", help="FIFO message group."),
+        click.option("--deduplication-id", help="FIFO deduplication id."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("body")
+@_producer_options
+@click.option("--delay", type=click.FloatRange(0, 900), default=0, help="Seconds before visible.")
+@_ops_options
+@_one_line_errors
+def send(queue: str, body: str, attribute: tuple[str, ...], group_id: str | None,
+         deduplication_id: str | None, delay: float, server: str | None, backend: str | None,
+         env: str | None, token: str | None) -> None:
+    """Send BODY (JSON, or text; - reads stdin) to QUEUE."""
+    ops = _ops(server, backend, env, token)
+    options = {"attributes": _attributes(attribute), "delay": delay, "group_id": group_id,
+               "deduplication_id": deduplication_id}
+    text = sys.stdin.read() if body == "-" else body
+    message_id = _run(lambda: ops.send(queue, parse_body(text), options))
+    click.echo(message_id)
+
+
+@cli.command()
+@click.argument("topic")
+@click.argument("body")
+@_producer_options
+@_ops_options
+@_one_line_errors
+def publish(topic: str, body: str, attribute: tuple[str, ...], group_id: str | None,
+            deduplication_id: str | None, server: str | None, backend: str | None,
+            env: str | None, token: str | None) -> None:
+    """Publish BODY (JSON, or text; - reads stdin) to TOPIC."""
+    ops = _ops(server, backend, env, token)
+    options = {"attributes": _attributes(attribute), "group_id": group_id,
+               "deduplication_id": deduplication_id}
+    text = sys.stdin.read() if body == "-" else body
+    message_id = _run(lambda: ops.publish(topic, parse_body(text), options))
+    click.echo(message_id)
+
+
+@cli.command()
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_ops_options
+@_one_line_errors
+def purge(queue: str, yes: bool, server: str | None, backend: str | None, env: str | None,
+          token: str | None) -> None:
+    """Delete every message in QUEUE."""
+    if not yes and not click.confirm(f"delete every message in {queue}?", err=True):
+        click.echo("nothing purged", err=True)
+        sys.exit(1)
+    ops = _ops(server, backend, env, token)
+    count = _run(lambda: ops.purge(queue))
+    click.echo(f"purged {count} message{'s' if count != 1 else ''} from {queue}")
+
+
+@cli.command()
+@click.argument("app_target", metavar="[APP]", required=False)
+@_ops_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def routes(app_target: str | None, server: str | None, backend: str | None, env: str | None,
+           token: str | None, as_json: bool) -> None:
+    """List HTTP routes of APP (module:attribute), or of the app serving at --server."""
+    if app_target is not None:
+        rows = routes_of(load_app(app_target))
+    else:
+        ops = _ops(server, backend, env, token)
+        rows = _run(ops.routes)
+    if as_json:
+        click.echo(json.dumps({"routes": rows}, indent=2))
+        return
+    for row in rows:
+        methods = ",".join(row["methods"])
+        click.echo(f"{methods:<12} {row['path']:<40} {row['handler']}")
+
+
+def main() -> None:
+    """Entry point of the ``framework`` console script."""
+    cli(prog_name="framework")

@@ -1,0 +1,215 @@
+"""The operations commands' two ways in: a running app's admin API, or the backend itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import httpx
+
+from framework.backends import from_url
+from framework.backends.base import Backend
+from framework.exceptions import (
+    BackendUnavailableError,
+    ConfigError,
+    FrameworkError,
+    InvalidMessageError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
+from framework.runtime import operations
+from framework.runtime.lifecycle import build_outgoing
+
+__all__ = ["BackendOps", "Ops", "ServerOps", "parse_body"]
+
+
+def parse_body(text: str) -> Any:
+    """Read a command-line body: JSON when it parses as JSON, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Ops(Protocol):
+    """**Protocol**: what the operations commands need, wherever the queues live."""
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Return every queue's stats as dicts."""
+
+    async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Send a message; return its id."""
+
+    async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Publish a message; return its id."""
+
+    async def redrive(
+        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
+    ) -> int:
+        """Move dead letters back; return the count."""
+
+    async def purge(self, queue: str) -> int:
+        """Delete a queue's messages; return the count."""
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """Return the served routes."""
+
+
+class ServerOps:
+    """Operations through a running ``framework run``'s admin API under ``/_framework/``."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+
+    async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        try:
+            async with self._client as client:
+                response = await client.request(method, f"/_framework{path}", json=payload)
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(
+                f"cannot reach {self.url}: {exc or type(exc).__name__} "
+                "(is `framework run` serving there?)"
+            ) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"detail": response.text[:200]}
+        if response.status_code == 404 and isinstance(data, dict) and "detail" in data:
+            detail = str(data["detail"])
+            raise (UnknownTopicError if "topic" in path.split("/")[1] else UnknownQueueError)(detail)
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"{self.url} refused the admin token ({response.status_code}): "
+                "pass --token or set FRAMEWORK_ADMIN_TOKEN"
+            )
+        if response.status_code in (400, 413, 422):
+            raise InvalidMessageError(str(data.get("detail", data)))
+        if response.status_code >= 300:
+            raise FrameworkError(f"{self.url} answered {response.status_code}: {data}")
+        return data
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Return every queue's stats from the running app."""
+        data = await self._call("GET", "/queues")
+        return list(data["queues"])
+
+    async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Send through the running app."""
+        data = await self._call("POST", f"/queues/{queue}/messages", {"body": body, **options})
+        return str(data["message_id"])
+
+    async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Publish through the running app."""
+        data = await self._call("POST", f"/topics/{topic}/messages", {"body": body, **options})
+        return str(data["message_id"])
+
+    async def redrive(
+        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
+    ) -> int:
+        """Redrive inside the running app."""
+        data = await self._call("POST", f"/queues/{dlq}/redrive", {"to": to, "limit": limit})
+        progress(int(data["moved"]))
+        return int(data["moved"])
+
+    async def purge(self, queue: str) -> int:
+        """Purge inside the running app."""
+        data = await self._call("POST", f"/queues/{queue}/purge")
+        return int(data["purged"])
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """Return the running app's routes."""
+        data = await self._call("GET", "/routes")
+        return list(data["routes"])
+
+
+class BackendOps:
+    """Operations straight against a broker (``amqp://``, ``aws://``)."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("memory:"):
+            raise ConfigError(
+                "memory:// lives inside the process that runs the app: reach it with "
+                "--server http://HOST:PORT (the running `framework run`)"
+            )
+        self.url = url
+
+    async def _with(self, work: Callable[[Backend], Any]) -> Any:
+        backend = from_url(self.url)
+        async with backend:
+            return await work(backend)
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Return every queue's stats from the broker."""
+
+        async def work(backend: Backend) -> list[dict[str, Any]]:
+            return [s.as_dict() for s in await operations.queue_stats(backend)]
+
+        result: list[dict[str, Any]] = await self._with(work)
+        return result
+
+    async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Send straight to the broker's queue."""
+
+        async def work(backend: Backend) -> str:
+            message = build_outgoing(
+                f"queue {queue!r}", body, options.get("attributes"), 1_048_576,
+                fifo=queue.endswith(".fifo"), content_dedup=True,
+                delay=options.get("delay") or 0, group_id=options.get("group_id"),
+                deduplication_id=options.get("deduplication_id"),
+            )
+            return await backend.send(queue, message)
+
+        return str(await self._with(work))
+
+    async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
+        """Publish straight to the broker's topic."""
+
+        async def work(backend: Backend) -> str:
+            message = build_outgoing(
+                f"topic {topic!r}", body, options.get("attributes"), 262_144,
+                fifo=topic.endswith(".fifo"), content_dedup=True,
+                group_id=options.get("group_id"),
+                deduplication_id=options.get("deduplication_id"),
+            )
+            return await backend.publish(topic, message)
+
+        return str(await self._with(work))
+
+    async def redrive(
+        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
+    ) -> int:
+        """Redrive on the broker, reporting progress per message."""
+
+        async def work(backend: Backend) -> int:
+            return await operations.redrive(backend, dlq, to=to, limit=limit, progress=progress)
+
+        return int(await self._with(work))
+
+    async def purge(self, queue: str) -> int:
+        """Purge on the broker."""
+
+        async def work(backend: Backend) -> int:
+            return await backend.purge(queue)
+
+        return int(await self._with(work))
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """Routes belong to an app, not a broker."""
+        raise ConfigError("routes belong to an app: run `framework routes APP` or pass --server")
+
+
+def routes_of(app: Any) -> list[dict[str, Any]]:
+    """Return an app's routes as the admin API lists them."""
+    return [
+        {
+            "methods": list(spec.methods),
+            "path": spec.full_path,
+            "handler": spec.binder.handler_name,
+            "version": spec.version,
+            "status_code": spec.status_code,
+        }
+        for spec in app.registry.routes
+    ]

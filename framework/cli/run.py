@@ -1,0 +1,118 @@
+"""``framework run``: the gateway, the SMTP receiver's place, and the workers in one task group."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+import uvicorn
+
+from framework.backends import from_url
+from framework.exceptions import ConfigError
+from framework.logs import event
+from framework.runtime import Runtime
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+__all__ = ["bind_socket", "serve"]
+
+log = logging.getLogger("framework.run")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket now, so a taken port is a clear error before anything starts.
+
+    Raises:
+        ConfigError: If the port is taken or the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is taken: stop what uses it or pass --http-port"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    app: App,
+    *,
+    backend_url: str,
+    host: str = "127.0.0.1",
+    http_port: int | None = 8000,
+    workers: bool = True,
+    grace: float = 30.0,
+) -> None:
+    """Run ``app`` until SIGTERM or SIGINT, then stop gracefully.
+
+    On a signal: the gateway stops accepting connections and finishes its requests, the
+    workers stop receiving, handlers in flight get ``grace`` seconds to finish, and the
+    messages of any still running are released for redelivery.
+
+    Args:
+        app: The app.
+        backend_url: Where queues and topics live.
+        host: The gateway's address.
+        http_port: The gateway's port, or None for no gateway.
+        workers: Run the queue, topic and mail workers.
+        grace: Seconds handlers in flight get to finish on shutdown.
+    """
+    backend = from_url(backend_url)
+    sock = bind_socket(host, http_port) if http_port is not None else None
+    server: _Server | None = None
+    if sock is not None:
+        config = uvicorn.Config(
+            app.asgi, log_config=None, lifespan="off", access_log=False, timeout_graceful_shutdown=grace
+        )
+        server = _Server(config)
+    scheme = backend_url.partition("://")[0]
+    try:
+        async with Runtime(app, backend, workers=workers, grace=grace) as runtime:
+            event(
+                log, logging.INFO, "app.started", app=app.name, backend=f"{scheme}://",
+                http=f"http://{host}:{http_port}" if sock else None,
+                consumers=len(runtime.workers), routes=len(app.registry.routes),
+            )
+            async with anyio.create_task_group() as tg:
+                if server is not None and sock is not None:
+                    tg.start_soon(server.serve, [sock])
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        event(log, logging.INFO, "app.stopping", signal=signal.Signals(signum).name)
+                        break
+                if server is not None:
+                    server.should_exit = True
+            # Leaving the runtime stops the workers within the grace period.
+    finally:
+        if sock is not None:
+            sock.close()
+    event(log, logging.INFO, "app.stopped", app=app.name)
+
+
+def check_port(port: int) -> None:
+    """Raise ConfigError for a port outside 0-65535."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is not a TCP port (0-65535)")

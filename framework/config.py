@@ -1,0 +1,105 @@
+"""Which backend and settings to run with: flags, environment, and ``[tool.framework]`` profiles.
+
+Precedence, highest first: a command-line flag; the profile chosen with ``--env`` (or
+``FRAMEWORK_ENV``) from ``[tool.framework.env.NAME]``; the ``FRAMEWORK_BACKEND`` variable; the
+top-level ``[tool.framework]`` table; the default ``memory://``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framework.exceptions import ConfigError
+
+__all__ = ["Settings", "find_pyproject", "load_settings"]
+
+DEFAULT_BACKEND = "memory://"
+_KEYS = {"backend", "host", "http_port", "smtp_port", "grace", "log_level", "server"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved settings for ``framework run`` and the operations commands."""
+
+    backend: str = DEFAULT_BACKEND
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    smtp_port: int = 8025
+    grace: float = 30.0
+    log_level: str = "info"
+    server: str | None = None
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """Return the nearest ``pyproject.toml`` at or above ``start`` (default: the cwd)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _table(pyproject: Path | None) -> Mapping[str, Any]:
+    if pyproject is None:
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {pyproject}: {exc}") from None
+    table = data.get("tool", {}).get("framework", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{pyproject}: [tool.framework] must be a table")
+    return table
+
+
+def _checked(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - _KEYS - {"env"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(_KEYS))})"
+        )
+    return {k: v for k, v in values.items() if k in _KEYS}
+
+
+def load_settings(
+    *,
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    pyproject: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from flags (``overrides``, None values ignored), profile, env, pyproject.
+
+    Raises:
+        ConfigError: For an unknown profile or setting, naming the profiles that exist.
+    """
+    environ = os.environ if environ is None else environ
+    path = pyproject if pyproject is not None else find_pyproject()
+    table = _table(path)
+    merged: dict[str, Any] = _checked("[tool.framework]", table)
+    if environ.get("FRAMEWORK_BACKEND"):
+        merged["backend"] = environ["FRAMEWORK_BACKEND"]
+    if environ.get("FRAMEWORK_SERVER"):
+        merged["server"] = environ["FRAMEWORK_SERVER"]
+    env = env or environ.get("FRAMEWORK_ENV") or None
+    if env is not None:
+        profiles = table.get("env", {})
+        if env not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(
+                f"no profile {env!r} in [tool.framework.env] of {path or 'pyproject.toml'} "
+                f"(profiles: {known})"
+            )
+        merged.update(_checked(f"[tool.framework.env.{env}]", profiles[env]))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None

@@ -1,4 +1,4 @@
-"""``App``: decorators record specs; ``send``, ``publish`` and ``redrive`` hand off to the runtime."""
+"""``App``: decorators record specs; ``send``, ``publish``, ``redrive`` go to the runtime."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ __all__ = ["App"]
 H = TypeVar("H", bound=Callable[..., Any])
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+def _endpoint_name(endpoint: str) -> str:
+    """A subscription name from an endpoint: its host or address, as a queue-safe token."""
+    import re
+
+    core = endpoint.partition("://")[2] or endpoint.partition(":")[2]
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", core).strip("-")[:40] or "endpoint"
 
 
 class App:
@@ -82,16 +90,25 @@ class App:
         upper = tuple(m.upper() for m in methods)
         unknown = set(upper) - _METHODS
         if unknown:
-            raise DeclarationError(f"route {path!r}: unknown method(s) {', '.join(sorted(unknown))}")
+            raise DeclarationError(
+                f"route {path!r}: unknown method(s) {', '.join(sorted(unknown))}"
+            )
         if version is not None and (not version or "/" in version):
             raise DeclarationError(f"route {path!r}: version {version!r} must be one path segment")
 
         def register(handler: H) -> H:
             binder = bind(handler, kind="route", path=path, methods=upper)
             spec = RouteSpec(
-                path=path, methods=upper, handler=handler, binder=binder,
-                status_code=status_code, version=version, auth=auth, throttle=throttle,
-                cache=cache, name=name or handler.__name__,
+                path=path,
+                methods=upper,
+                handler=handler,
+                binder=binder,
+                status_code=status_code,
+                version=version,
+                auth=auth,
+                throttle=throttle,
+                cache=cache,
+                name=name or handler.__name__,
             )
             for other in self.registry.routes:
                 if other.full_path == spec.full_path and set(other.methods) & set(upper):
@@ -174,7 +191,10 @@ class App:
             binder = bind(handler, kind="topic")
             self.registry.add_subscription(
                 SubscriptionSpec(
-                    topic=topic, name=sub_name, queue=spec, filter_policy=filter_policy,
+                    topic=topic,
+                    name=sub_name,
+                    queue=spec,
+                    filter_policy=filter_policy,
                     filter_policy_scope=filter_policy_scope,
                 )
             )
@@ -182,6 +202,34 @@ class App:
             return handler
 
         return register
+
+    def subscribe(
+        self,
+        topic: str,
+        endpoint: str,
+        *,
+        name: str | None = None,
+        filter_policy: Mapping[str, Any] | None = None,
+        filter_policy_scope: str = "MessageAttributes",
+        **options: Unpack[QueueOptions],
+    ) -> None:
+        """Deliver ``topic``'s messages to an HTTP(S) endpoint (POST) or ``mailto:`` address.
+
+        Deliveries go through the subscription's own queue, so a failing endpoint is retried
+        with exponential backoff (1 s, 2 s, 4 s ... 60 s) and dead-lettered after
+        ``max_receive_count`` tries, without blocking other subscribers.
+
+        Raises:
+            DeclarationError: For an unsupported endpoint or an invalid filter policy.
+        """
+        from framework.runtime.endpoints import backoff, endpoint_handler
+
+        handler = endpoint_handler(self, topic, endpoint)
+        handler.__name__ = handler.__qualname__ = name or _endpoint_name(endpoint)
+        options.setdefault("retry_delay", backoff)
+        self.on_topic(
+            topic, filter_policy, name, filter_policy_scope=filter_policy_scope, **options
+        )(handler)
 
     def on_email(
         self, recipients: Sequence[str], *, stop: bool = False, **options: Unpack[QueueOptions]
@@ -275,7 +323,11 @@ class App:
             AppNotRunningError: If the app is not running.
         """
         return await self.runtime.send(
-            queue, body, attributes=attributes, delay=delay, group_id=group_id,
+            queue,
+            body,
+            attributes=attributes,
+            delay=delay,
+            group_id=group_id,
             deduplication_id=deduplication_id,
         )
 
@@ -295,10 +347,17 @@ class App:
             MessageTooLargeError: If body and attributes exceed 256 KiB.
         """
         return await self.runtime.publish(
-            topic, body, attributes=attributes, group_id=group_id,
+            topic,
+            body,
+            attributes=attributes,
+            group_id=group_id,
             deduplication_id=deduplication_id,
         )
 
     async def redrive(self, dlq: str, to: str | None = None, limit: int | None = None) -> int:
-        """Move dead letters from ``dlq`` back to their source queue (or ``to``); return the count."""
+        """Move dead letters from ``dlq`` back to their source queue (or ``to``).
+
+        Returns:
+            How many messages were moved.
+        """
         return await self.runtime.redrive(dlq, to=to, limit=limit)

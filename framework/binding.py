@@ -85,7 +85,6 @@ class Binder:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PoisonBodyError(str(exc), error_type=type(exc).__name__) from exc
 
-
     def decode_request(self, raw: bytes) -> Any:
         """Validate an HTTP request body as JSON against the body parameter.
 
@@ -108,9 +107,13 @@ def _summarise(exc: ValidationError) -> str:
 
 
 def bind(
-    handler: Callable[..., Any], *, kind: str, path: str | None = None, methods: tuple[str, ...] = ()
+    handler: Callable[..., Any],
+    *,
+    kind: str,
+    path: str | None = None,
+    methods: tuple[str, ...] = (),
 ) -> Binder:
-    """Work out how to call ``handler`` for a ``kind`` of event ("queue", "topic", "email", "route").
+    """Work out how to call ``handler`` for a ``kind``: "queue", "topic", "email" or "route".
 
     Raises:
         DeclarationError: If a parameter cannot be bound, naming the handler and the parameter.
@@ -133,7 +136,9 @@ def bind(
     body: Param | None = None
     for p in signature.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise DeclarationError(f"{name}: *args and **kwargs cannot be bound; name each parameter")
+            raise DeclarationError(
+                f"{name}: *args and **kwargs cannot be bound; name each parameter"
+            )
         annotation = hints.get(p.name, Any)
         special = {Context: "context", Email: "mail", Request: "request"}.get(annotation)
         if special is not None:

@@ -85,7 +85,7 @@ class Message:
 class Context:
     """A handler's view of its delivery: the message, its deadline, and visibility control."""
 
-    __slots__ = ("_extend", "_remaining", "app", "logger", "message")
+    __slots__ = ("_extend", "_remaining", "_wall", "app", "logger", "message")
 
     def __init__(
         self,
@@ -95,12 +95,14 @@ class Context:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         remaining: Callable[[], float],
         extend: Callable[[float], Awaitable[None]],
+        wall: Callable[[], datetime],
     ) -> None:
         self.app = app
         self.message = message
         self.logger = logger
         self._remaining = remaining
         self._extend = extend
+        self._wall = wall
 
     @property
     def remaining(self) -> float:
@@ -110,9 +112,7 @@ class Context:
     @property
     def deadline(self) -> datetime:
         """When (aware UTC) the visibility timeout cancels the handler unless extended."""
-        from framework.clock import SystemClock
-
-        return SystemClock().wall() + timedelta(seconds=self.remaining)
+        return self._wall() + timedelta(seconds=self.remaining)
 
     async def extend_visibility(self, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` from now, like ChangeMessageVisibility.
@@ -128,5 +128,3 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<Context {self.message.queue} id={self.message.id} n={self.message.receive_count}>"
-
-

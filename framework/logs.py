@@ -44,8 +44,11 @@ class StructuredFormatter(logging.Formatter):
             if record.exc_info:
                 data["exception"] = self.formatException(record.exc_info)
             return json.dumps(data, default=str)
-        text = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in fields.items())
-        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        text = " ".join(
+            f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in fields.items()
+        )
+        stamp = f"{self.formatTime(record, '%H:%M:%S')}.{int(record.msecs):03d}"
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
         line = f"{line} {text}" if text else line
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -169,7 +169,9 @@ def _dlq_name(name: str) -> str:
 
 def _in_range(where: str, option: str, value: object, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise DeclarationError(f"{where}: {option}={value!r} must be a number from {low:g} to {high:g}")
+        raise DeclarationError(
+            f"{where}: {option}={value!r} must be a number from {low:g} to {high:g}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +202,9 @@ class TopicSpec:
         if fifo != name.endswith(".fifo"):
             raise DeclarationError(f"topic {name!r}: FIFO topics, and only they, end in '.fifo'")
         spec = cls(name=name, fifo=fifo, **options)
-        _in_range(f"topic {name!r}", "max_message_size", spec.max_message_size, 1024, DEFAULT_MESSAGE_SIZE)
+        _in_range(
+            f"topic {name!r}", "max_message_size", spec.max_message_size, 1024, DEFAULT_MESSAGE_SIZE
+        )
         return spec
 
 

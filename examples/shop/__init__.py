@@ -26,12 +26,15 @@ AUDIT: list[tuple[str, str]] = []  # (order id, event type) as the audit subscri
 SUPPORT: list[Email] = []  # mail received for support@shop.example
 
 
+# --8<-- [start:model]
 class Order(BaseModel):
     id: str
     total: float
     email: str
 
 
+# --8<-- [end:model]
+# --8<-- [start:routes]
 @app.route("/orders", methods=["POST"], status_code=202)
 async def create_order(order: Order) -> dict[str, str]:
     """Accept an order and queue it; an invalid body gets a 422 with field errors."""
@@ -48,6 +51,8 @@ async def get_order(order_id: str) -> Any:
     return {"id": order_id, "status": STATUS[order_id]}
 
 
+# --8<-- [end:routes]
+# --8<-- [start:process]
 @app.on_queue("orders", visibility_timeout=30, max_receive_count=3)
 async def process(order: Order, ctx: Context) -> None:
     """Process an order, then announce it; a failure is retried, then dead-lettered."""
@@ -59,6 +64,8 @@ async def process(order: Order, ctx: Context) -> None:
     await app.publish("order-events", order, attributes={"type": "created"})
 
 
+# --8<-- [end:process]
+# --8<-- [start:subscribers]
 @app.on_topic("order-events", filter_policy={"type": ["created"]})
 async def notify(order: Order, ctx: Context) -> None:
     """Tell operations about every new order (only "created" events reach this subscriber)."""
@@ -76,8 +83,13 @@ async def audit(order: Order, ctx: Context) -> None:
     AUDIT.append((order.id, str(ctx.message.attributes.get("type", ""))))
 
 
+# --8<-- [end:subscribers]
+# --8<-- [start:support]
 @app.on_email(recipients=["support@shop.example"])
 async def support(mail: Email, ctx: Context) -> None:
     """Keep mail sent to support; it arrives through a queue, with retries like any other."""
     ctx.logger.info("support mail from %s: %s", mail.from_, mail.subject)
     SUPPORT.append(mail)
+
+
+# --8<-- [end:support]

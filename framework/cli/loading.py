@@ -37,14 +37,10 @@ def load_app(target: str) -> App:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     app = getattr(module, attribute, None)
     if app is None:
         raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
     if not isinstance(app, App):
-        raise ConfigError(
-            f"{target} is a {type(app).__name__}, not a framework.App"
-        )
+        raise ConfigError(f"{target} is a {type(app).__name__}, not a framework.App")
     return app

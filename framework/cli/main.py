@@ -51,15 +51,21 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("app_target", metavar="APP")
-@click.option("--backend", help="Backend URL: memory://, amqp://..., aws://REGION (FRAMEWORK_BACKEND).")
+@click.option(
+    "--backend", help="Backend URL: memory://, amqp://..., aws://REGION (FRAMEWORK_BACKEND)."
+)
 @click.option("--env", "env", help="Profile from [tool.framework.env.NAME] in pyproject.toml.")
 @click.option("--host", default=None, help="Address the gateway listens on (default 127.0.0.1).")
-@click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Gateway port (8000).")
+@click.option(
+    "--http-port", type=click.IntRange(0, 65535), default=None, help="Gateway port (8000)."
+)
 @click.option("--smtp-port", type=click.IntRange(0, 65535), default=None, help="SMTP port (8025).")
 @click.option("--no-http", is_flag=True, help="Do not serve HTTP.")
 @click.option("--no-smtp", is_flag=True, help="Do not receive mail.")
 @click.option("--workers-only", is_flag=True, help="Only run workers: no HTTP, no SMTP.")
-@click.option("--grace", type=float, default=None, help="Seconds handlers get to finish on stop (30).")
+@click.option(
+    "--grace", type=float, default=None, help="Seconds handlers get to finish on stop (30)."
+)
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @_one_line_errors
@@ -82,16 +88,29 @@ def run(
 
     settings = load_settings(
         env=env,
-        overrides={"backend": backend, "host": host, "http_port": http_port,
-                   "smtp_port": smtp_port, "grace": grace, "log_level": log_level},
+        overrides={
+            "backend": backend,
+            "host": host,
+            "http_port": http_port,
+            "smtp_port": smtp_port,
+            "grace": grace,
+            "log_level": log_level,
+        },
     )
     configure(settings.log_level, json_lines=log_json)
     app = load_app(app_target)
     http = None if (no_http or workers_only) else settings.http_port
+    smtp = None if (no_smtp or workers_only) else settings.smtp_port
 
     async def work() -> None:
-        await serve(app, backend_url=settings.backend, host=settings.host, http_port=http,
-                    grace=settings.grace)
+        await serve(
+            app,
+            backend_url=settings.backend,
+            host=settings.host,
+            http_port=http,
+            smtp_port=smtp,
+            grace=settings.grace,
+        )
 
     _run(work)
 
@@ -133,8 +152,9 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def queues(server: str | None, backend: str | None, env: str | None, token: str | None,
-           as_json: bool) -> None:
+def queues(
+    server: str | None, backend: str | None, env: str | None, token: str | None, as_json: bool
+) -> None:
     """List queues: depth, in flight, delayed and dead letters."""
     ops = _ops(server, backend, env, token)
     rows = _run(ops.queues)
@@ -156,8 +176,16 @@ def queues(server: str | None, backend: str | None, env: str | None, token: str 
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def redrive(dlq: str, to: str | None, limit: int | None, server: str | None, backend: str | None,
-            env: str | None, token: str | None, as_json: bool) -> None:
+def redrive(
+    dlq: str,
+    to: str | None,
+    limit: int | None,
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """Move dead letters from DLQ back to their source queue, oldest first."""
     ops = _ops(server, backend, env, token)
     interactive = sys.stderr.isatty() and not as_json
@@ -177,8 +205,13 @@ def redrive(dlq: str, to: str | None, limit: int | None, server: str | None, bac
 
 def _producer_options(command: F) -> F:
     options = [
-        click.option("--attribute", "attribute", multiple=True, metavar="KEY=VALUE",
-                     help="A message attribute (repeatable)."),
+        click.option(
+            "--attribute",
+            "attribute",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A message attribute (repeatable).",
+        ),
         click.option("--group-id", help="FIFO message group."),
         click.option("--deduplication-id", help="FIFO deduplication id."),
     ]
@@ -194,13 +227,26 @@ def _producer_options(command: F) -> F:
 @click.option("--delay", type=click.FloatRange(0, 900), default=0, help="Seconds before visible.")
 @_ops_options
 @_one_line_errors
-def send(queue: str, body: str, attribute: tuple[str, ...], group_id: str | None,
-         deduplication_id: str | None, delay: float, server: str | None, backend: str | None,
-         env: str | None, token: str | None) -> None:
+def send(
+    queue: str,
+    body: str,
+    attribute: tuple[str, ...],
+    group_id: str | None,
+    deduplication_id: str | None,
+    delay: float,
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+) -> None:
     """Send BODY (JSON, or text; - reads stdin) to QUEUE."""
     ops = _ops(server, backend, env, token)
-    options = {"attributes": _attributes(attribute), "delay": delay, "group_id": group_id,
-               "deduplication_id": deduplication_id}
+    options = {
+        "attributes": _attributes(attribute),
+        "delay": delay,
+        "group_id": group_id,
+        "deduplication_id": deduplication_id,
+    }
     text = sys.stdin.read() if body == "-" else body
     message_id = _run(lambda: ops.send(queue, parse_body(text), options))
     click.echo(message_id)
@@ -212,13 +258,24 @@ def send(queue: str, body: str, attribute: tuple[str, ...], group_id: str | None
 @_producer_options
 @_ops_options
 @_one_line_errors
-def publish(topic: str, body: str, attribute: tuple[str, ...], group_id: str | None,
-            deduplication_id: str | None, server: str | None, backend: str | None,
-            env: str | None, token: str | None) -> None:
+def publish(
+    topic: str,
+    body: str,
+    attribute: tuple[str, ...],
+    group_id: str | None,
+    deduplication_id: str | None,
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+) -> None:
     """Publish BODY (JSON, or text; - reads stdin) to TOPIC."""
     ops = _ops(server, backend, env, token)
-    options = {"attributes": _attributes(attribute), "group_id": group_id,
-               "deduplication_id": deduplication_id}
+    options = {
+        "attributes": _attributes(attribute),
+        "group_id": group_id,
+        "deduplication_id": deduplication_id,
+    }
     text = sys.stdin.read() if body == "-" else body
     message_id = _run(lambda: ops.publish(topic, parse_body(text), options))
     click.echo(message_id)
@@ -229,8 +286,14 @@ def publish(topic: str, body: str, attribute: tuple[str, ...], group_id: str | N
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_ops_options
 @_one_line_errors
-def purge(queue: str, yes: bool, server: str | None, backend: str | None, env: str | None,
-          token: str | None) -> None:
+def purge(
+    queue: str,
+    yes: bool,
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+) -> None:
     """Delete every message in QUEUE."""
     if not yes and not click.confirm(f"delete every message in {queue}?", err=True):
         click.echo("nothing purged", err=True)
@@ -245,8 +308,14 @@ def purge(queue: str, yes: bool, server: str | None, backend: str | None, env: s
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def routes(app_target: str | None, server: str | None, backend: str | None, env: str | None,
-           token: str | None, as_json: bool) -> None:
+def routes(
+    app_target: str | None,
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """List HTTP routes of APP (module:attribute), or of the app serving at --server."""
     if app_target is not None:
         rows = routes_of(load_app(app_target))

@@ -79,7 +79,9 @@ class ServerOps:
             data = {"detail": response.text[:200]}
         if response.status_code == 404 and isinstance(data, dict) and "detail" in data:
             detail = str(data["detail"])
-            raise (UnknownTopicError if "topic" in path.split("/")[1] else UnknownQueueError)(detail)
+            raise (UnknownTopicError if "topic" in path.split("/")[1] else UnknownQueueError)(
+                detail
+            )
         if response.status_code in (401, 403):
             raise ConfigError(
                 f"{self.url} refused the admin token ({response.status_code}): "
@@ -155,9 +157,14 @@ class BackendOps:
 
         async def work(backend: Backend) -> str:
             message = build_outgoing(
-                f"queue {queue!r}", body, options.get("attributes"), 1_048_576,
-                fifo=queue.endswith(".fifo"), content_dedup=True,
-                delay=options.get("delay") or 0, group_id=options.get("group_id"),
+                f"queue {queue!r}",
+                body,
+                options.get("attributes"),
+                1_048_576,
+                fifo=queue.endswith(".fifo"),
+                content_dedup=True,
+                delay=options.get("delay") or 0,
+                group_id=options.get("group_id"),
                 deduplication_id=options.get("deduplication_id"),
             )
             return await backend.send(queue, message)
@@ -169,8 +176,12 @@ class BackendOps:
 
         async def work(backend: Backend) -> str:
             message = build_outgoing(
-                f"topic {topic!r}", body, options.get("attributes"), 262_144,
-                fifo=topic.endswith(".fifo"), content_dedup=True,
+                f"topic {topic!r}",
+                body,
+                options.get("attributes"),
+                262_144,
+                fifo=topic.endswith(".fifo"),
+                content_dedup=True,
                 group_id=options.get("group_id"),
                 deduplication_id=options.get("deduplication_id"),
             )

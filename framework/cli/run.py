@@ -17,6 +17,7 @@ from framework.backends import from_url
 from framework.exceptions import ConfigError
 from framework.logs import event
 from framework.runtime import Runtime
+from framework.smtp.receiver import Receiver
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -63,6 +64,7 @@ async def serve(
     backend_url: str,
     host: str = "127.0.0.1",
     http_port: int | None = 8000,
+    smtp_port: int | None = 8025,
     workers: bool = True,
     grace: float = 30.0,
 ) -> None:
@@ -77,6 +79,8 @@ async def serve(
         backend_url: Where queues and topics live.
         host: The gateway's address.
         http_port: The gateway's port, or None for no gateway.
+        smtp_port: The SMTP receiver's port, or None for none. It runs only when the app
+            has ``@on_email`` handlers.
         workers: Run the queue, topic and mail workers.
         grace: Seconds handlers in flight get to finish on shutdown.
     """
@@ -85,16 +89,36 @@ async def serve(
     server: _Server | None = None
     if sock is not None:
         config = uvicorn.Config(
-            app.asgi, log_config=None, lifespan="off", access_log=False, timeout_graceful_shutdown=grace
+            app.asgi,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=max(1, round(grace)),
         )
         server = _Server(config)
     scheme = backend_url.partition("://")[0]
     try:
         async with Runtime(app, backend, workers=workers, grace=grace) as runtime:
+            receiver = None
+            if smtp_port is not None and app.registry.email_rules:
+                receiver = Receiver(runtime, host=host, port=smtp_port)
+                try:
+                    await receiver.start()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot receive mail on {host}:{smtp_port}: {exc.strerror or exc}; "
+                        "pass --smtp-port or --no-smtp"
+                    ) from None
             event(
-                log, logging.INFO, "app.started", app=app.name, backend=f"{scheme}://",
+                log,
+                logging.INFO,
+                "app.started",
+                app=app.name,
+                backend=f"{scheme}://",
                 http=f"http://{host}:{http_port}" if sock else None,
-                consumers=len(runtime.workers), routes=len(app.registry.routes),
+                smtp=f"{host}:{receiver.port}" if receiver else None,
+                consumers=len(runtime.workers),
+                routes=len(app.registry.routes),
             )
             async with anyio.create_task_group() as tg:
                 if server is not None and sock is not None:
@@ -105,6 +129,8 @@ async def serve(
                         break
                 if server is not None:
                     server.should_exit = True
+                if receiver is not None:
+                    await receiver.stop()
             # Leaving the runtime stops the workers within the grace period.
     finally:
         if sock is not None:

@@ -1,103 +1,106 @@
-"""One RouteSpec as a starlette endpoint: bind path, query and body, validate, call, render."""
+"""The route table: request method and path to an endpoint, or 404 and 405.
+
+Paths without parameters are found with one dict lookup; templated paths (``/orders/{id}``)
+are tried in declaration order after them, so ``/orders/new`` wins over ``/orders/{id}``
+whichever was declared first. A route serving GET also serves HEAD.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError, create_model
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.convertors import Convertor
+from starlette.routing import compile_path
+from starlette.types import Receive, Scope, Send
 
-from framework.binding import Binder
-from framework.registry import RouteSpec
+from framework.exceptions import DeclarationError
+from framework.gateway.errors import HTTPError
 
-__all__ = ["endpoint"]
+__all__ = ["Endpoint", "RouteTable"]
 
-log = logging.getLogger("framework.gateway")
+Endpoint = Callable[[Scope, Receive, Send, str], Awaitable[None]]
+"""An endpoint: ``(scope, receive, send, request_id)``; path parameters are in ``scope``."""
 
-
-def _param_model(spec: RouteSpec, source: str) -> type[BaseModel] | None:
-    fields: dict[str, Any] = {}
-    for p in spec.binder.params:
-        if p.source == source:
-            default = ... if p.required else p.default
-            fields[p.name] = (p.annotation, default)
-    if not fields:
-        return None
-    model: type[BaseModel] = create_model(f"{spec.name}_{source}", **fields)  # type: ignore[call-overload]
-    return model
+_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def _errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
-    return [
-        {"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_context=False)
-    ]
+class _Template:
+    __slots__ = ("convertors", "endpoints", "path", "regex")
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.regex, _, self.convertors = compile_path(path)
+        except (AssertionError, ValueError) as exc:
+            raise DeclarationError(f"route {path!r}: {exc}") from None
+        self.path = path
+        self.endpoints: dict[str, Endpoint] = {}
+
+    def params(self, match: re.Match[str]) -> dict[str, Any]:
+        convertors = self.convertors
+        return {k: convertors[k].convert(v) for k, v in match.groupdict().items()}
 
 
-def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
-    """Return the 422 response with field errors."""
-    return JSONResponse({"detail": errors}, status_code=422)
+class RouteTable:
+    """Endpoints by path and method, matched as described in the module docstring."""
+
+    def __init__(self) -> None:
+        self._static: dict[str, dict[str, Endpoint]] = {}
+        self._templates: list[_Template] = []
+        self._by_path: dict[str, _Template] = {}
+
+    def add(self, path: str, methods: Iterable[str], endpoint: Endpoint) -> None:
+        """Serve ``endpoint`` for ``methods`` at ``path`` (a starlette path template).
+
+        Raises:
+            DeclarationError: If a method at that path is already served, or the template
+                is malformed (unknown convertor, repeated parameter).
+        """
+        if "{" in path:
+            template = self._by_path.get(path)
+            if template is None:
+                template = self._by_path[path] = _Template(path)
+                self._templates.append(template)
+            endpoints = template.endpoints
+        else:
+            endpoints = self._static.setdefault(path, {})
+        wanted = [m.upper() for m in methods]
+        for method in wanted:
+            if method in endpoints:
+                raise DeclarationError(f"{method} {path} is served twice")
+            endpoints[method] = endpoint
+        if "GET" in wanted and "HEAD" not in endpoints:
+            endpoints["HEAD"] = endpoint
+
+    def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]]:
+        """Return the endpoint for ``method`` and ``path`` and the path parameters.
+
+        Raises:
+            HTTPError: 404 when no route has the path; 405, with ``Allow``, when routes
+                have the path but none serves the method.
+        """
+        allowed: set[str] = set()
+        endpoints = self._static.get(path)
+        if endpoints is not None:
+            endpoint = endpoints.get(method)
+            if endpoint is not None:
+                return endpoint, {}
+            allowed.update(endpoints)
+        for template in self._templates:
+            found = template.regex.match(path)
+            if found is not None:
+                endpoint = template.endpoints.get(method)
+                if endpoint is not None:
+                    return endpoint, template.params(found)
+                allowed.update(template.endpoints)
+        if allowed:
+            ordered = ", ".join(sorted(allowed, key=_method_order))
+            raise HTTPError(
+                405, f"method {method} is not allowed on {path}; allowed: {ordered}", {"Allow": ordered}
+            )
+        raise HTTPError(404, f"no route matches {path}")
 
 
-def endpoint(spec: RouteSpec) -> Any:
-    """Return the starlette endpoint serving ``spec``."""
-    binder: Binder = spec.binder
-    path_model = _param_model(spec, "path")
-    query_model = _param_model(spec, "query")
-    body = binder.body
-    request_param = binder.param("request")
-    handler = spec.handler
-
-    async def serve(request: Request) -> Response:
-        kwargs: dict[str, Any] = {}
-        errors: list[dict[str, Any]] = []
-        if path_model is not None:
-            try:
-                kwargs.update(path_model.model_validate(request.path_params).__dict__)
-            except ValidationError as exc:
-                errors += _errors(exc, "path")
-        if query_model is not None:
-            query = {k: v for k, v in request.query_params.items()}
-            try:
-                kwargs.update(query_model.model_validate(query).__dict__)
-            except ValidationError as exc:
-                errors += _errors(exc, "query")
-        if body is not None:
-            raw = await request.body()
-            if not raw and not body.required:
-                kwargs[body.name] = body.default
-            else:
-                try:
-                    kwargs[body.name] = binder.decode_request(raw)
-                except ValidationError as exc:
-                    errors += _errors(exc, "body")
-        if errors:
-            return unprocessable(errors)
-        if request_param is not None:
-            kwargs[request_param.name] = request
-        result = await handler(**kwargs) if binder.is_async else handler(**kwargs)
-        return render(result, spec.status_code)
-
-    return serve
-
-
-def render(result: Any, status_code: int) -> Response:
-    """Turn a handler's return value into a response."""
-    if isinstance(result, Response):
-        return result
-    if result is None:
-        return Response(status_code=204 if status_code == 200 else status_code)
-    if isinstance(result, BaseModel):
-        return Response(
-            result.model_dump_json(), status_code=status_code, media_type="application/json"
-        )
-    if isinstance(result, str | bytes):
-        return Response(result, status_code=status_code, media_type="text/plain")
-    return Response(
-        json.dumps(result, separators=(",", ":"), default=str),
-        status_code=status_code,
-        media_type="application/json",
-    )
+def _method_order(method: str) -> int:
+    return _ORDER.index(method) if method in _ORDER else len(_ORDER)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,7 +31,7 @@ class VisibilityTimeoutError(TimeoutError):
 class _Lease:
     """The handler's deadline: a cancel scope and the clock timer that fires it."""
 
-    __slots__ = ("backend", "delivery", "deadline", "scope", "timer")
+    __slots__ = ("backend", "deadline", "delivery", "scope", "timer")
 
     def __init__(self, backend: Backend, delivery: Delivery, deadline: float) -> None:
         self.backend = backend
@@ -108,8 +107,12 @@ class Dispatcher:
             await self.backend.ack(delivery)
             self.handled += 1
             event(
-                self.logger, logging.DEBUG, "message.handled", queue=delivery.queue,
-                message_id=delivery.message_id, seconds=round(clock.now() - started, 6),
+                self.logger,
+                logging.DEBUG,
+                "message.handled",
+                queue=delivery.queue,
+                message_id=delivery.message_id,
+                seconds=round(clock.now() - started, 6),
             )
             return True
         self.failed += 1
@@ -118,9 +121,14 @@ class Dispatcher:
             await self._dead_letter(delivery, outcome, error)
         else:
             event(
-                self.logger, logging.WARNING, "message.failed", queue=delivery.queue,
-                message_id=delivery.message_id, receive_count=delivery.receive_count,
-                retry_in=outcome.delay, error=f"{type(error).__name__}: {error}",
+                self.logger,
+                logging.WARNING,
+                "message.failed",
+                queue=delivery.queue,
+                message_id=delivery.message_id,
+                receive_count=delivery.receive_count,
+                retry_in=outcome.delay,
+                error=f"{type(error).__name__}: {error}",
             )
             await self.backend.release(delivery, delay=outcome.delay)
         return False
@@ -140,10 +148,12 @@ class Dispatcher:
             app=self.app,
             message=Message.from_delivery(delivery),
             logger=logging.LoggerAdapter(
-                self.logger, {"fields": {"queue": delivery.queue, "message_id": delivery.message_id}}
+                self.logger,
+                {"fields": {"queue": delivery.queue, "message_id": delivery.message_id}},
             ),
             remaining=lease.remaining,
             extend=lease.extend,
+            wall=self.backend.clock.wall,
         )
 
     async def _dead_letter(
@@ -151,16 +161,21 @@ class Dispatcher:
     ) -> None:
         reason = verdict.reason
         event(
-            self.logger, logging.ERROR, "message.dead_lettered", queue=delivery.queue,
-            message_id=delivery.message_id, receive_count=delivery.receive_count,
-            dead_letter_queue=self.queue.dead_letter, error_type=reason.error_type,
+            self.logger,
+            logging.ERROR,
+            "message.dead_lettered",
+            queue=delivery.queue,
+            message_id=delivery.message_id,
+            receive_count=delivery.receive_count,
+            dead_letter_queue=self.queue.dead_letter,
+            error_type=reason.error_type,
             error=reason.error_message,
         )
         if self.queue.dead_letter is None:
             # No dead-letter queue (a DLQ's own handler, or dead_letter=None): keep the message
             # rather than lose it, and let an operator purge it.
-            await self.backend.release(delivery, delay=self.queue.retry_delay_for(delivery.receive_count))
+            await self.backend.release(
+                delivery, delay=self.queue.retry_delay_for(delivery.receive_count)
+            )
             return
         await self.backend.dead_letter(delivery, reason=reason)
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -113,8 +113,8 @@ class Runtime:
         await receivers.__aexit__(None, None, None)
         grace = self.grace if grace is None else grace
         with anyio.move_on_after(grace):
-            while self.active:
-                await anyio.sleep(0.01)
+            for worker in self.workers:
+                await worker.idle.wait()
         if self.active:
             event(log, logging.WARNING, "workers.grace_expired", cancelled=self.active)
         handlers.cancel_scope.cancel()
@@ -146,9 +146,15 @@ class Runtime:
         """Encode ``body`` and send it to ``queue``; see ``App.send``."""
         spec = self._queue_spec(queue)
         message = build_outgoing(
-            f"queue {queue!r}", body, attributes, spec.max_message_size,
-            fifo=spec.fifo, content_dedup=spec.content_based_deduplication,
-            delay=delay, group_id=group_id, deduplication_id=deduplication_id,
+            f"queue {queue!r}",
+            body,
+            attributes,
+            spec.max_message_size,
+            fifo=spec.fifo,
+            content_dedup=spec.content_based_deduplication,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
         )
         return await self.backend.send(queue, message)
 
@@ -170,9 +176,14 @@ class Runtime:
                 "add @app.on_topic(...) or app.topic(...)"
             )
         message = build_outgoing(
-            f"topic {topic!r}", body, attributes, spec.max_message_size,
-            fifo=spec.fifo, content_dedup=spec.content_based_deduplication,
-            group_id=group_id, deduplication_id=deduplication_id,
+            f"topic {topic!r}",
+            body,
+            attributes,
+            spec.max_message_size,
+            fifo=spec.fifo,
+            content_dedup=spec.content_based_deduplication,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
         )
         return await self.backend.publish(topic, message)
 
@@ -187,7 +198,10 @@ class Runtime:
 
     async def stats(self) -> dict[str, QueueStats]:
         """Return every declared queue's stats, by name."""
-        return {s.name: s for s in await operations.queue_stats(self.backend, list(self.registry.queues))}
+        return {
+            s.name: s
+            for s in await operations.queue_stats(self.backend, list(self.registry.queues))
+        }
 
 
 def build_outgoing(
@@ -237,14 +251,16 @@ def build_outgoing(
 
 def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
     if len(attributes) > 10:
-        raise InvalidMessageError(f"{where}: at most 10 message attributes are allowed, got {len(attributes)}")
+        raise InvalidMessageError(
+            f"{where}: at most 10 message attributes are allowed, got {len(attributes)}"
+        )
     for key, value in attributes.items():
         if not isinstance(key, str) or not key:
-            raise InvalidMessageError(f"{where}: attribute names must be non-empty strings, got {key!r}")
+            raise InvalidMessageError(
+                f"{where}: attribute names must be non-empty strings, got {key!r}"
+            )
         if not isinstance(value, str | int | float | bool | list):
             raise InvalidMessageError(
                 f"{where}: attribute {key!r} is a {type(value).__name__}; "
                 "use str, int, float, bool or a list of them"
             )
-
-

@@ -61,7 +61,9 @@ async def redrive(
                         f"cannot redrive to {target!r}: no such queue "
                         f"(queues: {', '.join(sorted(names))})"
                     )
-                await backend.send(target, redriven(delivery, fifo=fifo or target.endswith(".fifo")))
+                await backend.send(
+                    target, redriven(delivery, fifo=fifo or target.endswith(".fifo"))
+                )
             except BaseException:
                 for unsent in batch[index:]:
                     await backend.release(unsent, delay=0)

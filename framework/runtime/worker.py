@@ -29,6 +29,8 @@ class Worker:
         self.poll_wait = poll_wait
         self.active = 0
         self._slot_freed = anyio.Event()
+        self.idle = anyio.Event()
+        self.idle.set()
         self._stopping = anyio.CancelScope()
 
     def stop_receiving(self) -> None:
@@ -49,13 +51,20 @@ class Worker:
                         self.queue.name, limit=limit, wait=self.poll_wait
                     )
                 except Exception as exc:  # a broker hiccup: say so, back off, go on
-                    event(log, logging.ERROR, "worker.receive_failed", queue=self.queue.name,
-                          error=f"{type(exc).__name__}: {exc}")
+                    event(
+                        log,
+                        logging.ERROR,
+                        "worker.receive_failed",
+                        queue=self.queue.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
                     await anyio.sleep(1.0)
                     continue
                 if not deliveries:
                     continue
                 received_at = self.backend.clock.now()
+                if self.idle.is_set():
+                    self.idle = anyio.Event()
                 if self.queue.fifo:
                     groups: defaultdict[str | None, list[Delivery]] = defaultdict(list)
                     for d in deliveries:
@@ -98,3 +107,5 @@ class Worker:
         if count:
             self.active -= count
             self._slot_freed.set()
+            if self.active == 0:
+                self.idle.set()

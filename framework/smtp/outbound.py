@@ -111,7 +111,9 @@ class Mailer:
         for filename, content_type, data in attachments:
             maintype, _, subtype = content_type.partition("/")
             message.add_attachment(
-                data, maintype=maintype, subtype=subtype or "octet-stream",
+                data,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
                 filename=_no_newlines("filename", filename),
             )
         mail = OutgoingMail(

@@ -88,7 +88,7 @@ def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
     assert isinstance(message, EmailMessage)
     headers: dict[str, str] = {}
     defects = [type(d).__name__ for d in message.defects]
-    for key in message.keys():
+    for key in message:
         try:
             headers.setdefault(key, str(message[key]))
         except Exception as exc:  # an undecodable header: keep going

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import smtplib
 import time
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import httpx
@@ -12,6 +15,7 @@ from framework.backends import from_url
 from framework.backends.base import OutgoingMail, QueueStats
 from framework.runtime import Runtime
 from framework.smtp.parsing import Email, parse
+from framework.smtp.receiver import Receiver
 from framework.testing.clock import RealClock, VirtualClock, settle
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ class TestApp:
             self.clock = RealClock()
             self.backend.clock = self.clock
             poll_wait = 1.0
+        self.receiver: Receiver | None = None
         self.runtime = Runtime(app, self.backend, workers=workers, grace=grace, poll_wait=poll_wait)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app.asgi), base_url="http://testserver"
@@ -57,12 +62,21 @@ class TestApp:
 
     async def __aenter__(self) -> Self:
         await self.runtime.__aenter__()
-        await self.http.__aenter__()
+        try:
+            if self.app.registry.email_rules:
+                self.receiver = Receiver(self.runtime, port=0)
+                await self.receiver.start()
+            await self.http.__aenter__()
+        except BaseException:
+            await self.runtime.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.http.__aexit__(None, None, None)
+            if self.receiver is not None:
+                await self.receiver.stop()
         finally:
             await self.runtime.__aexit__(*exc_info)
 
@@ -76,7 +90,8 @@ class TestApp:
         """Return every declared queue's depth, in flight, delayed and dead letters."""
         return await self.runtime.stats()
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    # The timeout is in real seconds and bounds a test, so it is an argument, not a scope.
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Run until no message is visible in any handled queue and no handler is running.
 
         Messages waiting for a delay or a retry are left waiting: move ``clock`` for them.
@@ -104,6 +119,50 @@ class TestApp:
                 raise TimeoutError(f"app still busy after {timeout}s: {stats}")
             await anyio.sleep(0.001 if isinstance(self.clock, VirtualClock) else 0.05)
 
-    async def send_email(self, *args: Any, **kwargs: Any) -> None:
-        """Send a mail through the app's SMTP receiver (see the SMTP receiver's docs)."""
-        raise NotImplementedError("the SMTP receiver is not part of this release yet")
+    async def send_email(
+        self,
+        *,
+        to: str | Sequence[str],
+        from_: str = "sender@example.org",
+        subject: str = "",
+        text: str = "",
+        html: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        """Send a mail through the app's real SMTP receiver, over loopback, with smtplib.
+
+        Args:
+            to: Recipient address(es), used for RCPT TO (and the To header).
+            from_: The envelope sender and From header.
+            subject: The subject.
+            text: The plain-text body.
+            html: An HTML alternative.
+            headers: Extra headers.
+            raw: Send these bytes as the message instead of building one.
+
+        Raises:
+            smtplib.SMTPRecipientsRefused: If the receiver refused every recipient (550).
+            smtplib.SMTPResponseException: For another refusal (552, 554, 451, ...).
+        """
+        if self.receiver is None:
+            raise RuntimeError("the app has no @on_email handler, so no SMTP receiver runs")
+        recipients = [to] if isinstance(to, str) else list(to)
+        if raw is None:
+            message = EmailMessage()
+            message["From"] = from_
+            message["To"] = ", ".join(recipients)
+            message["Subject"] = subject
+            for key, value in (headers or {}).items():
+                message[key] = value
+            message.set_content(text)
+            if html is not None:
+                message.add_alternative(html, subtype="html")
+            raw = bytes(message)
+        port = self.receiver.port
+
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.sendmail(from_, recipients, raw)
+
+        await anyio.to_thread.run_sync(deliver)

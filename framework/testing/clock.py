@@ -80,7 +80,7 @@ class VirtualClock:
     async def sleep_until(self, when: float) -> None:
         """Wait until virtual time reaches ``when``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        timer = self.call_at(when, lambda: future.done() or future.set_result(None))
+        timer = self.call_at(when, lambda: None if future.done() else future.set_result(None))
         try:
             await future
         finally:

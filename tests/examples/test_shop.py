@@ -86,7 +86,7 @@ async def test_filter_policy_keeps_other_events_from_notify() -> None:
 
 
 async def test_failing_order_is_dead_lettered_after_three_receives_and_redriven() -> None:
-    """A negative total fails three times 30 s apart, lands in orders-dlq; redrive brings it back."""
+    """A negative total fails three times, 30 s apart, into orders-dlq; redrive brings it back."""
     async with TestApp(shop.app) as t:
         await t.http.post("/orders", json=BAD_ORDER)
         await t.drain()  # receive 1 fails
@@ -100,9 +100,8 @@ async def test_failing_order_is_dead_lettered_after_three_receives_and_redriven(
         stats = await t.stats()
         assert stats["orders"].dead_letters == 1
         assert stats["orders-dlq"].depth == 1
-        assert (stats["orders"].depth, stats["orders"].in_flight, stats["orders"].delayed) == (
-            0, 0, 0,
-        )
+        orders = stats["orders"]
+        assert (orders.depth, orders.in_flight, orders.delayed) == (0, 0, 0)
         assert (await t.http.get("/orders/2")).json()["status"] == "accepted"
         assert t.outbox == []
 

@@ -146,7 +146,9 @@ class MemoryBackend:
         spec = self._topics.get(topic)
         if spec is None:
             known = ", ".join(sorted(self._topics)) or "none"
-            raise UnknownTopicError(f"topic {topic!r} does not exist on memory:// (topics: {known})")
+            raise UnknownTopicError(
+                f"topic {topic!r} does not exist on memory:// (topics: {known})"
+            )
         message_id = message.message_id or str(uuid.uuid4())
         dedup = self._topic_dedup.get(topic)
         if dedup is not None:

@@ -9,6 +9,7 @@ by one clock timer set at the earliest deadline that matters to them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import uuid
@@ -37,6 +38,7 @@ class _Record:
     sent_at: datetime
     group_id: str | None
     deduplication_id: str | None
+    expires_at: float = float("inf")
     state: str = _VISIBLE
     epoch: int = 0
     receive_count: int = 0
@@ -50,6 +52,11 @@ class _Group:
 
     messages: deque[_Record] = field(default_factory=deque)
     locked: bool = False
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class MemoryQueue:
@@ -143,6 +150,7 @@ class MemoryQueue:
             sent_at=message.sent_at or self.clock.wall(),
             group_id=message.group_id if self.spec.fifo else None,
             deduplication_id=message.deduplication_id,
+            expires_at=self.clock.now() + self.spec.retention,
             state=_DELAYED,
         )
         self.counts[_DELAYED] += 1
@@ -156,11 +164,22 @@ class MemoryQueue:
             self._make_visible(record)
         return record.message_id
 
+    def _expired(self, record: _Record) -> bool:
+        """Drop a message past the queue's retention period, as SQS does, when it surfaces."""
+        if record.expires_at > self.clock.now():
+            return False
+        self._remove(record)
+        return True
+
     def _take(self, limit: int) -> list[_Record]:
         taken: list[_Record] = []
         while self._ready and len(taken) < limit:
             _, record = heapq.heappop(self._ready)
-            if record.state == _VISIBLE and record.message_id in self._records:
+            if (
+                record.state == _VISIBLE
+                and record.message_id in self._records
+                and not self._expired(record)
+            ):
                 taken.append(record)
         while self._ready_groups and len(taken) < limit:
             _, group_id = heapq.heappop(self._ready_groups)
@@ -168,6 +187,8 @@ class MemoryQueue:
             if group is None or group.locked or not group.messages:
                 continue
             head = group.messages[0]
+            if head.state == _VISIBLE and self._expired(head):
+                continue
             if head.state == _VISIBLE:
                 # One message per group per receive: the group stays locked until it is settled.
                 group.locked = True
@@ -215,7 +236,7 @@ class MemoryQueue:
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             self._waiting_until = min(self._waiting_until, wake_at)
-            timer = self.clock.call_at(wake_at, lambda w=waiter: w.done() or w.set_result(None))
+            timer = self.clock.call_at(wake_at, functools.partial(_resolve, waiter))
             try:
                 await waiter
             finally:

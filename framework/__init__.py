@@ -4,6 +4,7 @@ from framework.app import App
 from framework.context import Context, DeadLetterInfo, Message
 from framework.exceptions import (
     AppNotRunningError,
+    BackendUnavailableError,
     ConfigError,
     DeclarationError,
     FrameworkError,
@@ -11,6 +12,8 @@ from framework.exceptions import (
     InvalidMessageError,
     MailError,
     MessageTooLargeError,
+    MissingDependencyError,
+    UnknownBackendError,
     UnknownQueueError,
     UnknownTopicError,
 )
@@ -20,6 +23,7 @@ __all__ = [
     "App",
     "AppNotRunningError",
     "Attachment",
+    "BackendUnavailableError",
     "ConfigError",
     "Context",
     "DeadLetterInfo",
@@ -31,6 +35,8 @@ __all__ = [
     "MailError",
     "Message",
     "MessageTooLargeError",
+    "MissingDependencyError",
+    "UnknownBackendError",
     "UnknownQueueError",
     "UnknownTopicError",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from framework.codec import JSON
+from framework.codec import JSON, decode_any
 from framework.exceptions import DeclarationError
 
 __all__ = ["Binder", "Param", "PoisonBodyError", "bind"]
@@ -76,9 +77,15 @@ class Binder:
             if annotation is str and not content_type.startswith(JSON):
                 return body.decode()
             if self.body_adapter is None:  # no annotation: JSON parsed, text as str, else bytes
-                from framework.codec import decode_any
-
                 return decode_any(body, content_type)
+            if content_type.startswith("text/"):
+                # Text validates as a str (str | None, Literal["a"], constrained strings); text
+                # that only makes sense as JSON (a model sent as text) is tried as JSON next.
+                text = body.decode()
+                try:
+                    return self.body_adapter.validate_python(text)
+                except ValidationError:
+                    return self.body_adapter.validate_json(body)
             return self.body_adapter.validate_json(body)
         except ValidationError as exc:
             raise PoisonBodyError(_summarise(exc)) from exc
@@ -145,7 +152,7 @@ def bind(
             source = special
         elif kind == "route" and p.name in path_names:
             source = "path"
-        elif kind == "route" and not _is_body_type(annotation):
+        elif kind == "route" and (not _is_body_type(annotation) or _is_scalar_list(annotation)):
             source = "query"
         elif body is None:
             source = "body"
@@ -193,11 +200,25 @@ def bind(
 
 
 def _is_body_type(annotation: Any) -> bool:
-    """True for annotations that only a request body can carry: models, dicts, lists."""
+    """True for annotations that only a request body can carry: models, dicts, lists (or None)."""
     origin = typing.get_origin(annotation) or annotation
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_is_body_type(a) for a in typing.get_args(annotation) if a is not types.NoneType)
     if isinstance(origin, type):
         return issubclass(origin, BaseModel | Mapping | list | tuple | set)
     return False
+
+
+def _is_scalar_list(annotation: Any) -> bool:
+    """True for ``list[str]``, ``list[int] | None`` and the like: a route's repeated query key."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not types.NoneType]
+    if origin is typing.Union or origin is types.UnionType:
+        return len(args) == 1 and _is_scalar_list(args[0])
+    return origin is list and len(args) == 1 and args[0] in _SCALARS
+
+
+_SCALARS = (str, int, float, bool)
 
 
 def call_args(binder: Binder, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,19 +32,29 @@ class DeadLetterInfo:
     receive_count: int
     error_type: str
     error_message: str
-    time: datetime
+    time: datetime | None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> DeadLetterInfo | None:
         """Return the info carried in ``headers``, or None for a message never dead-lettered."""
         if DLQ_SOURCE not in headers:
             return None
+        # Headers can be edited by hand or by another producer: read what parses, never raise,
+        # so a damaged header never keeps a message from its handler.
+        try:
+            count = int(headers.get(DLQ_RECEIVE_COUNT, "0"))
+        except ValueError:
+            count = 0
+        try:
+            when: datetime | None = datetime.fromisoformat(headers[DLQ_TIME])
+        except (KeyError, ValueError):
+            when = None
         return cls(
             source_queue=headers[DLQ_SOURCE],
-            receive_count=int(headers.get(DLQ_RECEIVE_COUNT, "0")),
+            receive_count=count,
             error_type=headers.get(DLQ_ERROR_TYPE, ""),
             error_message=headers.get(DLQ_ERROR_MESSAGE, ""),
-            time=datetime.fromisoformat(headers[DLQ_TIME]),
+            time=when,
         )
 
 

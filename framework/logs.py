@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["configure", "event"]
+__all__ = ["FieldsAdapter", "configure", "event"]
 
 _SECRET_KEYS = ("password", "secret", "token", "authorization", "api_key")
 
@@ -16,6 +16,20 @@ def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
     """Log event ``name`` (like ``message.dead_lettered``) with structured ``fields``."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})
+
+
+class FieldsAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A logger that adds its fields (queue, message id) to the fields of every record.
+
+    ``logger.info("order.shipped", extra={"fields": {"order": id}})`` keeps both sets.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(kwargs.get("extra") or {})
+        base = (self.extra or {}).get("fields", {})
+        extra["fields"] = {**base, **extra.get("fields", {})}
+        kwargs["extra"] = extra
+        return msg, kwargs
 
 
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:

@@ -107,8 +107,8 @@ class QueueSpec:
                 f"queue {name!r}: a FIFO queue's name must end in '.fifo' and only a FIFO "
                 "queue's may; rename it or set fifo=" + ("False" if not fifo else "True")
             )
-        dead_letter = options.get("dead_letter", _dlq_name(name))
-        spec = cls(name=name, dead_letter=dead_letter, **{**options, "fifo": fifo})
+        values = {"dead_letter": _dlq_name(name), **options, "fifo": fifo}
+        spec = cls(name=name, **values)
         spec.check()
         return spec
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import importlib
 
-from framework.backends.base import Backend, DeadLetterReason, Delivery, Outgoing, QueueStats
+from framework.backends.base import (
+    AttributeValue,
+    Backend,
+    DeadLetterReason,
+    Delivery,
+    Outgoing,
+    OutgoingMail,
+    QueueStats,
+)
 from framework.exceptions import MissingDependencyError, UnknownBackendError
 
-__all__ = ["Backend", "DeadLetterReason", "Delivery", "Outgoing", "QueueStats", "from_url"]
+__all__ = [
+    "AttributeValue",
+    "Backend",
+    "DeadLetterReason",
+    "Delivery",
+    "Outgoing",
+    "OutgoingMail",
+    "QueueStats",
+    "from_url",
+]
 
 _SCHEMES = {
     "memory": ("framework.backends.memory:MemoryBackend", None),

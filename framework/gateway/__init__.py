@@ -1,5 +1,5 @@
-"""The HTTP gateway: a starlette app built from the app's RouteSpecs, plus the admin API."""
+"""The HTTP gateway: an ASGI application built from the app's RouteSpecs, plus the admin API."""
 
-from framework.gateway.app import build
+from framework.gateway.app import Gateway, build
 
-__all__ = ["build"]
+__all__ = ["Gateway", "build"]

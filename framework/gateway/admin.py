@@ -1,17 +1,266 @@
-"""The admin API under ``/_framework/``: how the CLI reaches a running app's backend."""
+"""The admin API under ``/_framework/``: how ``framework ... --server URL`` reaches a running app.
+
+The CLI is written against exactly this contract:
+
+| request | response |
+| --- | --- |
+| ``GET /_framework/health`` | ``{"status": "ok", "app": NAME}`` |
+| ``GET /_framework/queues`` | ``{"queues": [QueueStats.as_dict(), ...]}``, sorted by name |
+| ``POST /_framework/queues/{name}/messages`` | 201 ``{"message_id": ...}`` |
+| ``POST /_framework/topics/{name}/messages`` | 201 ``{"message_id": ...}`` |
+| ``POST /_framework/queues/{name}/redrive`` | ``{"moved": N}`` |
+| ``POST /_framework/queues/{name}/purge`` | ``{"purged": N}`` |
+| ``GET /_framework/routes`` | ``{"routes": [ROUTE, ...]}`` |
+
+A ROUTE is ``{"methods": [...], "path": FULL_PATH, "handler": "module.qualname", "version": V,
+"status_code": N}``, in declaration order.
+
+Message bodies are ``{"body": <any JSON>, "attributes": {...}, "delay": 0, "group_id": null,
+"deduplication_id": null}`` (no ``delay`` for topics); a JSON string is sent as text, anything
+else as JSON. Redrive takes ``{"to": null, "limit": null}`` or no body. Errors: 401 (no bearer
+token, with ``WWW-Authenticate: Bearer``) and 403 (a wrong one) when ``app.admin_token`` is set;
+404 for an unknown queue or topic; 400 for a message the queue refuses, 413 for one too large;
+422 for a malformed request body; 503 when the app is not running.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.routing import BaseRoute
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import Receive, Scope, Send
+
+from framework.exceptions import (
+    AppNotRunningError,
+    BackendUnavailableError,
+    FrameworkError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
+from framework.gateway.errors import HTTPError, RequestValidationError, field_errors
+from framework.gateway.inputs import check_json_content_type, header, read_body
+from framework.gateway.responses import send_json
+from framework.gateway.routing import Endpoint
+from framework.registry import DEFAULT_MESSAGE_SIZE
+from framework.runtime import operations
+from framework.runtime.lifecycle import build_outgoing
 
 if TYPE_CHECKING:
     from framework.app import App
+    from framework.runtime import Runtime
 
-__all__ = ["admin_routes"]
+__all__ = ["ADMIN_PREFIX", "admin_routes"]
+
+ADMIN_PREFIX = "/_framework"
+
+# Checked in order: MessageTooLargeError is an InvalidMessageError.
+_STATUS: tuple[tuple[type[FrameworkError], int], ...] = (
+    (UnknownQueueError, 404),
+    (UnknownTopicError, 404),
+    (MessageTooLargeError, 413),
+    (InvalidMessageError, 400),
+    (AppNotRunningError, 503),
+    (BackendUnavailableError, 503),
+)
 
 
-def admin_routes(app: App) -> list[BaseRoute]:
-    """Return the admin routes for ``app``."""
-    return []
+class TopicMessage(BaseModel):
+    """The request body of ``POST /_framework/topics/{name}/messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: Any = Field(description="Any JSON; a string is sent as text, anything else as JSON.")
+    attributes: dict[str, Any] | None = None
+    group_id: str | None = None
+    deduplication_id: str | None = None
+
+
+class QueueMessage(TopicMessage):
+    """The request body of ``POST /_framework/queues/{name}/messages``."""
+
+    delay: float | None = None  # null or absent: no delay
+
+
+class Redrive(BaseModel):
+    """The request body of ``POST /_framework/queues/{name}/redrive``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = None
+    limit: int | None = Field(default=None, ge=0)
+
+
+Operation = Callable[["App", Scope, Receive, int], Awaitable[tuple[int, Any]]]
+"""An admin operation: ``(app, scope, receive, max body size)`` to ``(status, JSON data)``."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def admin_routes(app: App, max_body_size: int) -> list[tuple[str, tuple[str, ...], Endpoint]]:
+    """Return the admin API's routes as ``(path, methods, endpoint)``.
+
+    Args:
+        app: The app whose runtime the operations act on.
+        max_body_size: The largest request body accepted, in bytes.
+    """
+    ops: list[tuple[str, str, Operation]] = [
+        ("GET", "/health", _health),
+        ("GET", "/queues", _queues),
+        ("POST", "/queues/{name}/messages", _send),
+        ("POST", "/topics/{name}/messages", _publish),
+        ("POST", "/queues/{name}/redrive", _redrive),
+        ("POST", "/queues/{name}/purge", _purge),
+        ("GET", "/routes", _routes),
+    ]
+    return [
+        (ADMIN_PREFIX + path, (method,), _endpoint(app, op, max_body_size))
+        for method, path, op in ops
+    ]
+
+
+def _endpoint(app: App, operation: Operation, limit: int) -> Endpoint:
+    async def endpoint(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        _authorize(app.admin_token, header(scope, b"authorization"))
+        try:
+            status, data = await operation(app, scope, receive, limit)
+        except FrameworkError as exc:
+            for kind, code in _STATUS:
+                if isinstance(exc, kind):
+                    raise HTTPError(code, str(exc)) from exc
+            raise
+        await send_json(send, status, data, request_id)
+
+    return endpoint
+
+
+def _authorize(token: str | None, authorization: bytes | None) -> None:
+    """Let the request through when no token is configured or it bears the token."""
+    if not token:
+        return
+    scheme, _, given = (authorization or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not given.strip():
+        raise HTTPError(
+            401,
+            "the admin API needs `Authorization: Bearer TOKEN` (the app's admin token)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip(), token.encode()):
+        raise HTTPError(403, "the admin token is not valid")
+
+
+async def _json(scope: Scope, receive: Receive, limit: int, model: type[M], *, empty: bool) -> M:
+    """Read and validate the request body as ``model``; an empty body is ``{}`` if ``empty``."""
+    check_json_content_type(header(scope, b"content-type"))
+    raw = await read_body(receive, limit, header(scope, b"content-length"))
+    try:
+        if not raw.strip() and empty:
+            return model()
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(field_errors(exc, "body")) from None
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+async def _health(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    return 200, {"status": "ok", "app": app.name}
+
+
+async def _queues(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    stats = await operations.queue_stats(app.runtime.backend)
+    return 200, {"queues": [s.as_dict() for s in stats]}
+
+
+async def _send(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    m = await _json(scope, receive, limit, QueueMessage, empty=False)
+    if name in runtime.registry.queues:
+        message_id = await runtime.send(
+            name,
+            m.body,
+            attributes=m.attributes,
+            delay=m.delay or 0,
+            group_id=m.group_id,
+            deduplication_id=m.deduplication_id,
+        )
+    else:
+        message_id = await _send_undeclared(runtime, name, m)
+    return 201, {"message_id": message_id}
+
+
+async def _send_undeclared(runtime: Runtime, name: str, m: QueueMessage) -> str:
+    """Send to a queue the backend has but this app does not declare (another app's queue)."""
+    # The queue's options are unknown here: FIFO is read from the name, and content-based
+    # deduplication is left to the backend, which refuses a message it cannot deduplicate.
+    fifo = name.endswith(".fifo")
+    message = build_outgoing(
+        f"queue {name!r}",
+        m.body,
+        m.attributes,
+        DEFAULT_MESSAGE_SIZE,
+        fifo=fifo,
+        content_dedup=fifo,
+        delay=m.delay or 0,
+        group_id=m.group_id,
+        deduplication_id=m.deduplication_id,
+    )
+    return await runtime.backend.send(name, message)
+
+
+async def _publish(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    m = await _json(scope, receive, limit, TopicMessage, empty=False)
+    message_id = await runtime.publish(
+        name,
+        m.body,
+        attributes=m.attributes,
+        group_id=m.group_id,
+        deduplication_id=m.deduplication_id,
+    )
+    return 201, {"message_id": message_id}
+
+
+async def _redrive(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    r = await _json(scope, receive, limit, Redrive, empty=True)
+    known = set(await runtime.backend.queues())
+    for queue in (name, r.to):
+        if queue is not None and queue not in known:
+            raise UnknownQueueError(
+                f"queue {queue!r} does not exist (queues: {', '.join(sorted(known)) or 'none'})"
+            )
+    moved = await operations.redrive(
+        runtime.backend,
+        name,
+        to=r.to,
+        limit=r.limit,
+        sources=runtime.registry.dead_letter_sources(name),
+    )
+    return 200, {"moved": moved}
+
+
+async def _purge(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    name: str = scope["path_params"]["name"]
+    return 200, {"purged": await app.runtime.backend.purge(name)}
+
+
+async def _routes(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    routes = [
+        {
+            "methods": list(spec.methods),
+            "path": spec.full_path,
+            "handler": spec.binder.handler_name,
+            "version": spec.version,
+            "status_code": spec.status_code,
+        }
+        for spec in app.registry.routes
+    ]
+    return 200, {"routes": routes}

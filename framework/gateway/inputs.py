@@ -84,7 +84,9 @@ def check_json_content_type(value: bytes | None) -> None:
     if value is None:
         return
     media = value.split(b";", 1)[0].strip().lower()
-    if media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json")):
+    if media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    ):
         return
     raise HTTPError(
         415,

@@ -74,7 +74,10 @@ async def send_json(
 
 
 async def send_error(send: Send, error: HTTPError, request_id: str) -> None:
-    """Send ``error`` as ``{"detail": ...}`` with its status and headers."""
+    """Send ``error`` as ``{"detail": ...}`` with its status and headers (no body for 204, 304)."""
+    if error.status in (204, 304):
+        await send_bytes(send, error.status, b"", None, request_id, error.raw_headers())
+        return
     await send_json(send, error.status, {"detail": error.detail}, request_id, error.raw_headers())
 
 
@@ -118,8 +121,10 @@ async def _send_response(
         nonlocal started
         if message["type"] == "http.response.start":
             started = True
-            # A new list: the response's own raw_headers must not grow if it is sent again.
-            message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            headers = list(message.get("headers", ()))  # a copy: the response may be sent again
+            if all(key != b"x-request-id" for key, _ in headers):  # the handler's own id wins
+                headers.append(id_header)
+            message = {**message, "headers": headers}
         await send(message)
 
     try:

@@ -2,7 +2,8 @@
 
 Paths without parameters are found with one dict lookup; templated paths (``/orders/{id}``)
 are tried in declaration order after them, so ``/orders/new`` wins over ``/orders/{id}``
-whichever was declared first. A route serving GET also serves HEAD.
+whichever was declared first. A route serving GET also serves HEAD. There are no trailing-slash
+redirects: ``/orders/`` is a different path from ``/orders``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.convertors import Convertor
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
@@ -80,26 +80,29 @@ class RouteTable:
             HTTPError: 404 when no route has the path; 405, with ``Allow``, when routes
                 have the path but none serves the method.
         """
-        allowed: set[str] = set()
         endpoints = self._static.get(path)
         if endpoints is not None:
             endpoint = endpoints.get(method)
             if endpoint is not None:
                 return endpoint, {}
-            allowed.update(endpoints)
         for template in self._templates:
             found = template.regex.match(path)
             if found is not None:
                 endpoint = template.endpoints.get(method)
                 if endpoint is not None:
                     return endpoint, template.params(found)
+        raise self._unmatched(method, path)
+
+    def _unmatched(self, method: str, path: str) -> HTTPError:
+        allowed = set(self._static.get(path, ()))
+        for template in self._templates:
+            if template.regex.match(path):
                 allowed.update(template.endpoints)
-        if allowed:
-            ordered = ", ".join(sorted(allowed, key=_method_order))
-            raise HTTPError(
-                405, f"method {method} is not allowed on {path}; allowed: {ordered}", {"Allow": ordered}
-            )
-        raise HTTPError(404, f"no route matches {path}")
+        if not allowed:
+            return HTTPError(404, f"no route matches {path}")
+        ordered = ", ".join(sorted(allowed, key=_method_order))
+        detail = f"method {method} is not allowed on {path}; allowed: {ordered}"
+        return HTTPError(405, detail, {"Allow": ordered})
 
 
 def _method_order(method: str) -> int:

@@ -11,9 +11,10 @@ from framework.backends.base import Backend, Delivery
 from framework.binding import PoisonBodyError
 from framework.clock import Timer
 from framework.context import Context, Message
-from framework.logs import event
+from framework.logs import FieldsAdapter, event
 from framework.registry import ConsumerSpec
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
+from framework.semantics.visibility import VisibilityTimeoutError, expired
 from framework.smtp.parsing import envelope_from_headers, parse
 
 if TYPE_CHECKING:
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher", "VisibilityTimeoutError"]
 
 log = logging.getLogger("framework.runtime")
-
-
-class VisibilityTimeoutError(TimeoutError):
-    """The handler was still running when the message's visibility timeout ran out."""
 
 
 class _Lease:
@@ -99,10 +96,7 @@ class Dispatcher:
         finally:
             lease.timer.cancel()
         if lease.scope.cancelled_caught:
-            error = VisibilityTimeoutError(
-                f"handler did not finish within the visibility timeout "
-                f"({self.queue.visibility_timeout:g}s); extend it with ctx.extend_visibility"
-            )
+            error = expired(self.queue.visibility_timeout)
         if error is None:
             await self.backend.ack(delivery)
             self.handled += 1
@@ -147,7 +141,7 @@ class Dispatcher:
         return Context(
             app=self.app,
             message=Message.from_delivery(delivery),
-            logger=logging.LoggerAdapter(
+            logger=FieldsAdapter(
                 self.logger,
                 {"fields": {"queue": delivery.queue, "message_id": delivery.message_id}},
             ),

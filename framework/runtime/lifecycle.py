@@ -259,7 +259,8 @@ def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
             raise InvalidMessageError(
                 f"{where}: attribute names must be non-empty strings, got {key!r}"
             )
-        if not isinstance(value, str | int | float | bool | list):
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str | int | float | bool) for v in items):
             raise InvalidMessageError(
                 f"{where}: attribute {key!r} is a {type(value).__name__}; "
                 "use str, int, float, bool or a list of them"

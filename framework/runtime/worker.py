@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
 
 from framework.backends.base import Backend, Delivery
 from framework.logs import event
@@ -76,6 +77,11 @@ class Worker:
                     for d in deliveries:
                         self.active += 1
                         handlers.start_soon(self._run_one, d, received_at)
+                # Let the new handlers arm their deadlines before the next receive arms its
+                # wake-up for the same leases' expiry: at one instant the handler is then cancelled
+                # and its verdict (retry or dead letter, with the timeout as the error) recorded
+                # before the expired lease could hand the message to another receive.
+                await checkpoint()
 
     async def _run_one(self, delivery: Delivery, received_at: float) -> None:
         try:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from framework.backends.base import DeadLetterReason, Delivery
 from framework.registry import QueueSpec
+from framework.semantics.visibility import VisibilityTimeoutError
 
 __all__ = ["DeadLetter", "Outcome", "Redeliver", "after_failure", "before_handling", "poison"]
 
@@ -38,6 +39,9 @@ def after_failure(
 ) -> Outcome:
     """Decide what happens to a message whose handler raised ``error`` (or timed out).
 
+    A handler that outlived the visibility timeout (a ``VisibilityTimeoutError``) has its
+    message visible again at once; any other failure waits ``retry_delay``.
+
     The delivery that used the last allowed receive goes to the dead-letter queue now, rather
     than after one more wait: the handler ran ``max_receive_count`` times, as on SQS.
     """
@@ -51,6 +55,10 @@ def after_failure(
                 time=now,
             )
         )
+    if isinstance(error, VisibilityTimeoutError):
+        # The visibility timeout ran out: the message is visible again now, as on SQS; the
+        # retry delay is for failures the handler reported.
+        return Redeliver(delay=0.0)
     return Redeliver(delay=queue.retry_delay_for(delivery.receive_count))
 
 

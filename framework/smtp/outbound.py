@@ -16,14 +16,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Mailer"]
 
-# One address: no whitespace, no header separators, exactly one '@' with a dotted or local domain.
-_ADDRESS = re.compile(r"^[^\s@<>,;:\"()\[\]\\]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+# One plain ASCII address (RFC 5322 dot-atom local part, a dotted or local domain). Matched with
+# fullmatch: '$' would also match before a trailing newline, which ends a header block.
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
+# Every character the email package treats as a line break, not just CR and LF.
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _PROTECTED = {"from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "date"}
 
 
 def check_address(address: str) -> str:
     """Return ``address`` if it is one plain mail address; raise MailError otherwise."""
-    if not isinstance(address, str) or not _ADDRESS.match(address):
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
         raise MailError(f"{address!r} is not a valid mail address (one plain user@domain)")
     return address
 
@@ -36,7 +40,7 @@ def _addresses(value: str | Sequence[str] | None) -> list[str]:
 
 
 def _no_newlines(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
+    if not _LINE_BREAKS.isdisjoint(value):
         raise MailError(f"mail header {name!r} contains a line break (header injection refused)")
     return value
 
@@ -98,7 +102,7 @@ class Mailer:
         message_id = make_msgid(domain=from_.rpartition("@")[2])
         message["Message-ID"] = message_id
         for name, value in (headers or {}).items():
-            if name.lower() in _PROTECTED or not re.match(r"^[!-9;-~]+$", name):
+            if name.lower() in _PROTECTED or not _HEADER_NAME.fullmatch(name):
                 raise MailError(f"mail header {name!r} cannot be set through headers=")
             message[name] = _no_newlines(name, value)
         message.set_content(text if text is not None else "")

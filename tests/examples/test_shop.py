@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import pytest
 
 from examples import shop
+from framework import App
 from framework.testing import TestApp
 
 ORDER = {"id": "1", "total": 9.5, "email": "a@b.example"}
@@ -25,109 +26,117 @@ def empty_shop() -> Iterator[None]:
         part.clear()
 
 
-# TestApp is entered inside each test, not in an async fixture: it opens task groups, which
-# must be left in the task that entered them, and pytest-asyncio tears fixtures down in another.
+# --8<-- [start:fixtures]
+@pytest.fixture
+def framework_app() -> App:
+    """The app the plugin's ``framework_test_app`` fixture runs."""
+    return shop.app
 
 
-async def test_order_is_accepted_processed_and_notified() -> None:
+@pytest.fixture
+def t(framework_test_app: TestApp) -> TestApp:
+    """The shop running in-process on the test backend (memory:// unless told otherwise)."""
+    return framework_test_app
+
+
+# --8<-- [end:fixtures]
+# --8<-- [start:happy-path]
+async def test_order_is_accepted_processed_and_notified(t: TestApp) -> None:
     """A posted order is queued, processed, fanned out to both subscribers and mailed to ops."""
-    async with TestApp(shop.app) as t:
-        response = await t.http.post("/orders", json=ORDER)
-        assert response.status_code == 202
-        assert response.json() == {"accepted": "1"}
+    response = await t.http.post("/orders", json=ORDER)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": "1"}
 
-        await t.drain()
+    await t.drain()
 
-        status = await t.http.get("/orders/1")
-        assert status.json() == {"id": "1", "status": "notified"}
-        assert shop.AUDIT == [("1", "created")]
-        [mail] = t.outbox
-        assert mail.to == ("ops@shop.example",)
-        assert mail.subject == "order 1"
-        assert mail.text is not None
-        assert "a@b.example" in mail.text
-        assert "9.50" in mail.text
+    status = await t.http.get("/orders/1")
+    assert status.json() == {"id": "1", "status": "notified"}
+    assert shop.AUDIT == [("1", "created")]
+    [mail] = t.outbox
+    assert mail.to == ("ops@shop.example",)
+    assert mail.subject == "order 1"
+    assert mail.text is not None
+    assert "a@b.example" in mail.text
+    assert "9.50" in mail.text
 
 
-async def test_status_is_accepted_until_the_queue_is_drained() -> None:
+# --8<-- [end:happy-path]
+async def test_status_is_accepted_until_the_queue_is_drained(t: TestApp) -> None:
     """The route answers before the queue handler runs, and the status says so."""
-    async with TestApp(shop.app) as t:
-        await t.http.post("/orders", json=ORDER)
-        assert (await t.http.get("/orders/1")).json()["status"] == "accepted"
-        await t.drain()
-        assert (await t.http.get("/orders/1")).json()["status"] == "notified"
+    await t.http.post("/orders", json=ORDER)
+    assert (await t.http.get("/orders/1")).json()["status"] == "accepted"
+    await t.drain()
+    assert (await t.http.get("/orders/1")).json()["status"] == "notified"
 
 
-async def test_unknown_order_is_404() -> None:
+async def test_unknown_order_is_404(t: TestApp) -> None:
     """Asking for an order that was never posted is a 404, not a 500."""
-    async with TestApp(shop.app) as t:
-        response = await t.http.get("/orders/nope")
-        assert response.status_code == 404
+    response = await t.http.get("/orders/nope")
+    assert response.status_code == 404
 
 
-async def test_invalid_order_is_422_with_field_errors() -> None:
+async def test_invalid_order_is_422_with_field_errors(t: TestApp) -> None:
     """A bad body is refused at the gateway with one error per field, and never queued."""
-    async with TestApp(shop.app) as t:
-        response = await t.http.post("/orders", json={"id": "3", "total": "lots"})
-        assert response.status_code == 422
-        fields = {tuple(error["loc"]) for error in response.json()["detail"]}
-        assert fields == {("body", "total"), ("body", "email")}
-        assert (await t.stats())["orders"].depth == 0
-        assert shop.STATUS == {}
+    response = await t.http.post("/orders", json={"id": "3", "total": "lots"})
+    assert response.status_code == 422
+    fields = {tuple(error["loc"]) for error in response.json()["detail"]}
+    assert fields == {("body", "total"), ("body", "email")}
+    assert (await t.stats())["orders"].depth == 0
+    assert shop.STATUS == {}
 
 
-async def test_filter_policy_keeps_other_events_from_notify() -> None:
+async def test_filter_policy_keeps_other_events_from_notify(t: TestApp) -> None:
     """An event whose type is not "created" reaches audit (no filter) but not notify."""
-    async with TestApp(shop.app) as t:
-        await shop.app.publish("order-events", ORDER, attributes={"type": "cancelled"})
-        await t.drain()
-        assert shop.AUDIT == [("1", "cancelled")]
-        assert t.outbox == []
+    await shop.app.publish("order-events", ORDER, attributes={"type": "cancelled"})
+    await t.drain()
+    assert shop.AUDIT == [("1", "cancelled")]
+    assert t.outbox == []
 
 
-async def test_failing_order_is_dead_lettered_after_three_receives_and_redriven() -> None:
+# --8<-- [start:dead-letters]
+async def test_failing_order_is_dead_lettered_after_three_receives_and_redriven(
+    t: TestApp,
+) -> None:
     """A negative total fails three times, 30 s apart, into orders-dlq; redrive brings it back."""
-    async with TestApp(shop.app) as t:
-        await t.http.post("/orders", json=BAD_ORDER)
-        await t.drain()  # receive 1 fails
-        for _ in range(2):  # receives 2 and 3, each after the 30 s retry delay
-            orders = (await t.stats())["orders"]
-            # Waiting out its retry delay, the message is in flight (not visible), as on SQS.
-            assert (orders.in_flight, orders.dead_letters) == (1, 0)
-            await t.clock.advance(30)
-            await t.drain()
-
-        stats = await t.stats()
-        assert stats["orders"].dead_letters == 1
-        assert stats["orders-dlq"].depth == 1
-        orders = stats["orders"]
-        assert (orders.depth, orders.in_flight, orders.delayed) == (0, 0, 0)
-        assert (await t.http.get("/orders/2")).json()["status"] == "accepted"
-        assert t.outbox == []
-
-        assert await shop.app.redrive("orders-dlq") == 1
-        assert (await t.stats())["orders-dlq"].depth == 0
-
-        # Back on orders with its receive count reset, it gets three full tries again.
+    await t.http.post("/orders", json=BAD_ORDER)
+    await t.drain()  # receive 1 fails
+    for _ in range(2):  # receives 2 and 3, each after the 30 s retry delay
+        orders = (await t.stats())["orders"]
+        # Waiting out its retry delay, the message is in flight (not visible), as on SQS.
+        assert (orders.in_flight, orders.dead_letters) == (1, 0)
+        await t.clock.advance(30)
         await t.drain()
-        for _ in range(2):
-            assert (await t.stats())["orders"].dead_letters == 0
-            await t.clock.advance(30)
-            await t.drain()
-        assert (await t.stats())["orders"].dead_letters == 1
 
+    stats = await t.stats()
+    assert stats["orders"].dead_letters == 1
+    assert stats["orders-dlq"].depth == 1
+    orders = stats["orders"]
+    assert (orders.depth, orders.in_flight, orders.delayed) == (0, 0, 0)
+    assert (await t.http.get("/orders/2")).json()["status"] == "accepted"
+    assert t.outbox == []
 
-async def test_support_handler_receives_parsed_mail() -> None:
-    """Raw mail on the support rule's queue reaches the handler parsed into an Email."""
-    message = EmailMessage()
-    message["From"] = "customer@example.org"
-    message["To"] = "support@shop.example"
-    message["Subject"] = "where is my order?"
-    message.set_content("Order 1, please.")
-    async with TestApp(shop.app) as t:
-        # The SMTP receiver is a later release; until then, mail enters through the rule's queue.
-        await shop.app.send("email-support", bytes(message))
+    assert await shop.app.redrive("orders-dlq") == 1
+    assert (await t.stats())["orders-dlq"].depth == 0
+
+    # Back on orders with its receive count reset, it gets three full tries again.
+    await t.drain()
+    for _ in range(2):
+        assert (await t.stats())["orders"].dead_letters == 0
+        await t.clock.advance(30)
         await t.drain()
+    assert (await t.stats())["orders"].dead_letters == 1
+
+
+# --8<-- [end:dead-letters]
+async def test_support_mail_reaches_the_support_handler(t: TestApp) -> None:
+    """Mail sent to support@shop.example through the SMTP receiver reaches the handler parsed."""
+    await t.send_email(
+        to="support@shop.example",
+        from_="customer@example.org",
+        subject="where is my order?",
+        text="Order 1, please.",
+    )
+    await t.drain()
 
     [mail] = shop.SUPPORT
     assert mail.from_ == "customer@example.org"
@@ -135,3 +144,11 @@ async def test_support_handler_receives_parsed_mail() -> None:
     assert mail.subject == "where is my order?"
     assert mail.text is not None
     assert mail.text.strip() == "Order 1, please."
+
+
+async def test_mail_to_other_addresses_is_refused(t: TestApp) -> None:
+    """No receipt rule matches sales@shop.example, so the receiver refuses it at RCPT."""
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await t.send_email(to="sales@shop.example", subject="hello", text="hi")
+    await t.drain()
+    assert shop.SUPPORT == []

@@ -19,12 +19,6 @@ from framework.registry import (
 )
 
 
-DEAD_LETTER_TWICE = (
-    "BUG: registry.py:111 passes dead_letter=... and **options (which holds dead_letter) "
-    "to QueueSpec(), so any explicit dead_letter raises TypeError"
-)
-
-
 def refused(name: str, pattern: str, **options: Any) -> None:
     """Assert that ``QueueSpec.from_options`` refuses ``options`` with a message matching."""
     with pytest.raises(DeclarationError, match=pattern):
@@ -81,13 +75,11 @@ def test_dead_letter_spec_matches_the_source_type_and_has_no_dlq() -> None:
     assert dlq.is_dead_letter_queue
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=DEAD_LETTER_TWICE)
 def test_explicit_dead_letter_name_is_used() -> None:
     """``dead_letter="NAME"`` names the dead-letter queue instead of the default."""
     assert QueueSpec.from_options("orders", dead_letter="failed").dead_letter == "failed"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=DEAD_LETTER_TWICE)
 def test_dead_letter_none_disables_the_dead_letter_queue() -> None:
     """``dead_letter=None`` declares a queue without a dead-letter queue."""
     spec = QueueSpec.from_options("orders", dead_letter=None)
@@ -175,12 +167,16 @@ def test_fifo_name_declared_standard_is_refused() -> None:
 
 def test_content_based_deduplication_needs_a_fifo_queue() -> None:
     """Content-based deduplication on a standard queue is refused."""
-    refused("jobs", "content_based_deduplication needs a FIFO queue", content_based_deduplication=True)
+    refused(
+        "jobs", "content_based_deduplication needs a FIFO queue", content_based_deduplication=True
+    )
 
 
 def test_content_based_deduplication_on_fifo_queue_is_accepted() -> None:
     """Content-based deduplication on a FIFO queue is accepted."""
-    assert QueueSpec.from_options("jobs.fifo", content_based_deduplication=True).content_based_deduplication
+    assert QueueSpec.from_options(
+        "jobs.fifo", content_based_deduplication=True
+    ).content_based_deduplication
 
 
 @pytest.mark.parametrize("name", ["", "has space", "a/b", "x" * 81, "ü"])
@@ -205,9 +201,8 @@ def test_queue_cannot_be_its_own_dead_letter_queue() -> None:
         QueueSpec(name="jobs", dead_letter="jobs").check()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=DEAD_LETTER_TWICE)
 def test_dead_letter_type_mismatch_is_refused_through_from_options() -> None:
-    """``from_options`` refuses a FIFO dead-letter queue for a standard queue, as DeclarationError."""
+    """``from_options`` refuses a FIFO dead-letter queue for a standard queue."""
     refused("jobs", "must be of the same type", dead_letter="jobs-dlq.fifo")
 
 
@@ -280,12 +275,24 @@ def test_redeclaring_a_queue_with_other_options_is_refused() -> None:
         registry.add_queue(QueueSpec.from_options("jobs", visibility_timeout=5))
 
 
+@pytest.mark.parametrize("dlq_first", [True, False])
+def test_explicit_dead_letter_queue_options_win_in_either_order(dlq_first: bool) -> None:
+    """A dead-letter queue declared explicitly keeps its options, before or after its source."""
+    registry = Registry()
+    explicit = QueueSpec.from_options("jobs-dlq", visibility_timeout=5)
+    source = QueueSpec.from_options("jobs", visibility_timeout=60)
+    for spec in (explicit, source) if dlq_first else (source, explicit):
+        registry.add_queue(spec)
+    assert registry.queues["jobs-dlq"].visibility_timeout == 5
+    assert registry.queues["jobs"].visibility_timeout == 60
+
+
 def test_duplicate_subscription_name_on_a_topic_is_refused() -> None:
     """Two subscriptions of one topic with the same name are refused with the fix."""
     registry = Registry()
     sub = SubscriptionSpec(topic="events", name="audit", queue=None)
     registry.add_subscription(sub)
-    with pytest.raises(DeclarationError, match="already has a subscription named 'audit'.*name="):
+    with pytest.raises(DeclarationError, match=r"already has a subscription named 'audit'.*name="):
         registry.add_subscription(SubscriptionSpec(topic="events", name="audit", queue=None))
 
 

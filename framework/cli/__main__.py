@@ -1,0 +1,5 @@
+"""``python -m framework.cli``: the same as the ``framework`` command."""
+
+from framework.cli.main import main
+
+main()

@@ -1,0 +1,193 @@
+"""One RouteSpec as an endpoint: validate path, query and body, call the handler, send its result.
+
+Everything that depends only on the route is worked out once, when the gateway is built: the
+validator of path and query parameters (one pydantic-core call per request for all of them),
+the body's validator, which parameter gets the request, whether the handler runs in a thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import typing
+from types import NoneType, UnionType
+from typing import Any, NotRequired
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+from typing_extensions import TypedDict
+
+from framework.binding import Param
+from framework.exceptions import DeclarationError
+from framework.gateway.errors import (
+    FieldError,
+    RequestValidationError,
+    field_errors,
+    missing_body,
+)
+from framework.gateway.inputs import check_json_content_type, read_body, replay
+from framework.gateway.responses import send_result
+from framework.gateway.routing import Endpoint
+from framework.registry import RouteSpec
+
+__all__ = ["Parameters", "route_endpoint"]
+
+_REPEATABLE = (list, tuple, set, frozenset)
+_IMMUTABLE = (NoneType, bool, int, float, str, bytes, tuple, frozenset)
+
+
+class Parameters:
+    """Validates a route's path and query parameters together, typed by their annotations.
+
+    Args:
+        params: The handler's parameters whose source is ``"path"`` or ``"query"``.
+        where: The handler's name, for errors.
+
+    Raises:
+        DeclarationError: If pydantic cannot validate one of the annotations.
+    """
+
+    def __init__(self, params: list[Param], where: str) -> None:
+        self.sources = {p.name: p.source for p in params}
+        self.path_names = [p.name for p in params if p.source == "path"]
+        self.query_names = {p.name for p in params if p.source == "query"}
+        self.repeated = {p.name for p in params if p.source == "query" and _repeats(p.annotation)}
+        self.defaults = {p.name: p.default for p in params if not p.required}
+        # Mutable defaults are copied per request, so a handler appending to one cannot leak.
+        self.fresh = [k for k, v in self.defaults.items() if not isinstance(v, _IMMUTABLE)]
+        fields = {p.name: p.annotation if p.required else NotRequired[p.annotation] for p in params}
+        try:
+            # Dynamic TypedDict: mypy only accepts a literal dict of fields.
+            shape = TypedDict(f"{where}_params", fields)  # type: ignore[misc]
+            self.validator = _validator(TypeAdapter(shape))
+        except Exception as exc:
+            raise DeclarationError(
+                f"{where}: pydantic cannot validate its parameters ({exc})"
+            ) from exc
+
+    def validate(self, scope: Scope) -> tuple[dict[str, Any], list[FieldError]]:
+        """Return the parameters' values from the request, or the field errors."""
+        raw: dict[str, Any] = {}
+        if self.path_names:
+            path_params = scope["path_params"]
+            for name in self.path_names:
+                raw[name] = path_params[name]
+        query_string: bytes = scope["query_string"]
+        if self.query_names and query_string:
+            repeated = self.repeated
+            for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+                if key in repeated:
+                    raw.setdefault(key, []).append(value)
+                elif key in self.query_names:
+                    raw[key] = value
+        try:
+            values: dict[str, Any] = self.validator.validate_python(raw)
+        except ValidationError as exc:
+            return {}, field_errors(exc, self.sources)
+        if self.defaults:
+            values = {**self.defaults, **values}
+            for name in self.fresh:
+                if name not in raw:
+                    values[name] = copy.copy(values[name])
+        return values, []
+
+
+def route_endpoint(spec: RouteSpec, max_body_size: int) -> Endpoint:
+    """Return the endpoint serving ``spec``.
+
+    Args:
+        spec: The route.
+        max_body_size: The largest request body accepted, in bytes.
+
+    Raises:
+        DeclarationError: If the handler takes something a route cannot give (a Context).
+    """
+    binder = spec.binder
+    where = binder.handler_name
+    for p in binder.params:
+        if p.source not in ("path", "query", "body", "request"):
+            raise DeclarationError(
+                f"{where}: parameter {p.name!r} ({p.source}) cannot be bound on an HTTP route; "
+                "routes take path and query parameters, a body and `request: Request`"
+            )
+    params = [p for p in binder.params if p.source in ("path", "query")]
+    parameters = Parameters(params, where) if params else None
+    body = binder.body
+    body_name = body.name if body is not None else ""
+    body_required = body is not None and body.required
+    body_default = None if body is None else body.default
+    validate_body: typing.Callable[[bytes], Any] = _no_body
+    if body is not None:
+        if binder.body_adapter is None:  # binding never makes an Any or bytes parameter a body
+            raise DeclarationError(f"{where}: the request body {body.name!r} needs a type")
+        validate_body = _validator(binder.body_adapter).validate_json
+    request_param = binder.param("request")
+    request_name = request_param.name if request_param is not None else None
+    status = spec.status_code
+    handler = spec.handler
+    is_async = binder.is_async
+    limit = max_body_size
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        if parameters is not None:
+            kwargs, errors = parameters.validate(scope)
+        else:
+            kwargs, errors = {}, []
+        if body is not None:
+            content_type = content_length = None
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    content_type = value
+                elif key == b"content-length":
+                    content_length = value
+            check_json_content_type(content_type)
+            raw = await read_body(receive, limit, content_length)
+            if raw:
+                try:
+                    kwargs[body_name] = validate_body(raw)
+                except ValidationError as exc:
+                    errors += field_errors(exc, "body")
+            elif body_required:
+                errors.append(missing_body())
+            else:
+                kwargs[body_name] = body_default
+            if request_name is not None:
+                receive = replay(raw, receive)
+        if errors:
+            raise RequestValidationError(errors)
+        if request_name is not None:
+            scope.setdefault("state", {})["request_id"] = request_id
+            kwargs[request_name] = Request(scope, receive)
+        if is_async:
+            result = await handler(**kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(functools.partial(handler, **kwargs))
+        await send_result(scope, receive, send, result, status, request_id)
+
+    return endpoint
+
+
+def _no_body(raw: bytes) -> Any:
+    raise AssertionError("this route takes no body")
+
+
+def _validator(adapter: TypeAdapter[Any]) -> SchemaValidator:
+    validator = adapter.validator
+    if not isinstance(validator, SchemaValidator):  # a deferred build: complete it now
+        adapter.rebuild(force=True, raise_errors=True)
+        validator = adapter.validator
+    assert isinstance(validator, SchemaValidator)
+    return validator
+
+
+def _repeats(annotation: Any) -> bool:
+    """True for ``list[str]``-like annotations (optional too): they get every repeated value."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is UnionType:
+        return any(_repeats(a) for a in typing.get_args(annotation) if a is not NoneType)
+    origin = origin or annotation
+    return isinstance(origin, type) and issubclass(origin, _REPEATABLE)

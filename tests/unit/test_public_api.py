@@ -1,0 +1,109 @@
+"""Tests for the public surface: ``__all__`` of framework, framework.testing, framework.backends."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+import types
+
+import pytest
+
+import framework.backends.base
+import framework.exceptions
+
+PACKAGES = ["framework", "framework.testing", "framework.backends"]
+
+
+def exported(package: str) -> list[str]:
+    """Return ``package.__all__`` as a list."""
+    names = importlib.import_module(package).__all__
+    assert isinstance(names, list | tuple)
+    return list(names)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_all_is_sorted_without_duplicates(package: str) -> None:
+    """Each package's ``__all__`` is sorted and names every export once."""
+    names = exported(package)
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_listed_name_exists_and_is_documented(package: str) -> None:
+    """Every name in ``__all__`` is defined, and each class or function has a docstring."""
+    module = importlib.import_module(package)
+    for name in exported(package):
+        assert hasattr(module, name), f"{package}.__all__ lists {name!r}, which is not defined"
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), f"{package}.{name} has no docstring"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_import_is_listed(package: str) -> None:
+    """Every public class or function a package imports from the framework is in its ``__all__``.
+
+    Errors are the exception: their public home is ``framework`` itself, so other packages
+    may import them for their own use without re-exporting them.
+    """
+    module = importlib.import_module(package)
+    unlisted = sorted(
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__.startswith("framework")
+        and (package == "framework" or value.__module__ != "framework.exceptions")
+        and name not in exported(package)
+    )
+    assert unlisted == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_star_import_works_in_a_fresh_interpreter(package: str) -> None:
+    """``from PACKAGE import *`` succeeds on its own, with no optional backend library loaded."""
+    code = (
+        f"from {package} import *\n"
+        "import sys\n"
+        f"missing = [n for n in {exported(package)!r} if n not in globals()]\n"
+        "assert not missing, missing\n"
+        "loaded = [m for m in ('aio_pika', 'aiobotocore') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_top_level_exports_the_core_api() -> None:
+    """``framework`` exports App, Context, Email, Message and the base error."""
+    assert {"App", "Context", "Email", "Message", "FrameworkError"} <= set(exported("framework"))
+
+
+def test_testing_exports_test_app_and_clocks() -> None:
+    """``framework.testing`` exports TestApp and both clocks."""
+    assert set(exported("framework.testing")) == {"RealClock", "TestApp", "VirtualClock"}
+
+
+def test_every_exported_error_derives_from_framework_error() -> None:
+    """Every error ``framework`` exports is a FrameworkError, so one except clause catches all."""
+    import framework
+
+    errors = [getattr(framework, n) for n in exported("framework") if n.endswith("Error")]
+    assert errors
+    assert all(issubclass(e, framework.FrameworkError) for e in errors)
+
+
+def test_every_framework_error_is_exported_from_framework() -> None:
+    """Every error in framework.exceptions is importable from ``framework``."""
+    assert set(framework.exceptions.__all__) <= set(exported("framework"))
+
+
+def test_backend_contract_types_are_exported_from_backends() -> None:
+    """Every value type of the backend contract is importable from ``framework.backends``."""
+    assert set(framework.backends.base.__all__) <= set(exported("framework.backends"))

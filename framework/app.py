@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -36,8 +37,6 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 def _endpoint_name(endpoint: str) -> str:
     """A subscription name from an endpoint: its host or address, as a queue-safe token."""
-    import re
-
     core = endpoint.partition("://")[2] or endpoint.partition(":")[2]
     return re.sub(r"[^A-Za-z0-9_-]+", "-", core).strip("-")[:40] or "endpoint"
 
@@ -58,7 +57,8 @@ class App:
         self.name = name
         self.registry = Registry()
         self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
-        self.mail = Mailer(self, sender=mail_from or f"{name}@localhost")
+        local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"
+        self.mail = Mailer(self, sender=mail_from or f"{local_part}@localhost")
         self._runtime: Runtime | None = None
         self._asgi: ASGIApp | None = None
 

@@ -33,7 +33,8 @@ def encode(body: object) -> tuple[bytes, str]:
     if isinstance(body, str):
         return body.encode(), TEXT
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(), JSON
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode(), JSON
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"cannot send a {type(body).__name__} body: send a pydantic model, a dict or list "

@@ -26,7 +26,7 @@ class FieldsAdapter(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = dict(kwargs.get("extra") or {})
-        base = (self.extra or {}).get("fields", {})
+        base: Any = (self.extra or {}).get("fields", {})
         extra["fields"] = {**base, **extra.get("fields", {})}
         kwargs["extra"] = extra
         return msg, kwargs

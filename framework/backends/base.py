@@ -184,7 +184,7 @@ class Backend(Protocol):
         """Return the queue's depth, in-flight and delayed counts."""
 
     async def purge(self, queue: str) -> int:
-        """Delete every message not in flight; return how many went."""
+        """Delete every message, in flight or not, as SQS's PurgeQueue does; return how many."""
 
     async def queues(self) -> Sequence[str]:
         """Return the names of the queues the backend knows."""

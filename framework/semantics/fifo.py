@@ -25,23 +25,42 @@ class DeduplicationWindow:
 
     def __init__(self, window: float = DEDUPLICATION_WINDOW) -> None:
         self.window = window
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
-    def accept(self, dedup_id: str, now: float) -> bool:
+    def accept(self, dedup_id: str, now: float, message_id: str = "") -> bool:
         """Record ``dedup_id`` and return True, or return False if it was seen within the window."""
         self._expire(now)
         if dedup_id in self._seen:
             return False
-        self._seen[dedup_id] = now
+        self._seen[dedup_id] = (now, message_id)
         return True
+
+    def first_id(self, dedup_id: str) -> str | None:
+        """Return the message id recorded with ``dedup_id`` (what SQS answers a duplicate)."""
+        entry = self._seen.get(dedup_id)
+        return entry[1] if entry is not None else None
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window
         while self._seen:
-            oldest, at = next(iter(self._seen.items()))
+            oldest, (at, _) = next(iter(self._seen.items()))
             if at > horizon:
                 break
             del self._seen[oldest]
+
+    def duplicate_of(
+        self, dedup_id: str | None, body: bytes, *, content_based: bool, message_id: str, now: float
+    ) -> str | None:
+        """Return the id of the message this one duplicates, or record it and return None.
+
+        The deduplication id is ``dedup_id``, else the body's hash with content-based
+        deduplication; a message with neither is never a duplicate.
+        """
+        if dedup_id is None and content_based:
+            dedup_id = content_deduplication_id(body)
+        if dedup_id is None or self.accept(dedup_id, now, message_id):
+            return None
+        return self.first_id(dedup_id) or message_id
 
     def __len__(self) -> int:
         return len(self._seen)

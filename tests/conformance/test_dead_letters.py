@@ -42,7 +42,7 @@ async def test_failed_message_waits_for_retry_delay(backend_url: str, queue_name
 async def test_retry_delay_defaults_to_the_visibility_timeout(
     backend_url: str, queue_name: str
 ) -> None:
-    """Without ``retry_delay`` a failed message comes back after the visibility timeout, as on SQS."""
+    """Without ``retry_delay`` a failed message returns after the visibility timeout, as on SQS."""
     app = App("conformance")
     seen: list[int] = []
 
@@ -148,7 +148,7 @@ async def test_message_moves_to_dead_letter_queue_after_max_receive_count(
 async def test_dead_letter_says_source_count_error_and_time(
     backend_url: str, queue_name: str
 ) -> None:
-    """A DLQ handler sees the source queue, receive count, last error's type and message, and time."""
+    """A DLQ handler sees the source queue, receive count, last error type and message, and time."""
     app = App("conformance")
     infos: list[tuple[DeadLetterInfo | None, datetime]] = []
 

@@ -1,4 +1,4 @@
-"""SPEC §3.9 limits and bad input: refused at ``send``/``publish`` with a clear error, never dropped."""
+"""SPEC §3.9 limits and bad input: refused at ``send``/``publish`` with a clear error."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def test_body_of_exactly_256_kib_is_delivered(backend_url: str, queue_name
 
 
 async def test_size_counts_utf8_bytes_not_characters(backend_url: str, queue_name: str) -> None:
-    """262,000 'é' characters are 524,000 UTF-8 bytes: too large, though fewer than 262,144 chars."""
+    """262,000 'é' characters are 524,000 UTF-8 bytes: too large, though under 262,144 chars."""
     app = App("conformance")
     sizes: list[int] = []
 

@@ -72,7 +72,7 @@ async def test_redriven_message_starts_with_receive_count_one(
 async def test_redrive_with_limit_moves_only_that_many_oldest_first(
     backend_url: str, queue_name: str
 ) -> None:
-    """``limit=`` moves the oldest dead letters only; a second redrive moves the rest, none twice."""
+    """``limit=`` moves the oldest dead letters only; a second redrive moves the rest once."""
     handled: list[tuple[str, int, DeadLetterInfo | None]] = []
     failing = [True]
     app = failing_app(queue_name, handled, failing=failing)

@@ -1,4 +1,4 @@
-"""SPEC §3.2 visibility timeout: a lease hides a message; a handler that outlives it is cancelled."""
+"""SPEC §3.2 visibility timeout: a lease hides a message; a handler outliving it is cancelled."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def test_handler_outliving_visibility_timeout_is_redelivered(
 async def test_leased_message_is_invisible_until_the_timeout(
     backend_url: str, queue_name: str
 ) -> None:
-    """Before its visibility timeout a leased message is not delivered again, even with idle slots."""
+    """Until its visibility timeout a leased message is not delivered again, even to idle slots."""
     app = App("conformance")
     seen: list[int] = []
 
@@ -82,7 +82,7 @@ async def test_timed_out_handler_is_cancelled(backend_url: str, queue_name: str)
 async def test_extend_visibility_keeps_slow_handler_alive(
     backend_url: str, queue_name: str
 ) -> None:
-    """A handler that extends its visibility runs past the original timeout and is not redelivered."""
+    """A handler that extends its visibility runs past the first timeout and is not redelivered."""
     app = App("conformance")
     seen: list[int] = []
     extended = anyio.Event()
@@ -113,7 +113,7 @@ async def test_extend_visibility_keeps_slow_handler_alive(
 
 
 async def test_extended_visibility_still_ends(backend_url: str, queue_name: str) -> None:
-    """An extension moves the deadline rather than removing it: the handler is cancelled at its end."""
+    """An extension moves the deadline, not removes it: the handler is cancelled at its end."""
     app = App("conformance")
     seen: list[int] = []
 

@@ -13,7 +13,7 @@ from framework.clock import Clock, SystemClock
 from framework.exceptions import UnknownQueueError, UnknownTopicError
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
-from framework.semantics.fifo import DeduplicationWindow, content_deduplication_id
+from framework.semantics.fifo import DeduplicationWindow
 
 from .queues import MemoryQueue
 
@@ -63,12 +63,7 @@ class MemoryBackend:
 
     async def send(self, queue: str, message: Outgoing) -> str:
         """Enqueue; a FIFO duplicate inside the window is accepted and dropped, as on SQS."""
-        q = self._queue(queue)
-        message_id = q.send(message)
-        if message_id is None:
-            log.debug("message.deduplicated", extra={"fields": {"queue": queue}})
-            return message.message_id or ""
-        return message_id
+        return self._queue(queue).send(message)
 
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for one."""
@@ -152,11 +147,15 @@ class MemoryBackend:
         message_id = message.message_id or str(uuid.uuid4())
         dedup = self._topic_dedup.get(topic)
         if dedup is not None:
-            dedup_id = message.deduplication_id
-            if dedup_id is None and spec.content_based_deduplication:
-                dedup_id = content_deduplication_id(message.body)
-            if dedup_id is not None and not dedup.accept(dedup_id, self.clock.now()):
-                return message_id
+            first = dedup.duplicate_of(
+                message.deduplication_id,
+                message.body,
+                message_id=message_id,
+                content_based=spec.content_based_deduplication,
+                now=self.clock.now(),
+            )
+            if first is not None:
+                return first
         copy = replace(message, message_id=message_id, sent_at=message.sent_at or self.clock.wall())
         for sub in matching(
             self._subscriptions[topic],

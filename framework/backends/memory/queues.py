@@ -21,7 +21,7 @@ from datetime import datetime
 from framework.backends.base import AttributeValue, Delivery, Outgoing, QueueStats
 from framework.clock import Clock
 from framework.registry import QueueSpec
-from framework.semantics.fifo import DeduplicationWindow, content_deduplication_id
+from framework.semantics.fifo import DeduplicationWindow
 
 __all__ = ["MemoryQueue"]
 
@@ -133,17 +133,22 @@ class MemoryQueue:
 
     # --- primitives ----------------------------------------------------------------------
 
-    def send(self, message: Outgoing) -> str | None:
-        """Store ``message``; return its id, or None when deduplication dropped it."""
+    def send(self, message: Outgoing) -> str:
+        """Store ``message`` and return its id; a FIFO duplicate returns the first one's id."""
+        message_id = message.message_id or str(uuid.uuid4())
         if self._dedup is not None:
-            dedup_id = message.deduplication_id
-            if dedup_id is None and self.spec.content_based_deduplication:
-                dedup_id = content_deduplication_id(message.body)
-            if dedup_id is not None and not self._dedup.accept(dedup_id, self.clock.now()):
-                return None
+            first = self._dedup.duplicate_of(
+                message.deduplication_id,
+                message.body,
+                message_id=message_id,
+                content_based=self.spec.content_based_deduplication,
+                now=self.clock.now(),
+            )
+            if first is not None:
+                return first
         record = _Record(
             seq=next(self._seq),
-            message_id=message.message_id or str(uuid.uuid4()),
+            message_id=message_id,
             body=message.body,
             attributes=message.attributes,
             headers=message.headers,

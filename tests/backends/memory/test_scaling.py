@@ -168,7 +168,7 @@ async def test_time_per_message_does_not_grow_with_depth(queues: tuple[Filled, F
 
 
 async def test_waiting_receive_wakes_on_send_without_polling() -> None:
-    """A receive waiting 20 s returns the moment a message is sent, on one timer, with no time passed."""
+    """A receive waiting 20 s returns as soon as a message is sent, on one timer, no time passed."""
     clock = CountingClock()
     backend = MemoryBackend(clock)
     await backend.declare_queue(QueueSpec.from_options("waiting"))

@@ -38,12 +38,17 @@ class Served:
         return out
 
 
-def framework(*args: str, cwd: Path = HERE, env: dict[str, str] | None = None,
-              input: str | None = None) -> subprocess.CompletedProcess[str]:
+def framework(
+    *args: str, cwd: Path = HERE, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the `framework` console script and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "framework.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=60, input=input,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=input,
         env={**os.environ, **(env or {})},
     )
 
@@ -53,9 +58,22 @@ def served() -> Iterator[Served]:
     """`framework run sample_app:app` on a free port, stopped with SIGTERM afterwards."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "framework.cli", "run", "sample_app:app", "--http-port", str(port),
-         "--no-smtp", "--grace", "5"],
-        cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "run",
+            "sample_app:app",
+            "--http-port",
+            str(port),
+            "--no-smtp",
+            "--grace",
+            "5",
+        ],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15

@@ -41,7 +41,11 @@ def test_queues_lists_the_running_apps_queues(served: Served) -> None:
     as_json = framework("queues", "--json", "--server", served.url)
     rows = json.loads(as_json.stdout)["queues"]
     assert rows[0] == {
-        "name": "jobs", "depth": 0, "in_flight": 0, "delayed": 0, "dead_letters": 0,
+        "name": "jobs",
+        "depth": 0,
+        "in_flight": 0,
+        "delayed": 0,
+        "dead_letters": 0,
         "dead_letter_queue": "jobs-dlq",
     }
 
@@ -116,8 +120,9 @@ def test_send_to_an_unknown_queue_is_one_clear_line(served: Served) -> None:
 
 def test_publish_and_purge(served: Served) -> None:
     """`framework publish` returns a message id and `framework purge --yes` empties a queue."""
-    published = framework("publish", "events", '{"a": 1}', "--attribute", "type=x",
-                          "--server", served.url)
+    published = framework(
+        "publish", "events", '{"a": 1}', "--attribute", "type=x", "--server", served.url
+    )
     assert published.returncode == 0, published.stderr
     assert published.stdout.strip()
     httpx.post(f"{served.url}/jobs", json={"id": "bad", "fail": True}).raise_for_status()

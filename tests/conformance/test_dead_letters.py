@@ -282,20 +282,28 @@ async def test_invalid_json_goes_to_dead_letter_queue_at_once(
     """A body that is not JSON at all, sent to a model handler, is dead-lettered at once."""
     app = App("conformance")
     handled: list[Order] = []
+    dead: list[tuple[bytes, DeadLetterInfo | None]] = []
 
     @app.on_queue(queue_name, visibility_timeout=1, retry_delay=0, max_receive_count=5)
     async def handle(order: Order) -> None:
         handled.append(order)
+
+    @app.on_queue(f"{queue_name}-dlq", visibility_timeout=1)
+    async def graveyard(body: bytes, ctx: Context) -> None:
+        dead.append((body, ctx.message.dead_letter))
 
     async with TestApp(app, backend=backend_url) as t:
         await app.send(queue_name, b"{not json")
         await t.drain()
         await t.clock.advance(2)
         await t.drain()
-        stats = await t.stats()
+        stats = (await t.stats())[queue_name]
     assert handled == []
-    assert stats[queue_name].dead_letters == 1
-    assert (stats[queue_name].depth, stats[queue_name].in_flight) == (0, 0)
+    [(body, info)] = dead
+    assert body == b"{not json"
+    assert info is not None
+    assert (info.source_queue, info.receive_count) == (queue_name, 1)
+    assert (stats.depth, stats.in_flight, stats.delayed) == (0, 0, 0)
 
 
 async def test_fifo_dead_letters_go_to_the_fifo_dead_letter_queue(

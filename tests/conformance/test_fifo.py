@@ -206,3 +206,32 @@ async def test_duplicate_after_the_five_minute_window_is_accepted(
         await app.send(fifo, "after", group_id="g", deduplication_id="same")
         await t.drain()
     assert seen == ["first", "after"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason=(
+        "TestApp.drain waits for depth 0, but a FIFO message behind a head that waits for its "
+        "retry counts as visible (as on SQS), so drain never returns; framework/testing/app.py"
+    ),
+)
+async def test_drain_returns_while_a_fifo_group_waits_for_its_retry(
+    backend_url: str, queue_name: str
+) -> None:
+    """``t.drain()`` returns while a group's later messages wait behind a head that is retrying."""
+    app = App("conformance")
+    fifo = f"{queue_name}.fifo"
+    seen: list[str] = []
+
+    @app.on_queue(fifo, visibility_timeout=1, retry_delay=1, max_receive_count=3)
+    async def handle(body: str, ctx: Context) -> None:
+        seen.append(body)
+        if ctx.message.receive_count == 1:
+            raise RuntimeError("transient")
+
+    async with TestApp(app, backend=backend_url) as t:
+        await app.send(fifo, "first", group_id="g", deduplication_id="1")
+        await app.send(fifo, "second", group_id="g", deduplication_id="2")
+        await t.drain(timeout=1)
+    assert seen == ["first"]

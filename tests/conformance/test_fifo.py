@@ -208,14 +208,6 @@ async def test_duplicate_after_the_five_minute_window_is_accepted(
     assert seen == ["first", "after"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason=(
-        "TestApp.drain waits for depth 0, but a FIFO message behind a head that waits for its "
-        "retry counts as visible (as on SQS), so drain never returns; framework/testing/app.py"
-    ),
-)
 async def test_drain_returns_while_a_fifo_group_waits_for_its_retry(
     backend_url: str, queue_name: str
 ) -> None:

@@ -112,6 +112,10 @@ class MemoryBackend:
             stats = replace(stats, dead_letters=len(dlq))
         return stats
 
+    async def has_receivable(self, queue: str) -> bool:
+        """True if a receive on ``queue`` now would return a message (for ``TestApp.drain``)."""
+        return self._queue(queue).has_receivable()
+
     async def purge(self, queue: str) -> int:
         """Delete every message of the queue; return how many."""
         return self._queue(queue).purge()

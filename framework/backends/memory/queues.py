@@ -312,5 +312,19 @@ class MemoryQueue:
             dead_letter_queue=self.spec.dead_letter,
         )
 
+    def has_receivable(self) -> bool:
+        """True if a receive now would return a message.
+
+        Unlike ``depth``, a FIFO message waiting behind its group's head does not count.
+        """
+        self._tick()
+        if not self.spec.fifo:
+            return self.counts[_VISIBLE] > 0
+        for _, group_id in self._ready_groups:
+            group = self._groups.get(group_id)
+            if group and not group.locked and group.messages[0].state == _VISIBLE:
+                return True
+        return False
+
     def __len__(self) -> int:
         return len(self._records)

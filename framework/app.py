@@ -49,12 +49,19 @@ class App:
         admin_token: A bearer token required by the admin API under ``/_framework/``
             (default: the ``FRAMEWORK_ADMIN_TOKEN`` environment variable; none means open).
         mail_from: The default sender of ``app.mail.send``.
+        max_body_size: The largest HTTP request body the gateway accepts, in bytes (413 above).
     """
 
     def __init__(
-        self, name: str, *, admin_token: str | None = None, mail_from: str | None = None
+        self,
+        name: str,
+        *,
+        admin_token: str | None = None,
+        mail_from: str | None = None,
+        max_body_size: int = 1_048_576,
     ) -> None:
         self.name = name
+        self.max_body_size = max_body_size
         self.registry = Registry()
         self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
         local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"

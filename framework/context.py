@@ -127,7 +127,10 @@ class Context:
     async def extend_visibility(self, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` from now, like ChangeMessageVisibility.
 
-        The handler's deadline moves with it. Args: seconds: 0 to 43200.
+        The handler's deadline moves with it.
+
+        Args:
+            seconds: 0 to 43200.
 
         Raises:
             ValueError: If ``seconds`` is out of range.

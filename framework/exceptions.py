@@ -1,4 +1,4 @@
-"""The framework's errors: one family under :class:`FrameworkError`, each named for its cause."""
+"""The framework's errors: one family under ``FrameworkError``, each named for its cause."""
 
 from __future__ import annotations
 

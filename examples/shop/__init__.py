@@ -56,7 +56,7 @@ async def get_order(order_id: str) -> Any:
 @app.on_queue("orders", visibility_timeout=30, max_receive_count=3)
 async def process(order: Order, ctx: Context) -> None:
     """Process an order, then announce it; a failure is retried, then dead-lettered."""
-    ctx.logger.info("processing order %s (receive %d)", order.id, ctx.message.receive_count)
+    ctx.logger.info("order.processing", extra={"fields": {"order": order.id}})
     if order.total < 0:
         # Retried after 30 s (the visibility timeout); the third failure moves it to orders-dlq.
         raise ValueError(f"order {order.id} has a negative total")
@@ -88,7 +88,7 @@ async def audit(order: Order, ctx: Context) -> None:
 @app.on_email(recipients=["support@shop.example"])
 async def support(mail: Email, ctx: Context) -> None:
     """Keep mail sent to support; it arrives through a queue, with retries like any other."""
-    ctx.logger.info("support mail from %s: %s", mail.from_, mail.subject)
+    ctx.logger.info("support.mail", extra={"fields": {"from": mail.from_, "subject": mail.subject}})
     SUPPORT.append(mail)
 
 

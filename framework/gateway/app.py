@@ -17,7 +17,7 @@ from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX, admin_routes
 from framework.gateway.endpoints import route_endpoint
 from framework.gateway.errors import ClientDisconnectedError, HTTPError, ResponseAbortedError
-from framework.gateway.inputs import DEFAULT_MAX_BODY_SIZE, request_id, route_path
+from framework.gateway.inputs import request_id, route_path
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import RouteTable
 
@@ -116,13 +116,13 @@ def build(app: App) -> Gateway:
     """Return the gateway for ``app``: its routes, then the admin API under ``/_framework/``.
 
     Raises:
-        DeclarationError: If a route cannot be served (see :class:`Gateway`).
+        DeclarationError: If a route cannot be served (see ``Gateway``).
     """
     return Gateway(app)
 
 
 def _max_body_size(app: App) -> int:
-    size = getattr(app, "max_body_size", DEFAULT_MAX_BODY_SIZE)
+    size = app.max_body_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise DeclarationError(f"app.max_body_size must be a number of bytes, not {size!r}")
     return size

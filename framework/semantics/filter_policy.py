@@ -11,7 +11,7 @@ Python values stand for SNS attribute types: ``str`` is a String, ``int``/``floa
 does). A string never equals a number, nor a number a string.
 
 Pure: no I/O, no state. ``matches`` validates the policy too, so a bad policy raises
-:class:`InvalidFilterPolicyError` wherever it is used.
+``InvalidFilterPolicyError`` wherever it is used.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Raw RFC 5322 mail to :class:`Email`, with the standard library's modern policy.
+"""Raw RFC 5322 mail to ``Email``, with the standard library's modern policy.
 
 Parsing never raises on malformed mail: whatever can be read reaches the handler, and the
 defects the parser noticed are listed in ``Email.defects``.
@@ -83,7 +83,7 @@ def _text(part: EmailMessage) -> str | None:
 
 
 def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
-    """Parse raw mail bytes into an :class:`Email`; malformed parts are skipped, not fatal."""
+    """Parse raw mail bytes into an ``Email``; malformed parts are skipped, not fatal."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     headers: dict[str, str] = {}

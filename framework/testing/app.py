@@ -27,7 +27,7 @@ __all__ = ["TestApp"]
 class TestApp:
     """Run ``app`` on ``backend`` inside the test's event loop.
 
-    On ``memory://`` the backend runs on a :class:`VirtualClock`, so ``await t.clock.advance(30)``
+    On ``memory://`` the backend runs on a ``VirtualClock``, so ``await t.clock.advance(30)``
     expires a 30-second visibility timeout at once; on real brokers ``t.clock`` really sleeps.
 
     Args:

@@ -3,7 +3,7 @@
 Fixtures:
 
 - ``framework_backend_url``: the backend to test on: ``--framework-backend URL``, else the
-  ``FRAMEWORK_TEST_BACKEND`` variable, else ``memory://``.
+  ``FRAMEWORK_TEST_BACKEND_URL`` variable, else ``memory://``.
 - ``framework_app``: override it in your conftest.py to return your ``App``.
 - ``framework_test_app``: your app running in a ``TestApp`` on that backend, for the test.
 - ``virtual_clock``: a fresh ``VirtualClock``.
@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def framework_backend_url(request: pytest.FixtureRequest) -> str:
     """The backend URL tests run on."""
     option = request.config.getoption("--framework-backend")
-    return str(option or os.environ.get("FRAMEWORK_TEST_BACKEND") or "memory://")
+    return str(option or os.environ.get("FRAMEWORK_TEST_BACKEND_URL") or "memory://")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Self
 from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
 from framework.exceptions import UnknownQueueError, UnknownTopicError
+from framework.logs import event
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
@@ -174,4 +175,12 @@ class MemoryBackend:
     async def send_mail(self, mail: OutgoingMail) -> str:
         """Capture the mail in ``outbox``: the memory backend never sends mail out."""
         self.outbox.append(mail)
+        event(
+            log,
+            logging.INFO,
+            "mail.captured",
+            message_id=mail.message_id,
+            recipients=len(mail.recipients),
+            outbox=len(self.outbox),
+        )
         return mail.message_id

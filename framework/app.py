@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from framework.backends.base import AttributeValue
@@ -33,6 +34,18 @@ __all__ = ["App"]
 H = TypeVar("H", bound=Callable[..., Any])
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+@contextmanager
+def _named(handler: Callable[..., Any]) -> Iterator[None]:
+    """Prefix a declaration error with the handler it is about, unless it already names it."""
+    name = f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
+    try:
+        yield
+    except DeclarationError as exc:
+        if str(exc).startswith(name):
+            raise
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def _endpoint_name(endpoint: str) -> str:
@@ -148,11 +161,12 @@ class App:
         Raises:
             DeclarationError: For bad options (now, at import) or a second handler.
         """
-        spec = QueueSpec.from_options(name, **options)
 
         def register(handler: H) -> H:
-            binder = bind(handler, kind="queue")
-            self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="queue"))
+            with _named(handler):
+                spec = QueueSpec.from_options(name, **options)
+                binder = bind(handler, kind="queue")
+                self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="queue"))
             return handler
 
         return register
@@ -187,25 +201,22 @@ class App:
 
         def register(handler: H) -> H:
             sub_name = name or handler.__name__
-            where = f"{handler.__module__}.{handler.__qualname__}"
-            if filter_policy is not None:
-                try:
-                    validate_filter_policy(filter_policy, scope=filter_policy_scope)  # type: ignore[arg-type]
-                except DeclarationError as exc:
-                    raise type(exc)(f"{where}: {exc}") from None
             queue_name = SubscriptionSpec.queue_name(topic, sub_name)
-            spec = QueueSpec.from_options(queue_name, **{"fifo": topic_spec.fifo, **options})
-            binder = bind(handler, kind="topic")
-            self.registry.add_subscription(
-                SubscriptionSpec(
-                    topic=topic,
-                    name=sub_name,
-                    queue=spec,
-                    filter_policy=filter_policy,
-                    filter_policy_scope=filter_policy_scope,
+            with _named(handler):
+                if filter_policy is not None:
+                    validate_filter_policy(filter_policy, scope=filter_policy_scope)  # type: ignore[arg-type]
+                spec = QueueSpec.from_options(queue_name, **{"fifo": topic_spec.fifo, **options})
+                binder = bind(handler, kind="topic")
+                self.registry.add_subscription(
+                    SubscriptionSpec(
+                        topic=topic,
+                        name=sub_name,
+                        queue=spec,
+                        filter_policy=filter_policy,
+                        filter_policy_scope=filter_policy_scope,
+                    )
                 )
-            )
-            self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="topic"))
+                self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="topic"))
             return handler
 
         return register
@@ -256,8 +267,9 @@ class App:
                 raise DeclarationError(f"on_email: recipient condition {r!r} is not valid")
 
         def register(handler: H) -> H:
-            spec = QueueSpec.from_options(f"email-{handler.__name__}", **options)
-            binder = bind(handler, kind="email")
+            with _named(handler):
+                spec = QueueSpec.from_options(f"email-{handler.__name__}", **options)
+                binder = bind(handler, kind="email")
             self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="email"))
             self.registry.email_rules.append(EmailRule(tuple(recipients), spec, stop=stop))
             return handler

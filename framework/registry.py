@@ -102,10 +102,14 @@ class QueueSpec:
             )
         check_name("queue", name)
         fifo = bool(options.get("fifo", name.endswith(".fifo")))
-        if fifo != name.endswith(".fifo"):
+        if fifo and not name.endswith(".fifo"):
             raise DeclarationError(
-                f"queue {name!r}: a FIFO queue's name must end in '.fifo' and only a FIFO "
-                "queue's may; rename it or set fifo=" + ("False" if not fifo else "True")
+                f"queue {name!r}: FIFO queue names end in '.fifo'; rename it {name + '.fifo'!r}"
+            )
+        if not fifo and name.endswith(".fifo"):
+            raise DeclarationError(
+                f"queue {name!r}: only FIFO queue names end in '.fifo'; drop fifo=False or "
+                "rename it"
             )
         values = {"dead_letter": _dlq_name(name), **options, "fifo": fifo}
         spec = cls(name=name, **values)

@@ -34,10 +34,13 @@ def test_on_queue_records_a_consumer_with_its_options() -> None:
 
 
 def test_bad_queue_option_fails_when_the_decorator_is_applied() -> None:
-    """A bad option raises at decoration, before any handler is attached."""
+    """A bad option raises at decoration (import time), naming the handler and the option."""
     app = App("shop")
-    with pytest.raises(DeclarationError, match="visibility_timeout=-1"):
-        app.on_queue("jobs", visibility_timeout=-1)
+    with pytest.raises(DeclarationError, match=r"\.work: queue 'jobs': visibility_timeout=-1"):
+
+        @app.on_queue("jobs", visibility_timeout=-1)
+        async def work(body: str) -> None: ...
+
     assert app.registry.consumers == {}
 
 

@@ -157,12 +157,12 @@ def test_retry_delay_of_wrong_type_is_refused() -> None:
 
 def test_fifo_option_on_a_standard_name_is_refused() -> None:
     """``fifo=True`` on a name without ``.fifo`` is refused with the fix."""
-    refused("jobs", r"must end in '\.fifo'.*fifo=True", fifo=True)
+    refused("jobs", r"FIFO queue names end in '\.fifo'; rename it 'jobs\.fifo'", fifo=True)
 
 
 def test_fifo_name_declared_standard_is_refused() -> None:
     """A name ending in ``.fifo`` with ``fifo=False`` is refused with the fix."""
-    refused("jobs.fifo", r"only a FIFO queue's may.*fifo=False", fifo=False)
+    refused("jobs.fifo", r"only FIFO queue names end in '\.fifo'; drop fifo=False", fifo=False)
 
 
 def test_content_based_deduplication_needs_a_fifo_queue() -> None:

@@ -10,7 +10,9 @@ Each round sends ``--messages`` JSON messages of about 1 KiB with ``app.send`` t
 the same work without the framework: bytes from ``model_dump_json`` on an ``asyncio.Queue``,
 ``--concurrency`` consumer tasks doing ``model_validate_json`` and calling the same kind of
 handler. Rounds alternate (framework, raw, framework, raw, ...) so drift on a noisy machine
-hits both alike; the figure that matters is the ratio of the medians.
+hits both alike; the figure that matters is the ratio of the medians. A warm-up of 2,000
+messages per side runs first and is not reported; ``--only framework`` runs one side, for a
+profiler (see bench/README.md).
 
 Then it measures the traced peak memory of ``--memory-messages`` messages queued and not yet
 received (tracemalloc), per message, for both.
@@ -49,8 +51,11 @@ class Order(BaseModel):
 
 def make_order(index: int, note: str) -> Order:
     return Order(
-        id=index, customer=f"customer-{index % 1000}", amount=index * 0.25,
-        tags=["bench", "memory"], note=note,
+        id=index,
+        customer=f"customer-{index % 1000}",
+        amount=index * 0.25,
+        tags=["bench", "memory"],
+        note=note,
     )
 
 
@@ -212,9 +217,15 @@ async def measure(args: argparse.Namespace) -> Results:
                 f"(encoded body {size:,.0f} bytes)"
             )
     return Results(
-        messages=args.messages, message_bytes=size, concurrency=args.concurrency, rounds=rounds,
-        framework_median=medians.get("framework"), raw_median=medians.get("raw"), ratio=ratio,
-        memory_messages=args.memory_messages, framework_bytes_per_message=framework_bytes,
+        messages=args.messages,
+        message_bytes=size,
+        concurrency=args.concurrency,
+        rounds=rounds,
+        framework_median=medians.get("framework"),
+        raw_median=medians.get("raw"),
+        ratio=ratio,
+        memory_messages=args.memory_messages,
+        framework_bytes_per_message=framework_bytes,
         raw_bytes_per_message=raw_bytes,
     )
 
@@ -230,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
     parser.add_argument("--concurrency", type=int, default=10, help="handlers in flight")
     parser.add_argument(
-        "--memory-messages", type=int, default=100_000,
+        "--memory-messages",
+        type=int,
+        default=100_000,
         help="messages queued for the memory measurement (0 skips it)",
     )
     parser.add_argument(
@@ -239,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rounds < 1 or args.concurrency < 1 or args.memory_messages < 0:
-        parser.error("--messages, --rounds and --concurrency must be positive")
+        parser.error(
+            "--messages, --rounds and --concurrency must be positive, --memory-messages at least 0"
+        )
     results = asyncio.run(measure(args))
     if args.json:
         print(json.dumps(asdict(results)))

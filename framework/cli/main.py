@@ -227,29 +227,9 @@ def _producer_options(command: F) -> F:
 @click.option("--delay", type=click.FloatRange(0, 900), default=0, help="Seconds before visible.")
 @_ops_options
 @_one_line_errors
-def send(
-    queue: str,
-    body: str,
-    attribute: tuple[str, ...],
-    group_id: str | None,
-    deduplication_id: str | None,
-    delay: float,
-    server: str | None,
-    backend: str | None,
-    env: str | None,
-    token: str | None,
-) -> None:
+def send(queue: str, body: str, delay: float, **options: Any) -> None:
     """Send BODY (JSON, or text; - reads stdin) to QUEUE."""
-    ops = _ops(server, backend, env, token)
-    options = {
-        "attributes": _attributes(attribute),
-        "delay": delay,
-        "group_id": group_id,
-        "deduplication_id": deduplication_id,
-    }
-    text = sys.stdin.read() if body == "-" else body
-    message_id = _run(lambda: ops.send(queue, parse_body(text), options))
-    click.echo(message_id)
+    _produce("send", queue, body, {"delay": delay}, **options)
 
 
 @cli.command()
@@ -258,9 +238,17 @@ def send(
 @_producer_options
 @_ops_options
 @_one_line_errors
-def publish(
-    topic: str,
+def publish(topic: str, body: str, **options: Any) -> None:
+    """Publish BODY (JSON, or text; - reads stdin) to TOPIC."""
+    _produce("publish", topic, body, {}, **options)
+
+
+def _produce(
+    verb: str,
+    target: str,
     body: str,
+    extra: dict[str, Any],
+    *,
     attribute: tuple[str, ...],
     group_id: str | None,
     deduplication_id: str | None,
@@ -269,15 +257,17 @@ def publish(
     env: str | None,
     token: str | None,
 ) -> None:
-    """Publish BODY (JSON, or text; - reads stdin) to TOPIC."""
+    """Send or publish one message and print its id: the shared body of both commands."""
     ops = _ops(server, backend, env, token)
     options = {
         "attributes": _attributes(attribute),
         "group_id": group_id,
         "deduplication_id": deduplication_id,
+        **extra,
     }
     text = sys.stdin.read() if body == "-" else body
-    message_id = _run(lambda: ops.publish(topic, parse_body(text), options))
+    produce = ops.send if verb == "send" else ops.publish
+    message_id = _run(lambda: produce(target, parse_body(text), options))
     click.echo(message_id)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import httpx
 
 from framework.backends import from_url
-from framework.backends.base import Backend
+from framework.backends.base import Backend, Outgoing
 from framework.exceptions import (
     BackendUnavailableError,
     ConfigError,
@@ -154,37 +154,18 @@ class BackendOps:
 
     async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
         """Send straight to the broker's queue."""
+        message = _outgoing("queue", queue, body, options, limit=1_048_576)
 
         async def work(backend: Backend) -> str:
-            message = build_outgoing(
-                f"queue {queue!r}",
-                body,
-                options.get("attributes"),
-                1_048_576,
-                fifo=queue.endswith(".fifo"),
-                content_dedup=True,
-                delay=options.get("delay") or 0,
-                group_id=options.get("group_id"),
-                deduplication_id=options.get("deduplication_id"),
-            )
             return await backend.send(queue, message)
 
         return str(await self._with(work))
 
     async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
         """Publish straight to the broker's topic."""
+        message = _outgoing("topic", topic, body, options, limit=262_144)
 
         async def work(backend: Backend) -> str:
-            message = build_outgoing(
-                f"topic {topic!r}",
-                body,
-                options.get("attributes"),
-                262_144,
-                fifo=topic.endswith(".fifo"),
-                content_dedup=True,
-                group_id=options.get("group_id"),
-                deduplication_id=options.get("deduplication_id"),
-            )
             return await backend.publish(topic, message)
 
         return str(await self._with(work))
@@ -210,6 +191,23 @@ class BackendOps:
     async def routes(self) -> list[dict[str, Any]]:
         """Routes belong to an app, not a broker."""
         raise ConfigError("routes belong to an app: run `framework routes APP` or pass --server")
+
+
+def _outgoing(
+    kind: str, name: str, body: Any, options: Mapping[str, Any], *, limit: int
+) -> Outgoing:
+    """Build a message for a queue or topic the app does not describe: FIFO by its name."""
+    return build_outgoing(
+        f"{kind} {name!r}",
+        body,
+        options.get("attributes"),
+        limit,
+        fifo=name.endswith(".fifo"),
+        content_dedup=True,
+        delay=options.get("delay") or 0,
+        group_id=options.get("group_id"),
+        deduplication_id=options.get("deduplication_id"),
+    )
 
 
 def routes_of(app: Any) -> list[dict[str, Any]]:

@@ -22,11 +22,13 @@ from framework.registry import (
     TopicSpec,
 )
 from framework.semantics.filter_policy import validate as validate_filter_policy
+from framework.smtp.config import RelayConfig, SMTPConfig
 from framework.smtp.outbound import Mailer
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from framework.gateway.routers import Router
     from framework.runtime import Runtime
 
 __all__ = ["App"]
@@ -63,6 +65,9 @@ class App:
             (default: the ``FRAMEWORK_ADMIN_TOKEN`` environment variable; none means open).
         mail_from: The default sender of ``app.mail.send``.
         max_body_size: The largest HTTP request body the gateway accepts, in bytes (413 above).
+        smtp: The SMTP receiver's limits, IP rules, TLS and AUTH (default: ``SMTPConfig()``).
+        mail_relay: An SMTP relay for ``app.mail.send`` (default: the backend's own mail
+            transport, which is the outbox on ``memory://``).
     """
 
     def __init__(
@@ -72,15 +77,27 @@ class App:
         admin_token: str | None = None,
         mail_from: str | None = None,
         max_body_size: int = 1_048_576,
+        smtp: SMTPConfig | None = None,
+        mail_relay: RelayConfig | None = None,
     ) -> None:
         self.name = name
+        self.smtp = smtp or SMTPConfig()
         self.max_body_size = max_body_size
         self.registry = Registry()
         self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
         local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"
-        self.mail = Mailer(self, sender=mail_from or f"{local_part}@localhost")
+        self.mail = Mailer(
+            self,
+            sender=mail_from or f"{local_part}@localhost",
+            relay=mail_relay,
+        )
         self._runtime: Runtime | None = None
         self._asgi: ASGIApp | None = None
+
+    # Per-route HTTP metrics and /metrics; set False before the gateway is built to drop both.
+    metrics: bool = True
+    # /openapi.json and /docs; set False before the gateway is built to serve neither.
+    openapi: bool = True
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
@@ -141,6 +158,24 @@ class App:
             return handler
 
         return register
+
+    def router(
+        self,
+        prefix: str = "",
+        *,
+        version: str | None = None,
+        auth: Any = None,
+        throttle: Any = None,
+        cache: Any = None,
+    ) -> Router:
+        """Return a router (blueprint): routes under ``prefix`` sharing version and options.
+
+        Raises:
+            DeclarationError: For a malformed prefix.
+        """
+        from framework.gateway.routers import Router
+
+        return Router(self, prefix, version=version, auth=auth, throttle=throttle, cache=cache)
 
     def queue(self, name: str, **options: Unpack[QueueOptions]) -> QueueSpec:
         """Declare a queue without a handler (to send to, or consume elsewhere)."""

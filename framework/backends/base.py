@@ -7,9 +7,9 @@ primitives. ``tests/conformance/`` is the full contract: a backend is finished w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from framework.clock import Clock
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
@@ -36,7 +36,55 @@ DLQ_ERROR_MESSAGE = "dead-letter-error-message"
 DLQ_TIME = "dead-letter-time"
 DLQ_HEADERS = (DLQ_SOURCE, DLQ_RECEIVE_COUNT, DLQ_ERROR_TYPE, DLQ_ERROR_MESSAGE, DLQ_TIME)
 
+_T = TypeVar("_T")
 
+
+class _Factory:
+    """The default of a field with a ``default_factory``: ``<factory>``, as in dataclasses."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def _slot_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass an ``__init__`` that fills its slots directly.
+
+    The runtime builds an ``Outgoing`` and a ``Delivery`` for every message. The ``__init__``
+    that dataclasses writes for a frozen class calls ``object.__setattr__`` once per field,
+    which makes it about three times as slow as an unfrozen one (3 µs for ``Delivery``). This
+    one calls each slot's own descriptor instead: the same signature, defaults and result, and
+    the instance stays frozen (assigning to a field still raises ``FrozenInstanceError``).
+    """
+    namespace: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params: list[str] = []
+    lines: list[str] = []
+    for f in fields(cls):  # type: ignore[arg-type]  # cls is a dataclass, checked by fields()
+        name = f.name
+        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
+        value = name
+        if f.default is not MISSING:
+            namespace[f"_default_{name}"] = f.default
+            params.append(f"{name}=_default_{name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{name}"] = f.default_factory
+            params.append(f"{name}=_FACTORY")
+            value = f"_factory_{name}() if {name} is _FACTORY else {name}"
+        else:
+            params.append(name)
+        lines.append(f"    _set_{name}(self, {value})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines)
+    exec(source, namespace)  # generated from the class's own fields, as dataclasses does
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    setattr(cls, "__init__", init)  # noqa: B010  # mypy forbids assigning to a method
+    return cls
+
+
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """A message on its way to a queue or topic: encoded body plus metadata."""
@@ -56,6 +104,7 @@ class Outgoing:
         return self.headers.get(CONTENT_TYPE, "application/octet-stream")
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One receipt of a message: valid until acked, released, dead-lettered or timed out."""

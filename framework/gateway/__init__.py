@@ -1,5 +1,26 @@
-"""The HTTP gateway: an ASGI application built from the app's RouteSpecs, plus the admin API."""
+"""The HTTP gateway: an ASGI application built from the app's RouteSpecs, plus the admin API.
+
+The forms ``auth=``, ``throttle=`` and ``cache=`` take are exported here too.
+"""
 
 from framework.gateway.app import Gateway, build
+from framework.gateway.auth import APIKey, APIKeyAuth, CustomAuth, JWTAuth, JWTKey, Principal
+from framework.gateway.cache import Cache
+from framework.gateway.routers import PUBLIC, Router
+from framework.gateway.throttle import Throttle, UsagePlan
 
-__all__ = ["Gateway", "build"]
+__all__ = [
+    "PUBLIC",
+    "APIKey",
+    "APIKeyAuth",
+    "Cache",
+    "CustomAuth",
+    "Gateway",
+    "JWTAuth",
+    "JWTKey",
+    "Principal",
+    "Router",
+    "Throttle",
+    "UsagePlan",
+    "build",
+]

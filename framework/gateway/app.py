@@ -8,6 +8,8 @@ was built.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException
@@ -15,14 +17,20 @@ from starlette.types import Receive, Scope, Send
 
 from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX, admin_routes
+from framework.gateway.auth import authorizer_for, guarded
+from framework.gateway.cache import cache_for, cached
 from framework.gateway.endpoints import route_endpoint
 from framework.gateway.errors import ClientDisconnectedError, HTTPError, ResponseAbortedError
 from framework.gateway.inputs import request_id, route_path
+from framework.gateway.metrics import METRICS_PATH, Metrics
+from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
 from framework.gateway.responses import send_error, send_json
-from framework.gateway.routing import RouteTable
+from framework.gateway.routing import Endpoint, RouteTable
+from framework.gateway.throttle import throttled, throttles_for
 
 if TYPE_CHECKING:
     from framework.app import App
+    from framework.registry import RouteSpec
 
 __all__ = ["Gateway", "build"]
 
@@ -43,38 +51,80 @@ class Gateway:
     message that ``app.send`` refuses, is a bug in the server, not in the request). A handler
     may raise starlette's ``HTTPException`` to answer with its status and detail.
 
+    Each route is chained, when the gateway is built, from what it declares: its authorizer
+    (``auth=``: 401, 403, and 429 over a usage plan), its throttles (``throttle=``: 429 with
+    ``Retry-After``), its cache (``cache=``), then the handler; every route is measured for
+    ``/metrics`` unless the app sets ``metrics = False``. ``/openapi.json`` and its page
+    ``/docs`` are served unless the app sets ``openapi = False``; an app route at any of these
+    three paths replaces the built-in one.
+
     Args:
         app: The app whose routes to serve.
+        clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
 
     Raises:
         DeclarationError: If a route cannot be served: a path under ``/_framework``, a
-            parameter a route cannot give, or an option this gateway does not implement yet.
+            parameter a route cannot give, or an ``auth=``, ``throttle=`` or ``cache=`` that
+            is not one of the documented forms.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, clock: Callable[[], float] = time.time) -> None:
         self.app = app
+        self.clock = clock
         self.max_body_size = _max_body_size(app)
+        self.metrics = Metrics(app) if app.metrics else None
         self.routes = RouteTable()
         for spec in app.registry.routes:
             where = spec.binder.handler_name
             if spec.full_path == ADMIN_PREFIX or spec.full_path.startswith(ADMIN_PREFIX + "/"):
                 raise DeclarationError(f"{where}: {spec.full_path} is reserved for the admin API")
-            if spec.auth is not None:
-                # Serving a route its author believes protected, unprotected, would be worse
-                # than not serving it.
-                raise DeclarationError(
-                    f"{where}: auth= is not supported by this gateway yet (authorizers come "
-                    "in a later release); remove it rather than serve the route unprotected"
-                )
-            for option in ("throttle", "cache"):
-                if getattr(spec, option) is not None:
-                    log.warning(
-                        "gateway.option_ignored",
-                        extra={"fields": {"route": spec.full_path, "option": option}},
-                    )
-            self.routes.add(spec.full_path, spec.methods, route_endpoint(spec, self.max_body_size))
+            endpoint = self._pipeline(spec)
+            # HEAD first: adding GET would otherwise claim HEAD before an explicit HEAD.
+            for method in sorted(spec.methods, key=lambda m: m != "HEAD"):
+                served = endpoint
+                if self.metrics is not None:
+                    version = spec.version or ""
+                    served = self.metrics.instrument(endpoint, spec.full_path, method, version)
+                self.routes.add(spec.full_path, (method,), served)
+        # The app's own routes at these paths win: adding ours would refuse to build.
+        taken = {spec.full_path for spec in app.registry.routes}
+        built_in: list[tuple[str, Endpoint]] = []
+        if self.metrics is not None:
+            built_in.append((METRICS_PATH, self.metrics.endpoint))
+        if app.openapi:
+            openapi = OpenAPI(app)
+            built_in += [(OPENAPI_PATH, openapi.document), (DOCS_PATH, openapi.page)]
+        for path, endpoint in built_in:
+            if path not in taken:
+                self.routes.add(path, ("GET",), endpoint)
         for path, methods, endpoint in admin_routes(app, self.max_body_size):
             self.routes.add(path, methods, endpoint)
+
+    def _pipeline(self, spec: RouteSpec) -> Endpoint:
+        """Chain what the route declares, outermost first: authorizer, throttles, cache, handler.
+
+        Only declared stages are chained, so a route without them pays nothing for them.
+        """
+        where = spec.binder.handler_name
+        authorizer = authorizer_for(spec.auth, where) if spec.auth is not None else None
+        endpoint = route_endpoint(spec, self.max_body_size, authorized=authorizer is not None)
+        if spec.cache is not None:
+            if "GET" not in spec.methods:
+                raise DeclarationError(f"{where}: cache= only applies to GET routes")
+            settings = cache_for(spec.cache, where)
+            metrics = self.metrics
+            counted = (
+                metrics.cache_counter(spec.full_path, spec.version or "")
+                if metrics is not None
+                else _uncounted
+            )
+            endpoint = cached(endpoint, settings, self.clock, counted)
+        if spec.throttle is not None:
+            limits = throttles_for(spec.throttle, where, authorizer is not None)
+            endpoint = throttled(endpoint, limits, self.clock)
+        if authorizer is not None:
+            endpoint = guarded(endpoint, authorizer, self.clock)
+        return endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection: an HTTP request, or the lifespan protocol."""
@@ -84,6 +134,12 @@ class Gateway:
         rid = request_id(scope["headers"])
         try:
             endpoint, scope["path_params"] = self.routes.match(scope["method"], route_path(scope))
+        except HTTPError as exc:
+            if self.metrics is not None:
+                self.metrics.unmatched(scope["method"], exc.status)
+            await send_error(send, exc, rid)
+            return
+        try:
             await endpoint(scope, receive, send, rid)
         except HTTPError as exc:
             await send_error(send, exc, rid)
@@ -112,13 +168,21 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1000})
 
 
-def build(app: App) -> Gateway:
-    """Return the gateway for ``app``: its routes, then the admin API under ``/_framework/``.
+def build(app: App, *, clock: Callable[[], float] = time.time) -> Gateway:
+    """Return the gateway for ``app``: its routes, ``/metrics``, then the admin API.
+
+    Args:
+        app: The app whose routes to serve.
+        clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
 
     Raises:
         DeclarationError: If a route cannot be served (see ``Gateway``).
     """
-    return Gateway(app)
+    return Gateway(app, clock=clock)
+
+
+def _uncounted(hit: bool) -> None:
+    """Count nothing: the app has metrics off."""
 
 
 def _max_body_size(app: App) -> int:

@@ -23,6 +23,7 @@ from typing_extensions import TypedDict
 
 from framework.binding import Param
 from framework.exceptions import DeclarationError
+from framework.gateway.auth import Principal
 from framework.gateway.errors import (
     FieldError,
     RequestValidationError,
@@ -34,7 +35,7 @@ from framework.gateway.responses import send_result
 from framework.gateway.routing import Endpoint
 from framework.registry import RouteSpec
 
-__all__ = ["Parameters", "route_endpoint"]
+__all__ = ["Parameters", "is_principal", "route_endpoint"]
 
 _REPEATABLE = (list, tuple, set, frozenset)
 _IMMUTABLE = (NoneType, bool, int, float, str, bytes, tuple, frozenset)
@@ -96,15 +97,17 @@ class Parameters:
         return values, []
 
 
-def route_endpoint(spec: RouteSpec, max_body_size: int) -> Endpoint:
+def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = False) -> Endpoint:
     """Return the endpoint serving ``spec``.
 
     Args:
         spec: The route.
         max_body_size: The largest request body accepted, in bytes.
+        authorized: Whether an authorizer puts a ``Principal`` in the scope's state first.
 
     Raises:
-        DeclarationError: If the handler takes something a route cannot give (a Context).
+        DeclarationError: If the handler takes something a route cannot give (a Context, or
+            a ``Principal`` on a route without ``auth=``).
     """
     binder = spec.binder
     where = binder.handler_name
@@ -114,7 +117,16 @@ def route_endpoint(spec: RouteSpec, max_body_size: int) -> Endpoint:
                 f"{where}: parameter {p.name!r} ({p.source}) cannot be bound on an HTTP route; "
                 "routes take path and query parameters, a body and `request: Request`"
             )
-    params = [p for p in binder.params if p.source in ("path", "query")]
+    # Binding sees a Principal as a query parameter; here it is the authorizer's answer.
+    principal_name = next((p.name for p in binder.params if is_principal(p.annotation)), None)
+    if principal_name is not None and not authorized:
+        raise DeclarationError(
+            f"{where}: parameter {principal_name!r} is the authorized Principal but the route "
+            "has no auth=; add one (see the gateway's Authorizers docs)"
+        )
+    params = [
+        p for p in binder.params if p.source in ("path", "query") and p.name != principal_name
+    ]
     parameters = Parameters(params, where) if params else None
     body = binder.body
     body_name = body.name if body is not None else ""
@@ -159,6 +171,8 @@ def route_endpoint(spec: RouteSpec, max_body_size: int) -> Endpoint:
                 receive = replay(raw, receive)
         if errors:
             raise RequestValidationError(errors)
+        if principal_name is not None:
+            kwargs[principal_name] = scope["state"]["principal"]
         if request_name is not None:
             scope.setdefault("state", {})["request_id"] = request_id
             kwargs[request_name] = Request(scope, receive)
@@ -182,6 +196,13 @@ def _validator(adapter: TypeAdapter[Any]) -> SchemaValidator:
         validator = adapter.validator
     assert isinstance(validator, SchemaValidator)
     return validator
+
+
+def is_principal(annotation: Any) -> bool:
+    """True for ``Principal`` and ``Principal | None``: the authorizer's answer, not a query."""
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        return Principal in typing.get_args(annotation)
+    return annotation is Principal
 
 
 def _repeats(annotation: Any) -> bool:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from framework.backends.base import Backend, Delivery
 from framework.binding import PoisonBodyError
-from framework.clock import Timer
+from framework.clock import Clock, Timer
 from framework.context import Context, Message
 from framework.logs import FieldsAdapter, event
 from framework.registry import ConsumerSpec
@@ -20,97 +22,218 @@ from framework.smtp.parsing import envelope_from_headers, parse
 if TYPE_CHECKING:
     from framework.app import App
 
-__all__ = ["Dispatcher", "VisibilityTimeoutError"]
+__all__ = ["Dispatcher", "Lease", "VisibilityTimeoutError"]
 
 log = logging.getLogger("framework.runtime")
 
 
-class _Lease:
-    """The handler's deadline: a cancel scope and the clock timer that fires it."""
+class Lease:
+    """One delivery's deadline, and how to cancel its handler when the deadline passes.
 
-    __slots__ = ("backend", "deadline", "delivery", "scope", "timer")
+    An async handler runs in the worker's own task, which the watchdog cancels natively
+    (``Task.cancel``) and the dispatcher turns back into a timeout with ``Task.uncancel``,
+    as ``asyncio.timeout`` does: no anyio cancel scope per message. A sync handler runs in a
+    thread under an anyio cancel scope, which waits for the thread as before.
+    """
 
-    def __init__(self, backend: Backend, delivery: Delivery, deadline: float) -> None:
-        self.backend = backend
+    __slots__ = ("deadline", "delivery", "dispatcher", "expired", "scope", "task")
+
+    def __init__(self, dispatcher: Dispatcher, delivery: Delivery, deadline: float) -> None:
+        self.dispatcher = dispatcher
         self.delivery = delivery
         self.deadline = deadline
-        self.scope = anyio.CancelScope()
-        self.timer: Timer = backend.clock.call_at(deadline, self.scope.cancel)
+        self.expired = False
+        self.task: asyncio.Task[Any] | None = None
+        self.scope: anyio.CancelScope | None = None
+
+    def expire(self) -> None:
+        """The deadline passed: cancel the handler, if it has started."""
+        self.expired = True
+        if self.scope is not None:
+            self.scope.cancel()
+        elif self.task is not None:
+            self.task.cancel()
 
     def remaining(self) -> float:
-        return self.deadline - self.backend.clock.now()
+        return self.deadline - self.dispatcher.clock.now()
 
     async def extend(self, seconds: float) -> None:
-        await self.backend.extend(self.delivery, seconds=seconds)
-        self.timer.cancel()
-        self.deadline = self.backend.clock.now() + seconds
-        self.timer = self.backend.clock.call_at(self.deadline, self.scope.cancel)
+        dispatcher = self.dispatcher
+        await dispatcher.backend.extend(self.delivery, seconds=seconds)
+        dispatcher.watchdog.disarm(self)
+        self.deadline = dispatcher.clock.now() + seconds
+        if not self.expired:
+            dispatcher.watchdog.arm(self)
+
+
+class _Watchdog:
+    """One clock timer per consumer, at the earliest deadline among its leases in flight.
+
+    Arming or disarming a lease is a dict insert or delete; the timer is rescheduled only
+    when the earliest deadline changes (typically once per received batch, whose leases share
+    one deadline). A lease is armed when its delivery is handed over, before the worker's next
+    receive can arm the backend's wake-up for the same instant, so on a virtual clock the
+    handler is cancelled (and its verdict recorded) before the expired lease is received again.
+    """
+
+    __slots__ = ("_at", "_at_count", "_leases", "_timer", "clock")
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._leases: dict[Lease, None] = {}
+        self._timer: Timer | None = None
+        self._at = math.inf  # when the timer fires
+        self._at_count = 0  # how many armed leases have their deadline at ``_at``
+
+    def arm(self, lease: Lease) -> None:
+        self._leases[lease] = None
+        deadline = lease.deadline
+        if deadline < self._at:
+            self._schedule(deadline, 1)
+        elif deadline == self._at:
+            self._at_count += 1
+
+    def disarm(self, lease: Lease) -> None:
+        if lease not in self._leases:  # already fired, or disarmed twice
+            return
+        del self._leases[lease]
+        if lease.deadline == self._at:
+            self._at_count -= 1
+            if self._at_count == 0:
+                self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Move the timer to the earliest deadline left (there are at most ``concurrency``)."""
+        at = min((lease.deadline for lease in self._leases), default=math.inf)
+        count = sum(1 for lease in self._leases if lease.deadline == at)
+        self._schedule(at, count)
+
+    def _schedule(self, when: float, count: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._at = when
+        self._at_count = count
+        if when != math.inf:
+            self._timer = self.clock.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self.clock.now()
+        due = [lease for lease in self._leases if lease.deadline <= now]
+        for lease in due:
+            del self._leases[lease]
+        self._reschedule()
+        for lease in due:
+            lease.expire()
 
 
 class Dispatcher:
-    """Runs deliveries of one consumer; returns whether each was handled successfully."""
+    """Runs deliveries of one consumer; returns whether each was handled successfully.
+
+    ``lease`` starts a delivery's deadline and ``handle`` runs it; ``__call__`` does both.
+    """
 
     def __init__(self, app: App, backend: Backend, consumer: ConsumerSpec) -> None:
         self.app = app
         self.backend = backend
+        self.clock = backend.clock
         self.consumer = consumer
         self.queue = consumer.queue
         self.binder = consumer.binder
         self.logger = logging.getLogger(f"framework.handler.{consumer.handler.__qualname__}")
+        # Looked up once: per message, only what the handler's signature asks for is built.
+        self._context_param = consumer.binder.param("context")
+        self._mail_param = consumer.binder.param("mail")
+        self.watchdog = _Watchdog(backend.clock)
         self.handled = 0
         self.failed = 0
 
+    def lease(self, delivery: Delivery, received_at: float) -> Lease:
+        """Start ``delivery``'s deadline: its handler is cancelled at the visibility timeout."""
+        lease = Lease(self, delivery, received_at + self.queue.visibility_timeout)
+        self.watchdog.arm(lease)
+        return lease
+
+    def abandon(self, lease: Lease) -> None:
+        """Stop watching a lease whose delivery will not be handled (it is being released)."""
+        self.watchdog.disarm(lease)
+
     async def __call__(self, delivery: Delivery, received_at: float) -> bool:
         """Handle ``delivery``; True if it was acknowledged."""
-        clock = self.backend.clock
-        verdict = before_handling(delivery, self.queue, clock.wall())
-        if verdict is not None:
-            await self._dead_letter(delivery, verdict)
-            return False
+        return await self.handle(self.lease(delivery, received_at))
+
+    async def handle(self, lease: Lease, task: asyncio.Task[Any] | None = None) -> bool:
+        """Handle a leased delivery in ``task`` (the current task); True if it was acknowledged."""
+        delivery = lease.delivery
+        queue = self.queue
+        # Only a message received more often than allowed can be dead-lettered before its
+        # handler runs, so the wall clock is read only then.
+        if delivery.receive_count > queue.max_receive_count:
+            verdict = before_handling(delivery, queue, self.clock.wall())
+            if verdict is not None:
+                self.watchdog.disarm(lease)
+                await self._dead_letter(delivery, verdict)
+                return False
         try:
             kwargs = self._arguments(delivery)
         except PoisonBodyError as exc:
+            self.watchdog.disarm(lease)
             await self._dead_letter(
-                delivery, poison(delivery, exc.error_type, str(exc), clock.wall())
+                delivery, poison(delivery, exc.error_type, str(exc), self.clock.wall())
             )
             return False
-        lease = _Lease(self.backend, delivery, received_at + self.queue.visibility_timeout)
-        context = self._context(delivery, lease)
-        if self.binder.param("context") is not None:
-            kwargs[self.binder.param("context").name] = context  # type: ignore[union-attr]
+        if self._context_param is not None:
+            kwargs[self._context_param.name] = self._context(delivery, lease)
+        # The handler's duration is only logged at DEBUG: skip the clock read otherwise.
+        timed = self.logger.isEnabledFor(logging.DEBUG)
+        started = self.clock.now() if timed else 0.0
         error: BaseException | None = None
-        started = clock.now()
-        try:
-            with lease.scope:
-                if self.binder.is_async:
-                    await self.consumer.handler(**kwargs)
-                else:
-                    await anyio.to_thread.run_sync(lambda: self.consumer.handler(**kwargs))
-        except anyio.get_cancelled_exc_class():
-            # Cancelled from outside (shutdown past its grace period): give the message back.
-            with anyio.CancelScope(shield=True):
-                await self.backend.release(delivery, delay=0)
-            raise
-        except Exception as exc:
-            error = exc
-        finally:
-            lease.timer.cancel()
-        if lease.scope.cancelled_caught:
-            error = expired(self.queue.visibility_timeout)
+        if lease.expired:  # the deadline passed before a handler task took the delivery
+            error = expired(queue.visibility_timeout)
+        elif self.binder.is_async:
+            # Inline rather than in a helper coroutine: this is the per-message hot path.
+            # The handler runs in this task; the watchdog cancels the task at the deadline and
+            # ``uncancel`` turns that back into a timeout, as ``asyncio.timeout`` does.
+            if task is None:
+                task = asyncio.current_task()
+                assert task is not None
+            cancelling = task.cancelling()
+            lease.task = task
+            caught = False
+            try:
+                await self.consumer.handler(**kwargs)
+            except asyncio.CancelledError:
+                # Ours only if the watchdog cancelled and nobody else did (shutdown past grace).
+                if not lease.expired or task.uncancel() > cancelling:
+                    await self._release_cancelled(lease)
+                    raise
+                caught = True
+            except Exception as exc:
+                error = exc
+            finally:
+                self.watchdog.disarm(lease)
+            if lease.expired:
+                if not caught:  # the handler swallowed the cancellation: the deadline passed
+                    task.uncancel()
+                error = expired(queue.visibility_timeout)
+        else:
+            error = await self._run_sync(lease, kwargs)
         if error is None:
             await self.backend.ack(delivery)
             self.handled += 1
-            event(
-                self.logger,
-                logging.DEBUG,
-                "message.handled",
-                queue=delivery.queue,
-                message_id=delivery.message_id,
-                seconds=round(clock.now() - started, 6),
-            )
+            if timed:
+                event(
+                    self.logger,
+                    logging.DEBUG,
+                    "message.handled",
+                    queue=delivery.queue,
+                    message_id=delivery.message_id,
+                    seconds=round(self.clock.now() - started, 6),
+                )
             return True
         self.failed += 1
-        outcome = after_failure(delivery, self.queue, error, clock.wall())
+        outcome = after_failure(delivery, queue, error, self.clock.wall())
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(delivery, outcome, error)
         else:
@@ -127,17 +250,41 @@ class Dispatcher:
             await self.backend.release(delivery, delay=outcome.delay)
         return False
 
+    async def _run_sync(self, lease: Lease, kwargs: dict[str, Any]) -> BaseException | None:
+        """Run a sync handler in a thread under a cancel scope that the watchdog cancels."""
+        scope = lease.scope = anyio.CancelScope()
+        error: BaseException | None = None
+        try:
+            with scope:
+                await anyio.to_thread.run_sync(lambda: self.consumer.handler(**kwargs))
+        except anyio.get_cancelled_exc_class():
+            await self._release_cancelled(lease)
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self.watchdog.disarm(lease)
+        if scope.cancelled_caught:
+            return expired(self.queue.visibility_timeout)
+        return error
+
+    async def _release_cancelled(self, lease: Lease) -> None:
+        """Cancelled from outside (shutdown past its grace period): give the message back."""
+        self.watchdog.disarm(lease)
+        with anyio.CancelScope(shield=True):
+            await self.backend.release(lease.delivery, delay=0)
+
     def _arguments(self, delivery: Delivery) -> dict[str, Any]:
         binder = self.binder
         kwargs: dict[str, Any] = {}
         if binder.body is not None:
             kwargs[binder.body.name] = binder.decode(delivery.body, delivery.content_type)
-        mail = binder.param("mail")
+        mail = self._mail_param
         if mail is not None:
             kwargs[mail.name] = parse(delivery.body, envelope_from_headers(delivery.headers))
         return kwargs
 
-    def _context(self, delivery: Delivery, lease: _Lease) -> Context:
+    def _context(self, delivery: Delivery, lease: Lease) -> Context:
         return Context(
             app=self.app,
             message=Message.from_delivery(delivery),
@@ -147,7 +294,7 @@ class Dispatcher:
             ),
             remaining=lease.remaining,
             extend=lease.extend,
-            wall=self.backend.clock.wall,
+            wall=self.clock.wall,
         )
 
     async def _dead_letter(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -204,6 +204,31 @@ class Runtime:
         }
 
 
+class _ReadOnlyDict(dict[str, Any]):
+    """A dict that refuses changes: one instance is shared by many messages.
+
+    A ``dict`` rather than a ``MappingProxyType`` because backends may hand headers to client
+    libraries (and ``json``) that accept only dicts.
+    """
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("shared by many messages and read-only: copy it to change it")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+
+# One headers dict per content type, shared: saves a dict (about 180 bytes) per queued message.
+_HEADERS: dict[str, Mapping[str, str]] = {}
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = _ReadOnlyDict()
+
+
+def _headers(content_type: str) -> Mapping[str, str]:
+    headers = _HEADERS.get(content_type)
+    if headers is None:
+        headers = _HEADERS[content_type] = _ReadOnlyDict({CONTENT_TYPE: content_type})
+    return headers
+
+
 def build_outgoing(
     where: str,
     body: object,
@@ -223,10 +248,15 @@ def build_outgoing(
         InvalidMessageError: For FIFO rules broken (no group id, no deduplication id, a delay).
     """
     data, content_type = encode(body)
-    attrs = dict(attributes or {})
-    _check_attributes(where, attrs)
-    ensure_fits(where, data, attrs, limit)
-    if not 0 <= delay <= 900:
+    if attributes:
+        attrs: Mapping[str, AttributeValue] = dict(attributes)
+        _check_attributes(where, attrs)
+        ensure_fits(where, data, attrs, limit)
+    else:
+        attrs = _NO_ATTRIBUTES
+        if len(data) > limit:
+            ensure_fits(where, data, attrs, limit)
+    if delay and not 0 <= delay <= 900:
         raise InvalidMessageError(f"{where}: delay={delay} must be 0 to 900 seconds")
     if fifo:
         if not group_id:
@@ -242,7 +272,7 @@ def build_outgoing(
     return Outgoing(
         body=data,
         attributes=attrs,
-        headers={CONTENT_TYPE: content_type},
+        headers=_headers(content_type),
         delay=delay,
         group_id=group_id,
         deduplication_id=deduplication_id,

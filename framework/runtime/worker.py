@@ -1,9 +1,18 @@
-"""The receive loop of one consumer: long-poll, keep ``concurrency`` handlers in flight."""
+"""The receive loop of one consumer: long-poll, keep ``concurrency`` handlers in flight.
+
+A standard queue runs ``concurrency`` long-lived handler tasks fed from a local inbox, rather
+than one task per message: a received batch is leased (its deadlines armed) and put in the
+inbox, and one handler task is woken. A handler task works through the inbox without yielding
+between messages, and wakes one more handler only if messages are left when it starts one, so a
+batch of fast handlers costs one wake-up, while slow handlers still spread over every task. FIFO
+queues keep one task per message group, which holds the group's order.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import anyio
 from anyio.abc import TaskGroup
@@ -11,7 +20,7 @@ from anyio.lowlevel import checkpoint
 
 from framework.backends.base import Backend, Delivery
 from framework.logs import event
-from framework.runtime.dispatch import Dispatcher
+from framework.runtime.dispatch import Dispatcher, Lease
 
 __all__ = ["Worker"]
 
@@ -21,7 +30,11 @@ POLL_WAIT = 20.0
 
 
 class Worker:
-    """Receives from one queue and dispatches each delivery in its own task."""
+    """Receives from one queue and keeps up to ``concurrency`` deliveries in its handlers.
+
+    ``active`` counts the deliveries handed over and not yet settled (started or waiting in
+    the inbox); ``idle`` is set whenever it is zero.
+    """
 
     def __init__(self, backend: Backend, dispatcher: Dispatcher, *, poll_wait: float = POLL_WAIT):
         self.backend = backend
@@ -29,23 +42,32 @@ class Worker:
         self.queue = dispatcher.queue
         self.poll_wait = poll_wait
         self.active = 0
-        self._slot_freed = anyio.Event()
-        self.idle = anyio.Event()
+        self.idle = asyncio.Event()
         self.idle.set()
         self._stopping = anyio.CancelScope()
+        self._slot_freed: asyncio.Future[None] | None = None
+        self._inbox: deque[Lease] = deque()
+        self._sleeping: deque[asyncio.Future[None]] = deque()  # idle handler tasks' wake-ups
+        self._waking = False  # a handler task was woken and has not looked at the inbox yet
+        self._offering = False  # an offer of the inbox's rest to another handler is scheduled
 
     def stop_receiving(self) -> None:
         """Stop taking new messages; handlers in flight go on."""
         self._stopping.cancel()
 
     async def run(self, handlers: TaskGroup) -> None:
-        """Receive until stopped, starting handler tasks in ``handlers``."""
+        """Receive until stopped, handing deliveries to handler tasks in ``handlers``."""
         concurrency = self.queue.concurrency
+        fifo = self.queue.fifo
+        if not fifo:
+            for _ in range(concurrency):
+                handlers.start_soon(self._serve)
+        loop = asyncio.get_running_loop()
         with self._stopping:
             while True:
                 while self.active >= concurrency:
-                    self._slot_freed = anyio.Event()
-                    await self._slot_freed.wait()
+                    self._slot_freed = loop.create_future()
+                    await self._slot_freed
                 limit = min(self.queue.batch_size, concurrency - self.active)
                 try:
                     deliveries = await self.backend.receive(
@@ -64,32 +86,91 @@ class Worker:
                 if not deliveries:
                     continue
                 received_at = self.backend.clock.now()
-                if self.idle.is_set():
-                    self.idle = anyio.Event()
-                if self.queue.fifo:
-                    groups: defaultdict[str | None, list[Delivery]] = defaultdict(list)
-                    for d in deliveries:
-                        groups[d.group_id].append(d)
-                    for batch in groups.values():
-                        self.active += len(batch)
-                        handlers.start_soon(self._run_group, batch, received_at)
-                else:
-                    for d in deliveries:
-                        self.active += 1
-                        handlers.start_soon(self._run_one, d, received_at)
-                # Let the new handlers arm their deadlines before the next receive arms its
-                # wake-up for the same leases' expiry: at one instant the handler is then cancelled
-                # and its verdict (retry or dead letter, with the timeout as the error) recorded
-                # before the expired lease could hand the message to another receive.
+                self.idle.clear()
+                self.active += len(deliveries)
+                if not fifo:
+                    # Arm every deadline now, before the next receive can arm the backend's
+                    # wake-up for the same leases' expiry: at that instant the handler is then
+                    # cancelled, and its verdict (retry or dead letter) recorded, before the
+                    # expired lease could hand the message to another receive.
+                    lease = self.dispatch.lease
+                    self._inbox.extend([lease(d, received_at) for d in deliveries])
+                    self._wake_one()
+                    continue
+                groups: defaultdict[str | None, list[Delivery]] = defaultdict(list)
+                for d in deliveries:
+                    groups[d.group_id].append(d)
+                for batch in groups.values():
+                    handlers.start_soon(self._run_group, batch, received_at)
+                # The group tasks arm their deadlines when they start (see above for why).
                 await checkpoint()
 
-    async def _run_one(self, delivery: Delivery, received_at: float) -> None:
+    def _wake_one(self) -> None:
+        """Wake one idle handler task, unless one is already on its way."""
+        if self._waking:
+            return
+        while self._sleeping:
+            waiter = self._sleeping.popleft()
+            if not waiter.done():  # a cancelled handler task leaves a cancelled waiter
+                waiter.set_result(None)
+                self._waking = True
+                return
+
+    def _offer_rest(self) -> None:
+        """Hand what is left in the inbox to another handler task, if it is still there then.
+
+        Runs as a loop callback, so only after the current handler task yields: a handler that
+        works through the whole batch without suspending costs no second wake-up.
+        """
+        self._offering = False
+        if self._inbox:
+            self._wake_one()
+
+    async def _serve(self) -> None:
+        """One handler task: take deliveries from the inbox until cancelled at stop."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        inbox = self._inbox
+        handle = self.dispatch.handle
         try:
-            await self.dispatch(delivery, received_at)
-        except Exception:  # the backend failed while settling: the lease expiry will redeliver
-            log.exception("worker.settle_failed", extra={"fields": {"queue": self.queue.name}})
-        finally:
-            self._done(1)
+            while True:
+                if not inbox:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._sleeping.append(waiter)
+                    await waiter
+                    self._waking = False
+                    continue
+                lease = inbox.popleft()
+                if inbox and not self._offering:
+                    # If this handler suspends, another one takes the next message meanwhile.
+                    self._offering = True
+                    loop.call_soon(self._offer_rest)
+                try:
+                    await handle(lease, task)
+                except Exception:  # the backend failed while settling: the lease expiry redelivers
+                    log.exception(
+                        "worker.settle_failed", extra={"fields": {"queue": self.queue.name}}
+                    )
+                finally:
+                    self._done(1)
+        except asyncio.CancelledError:
+            await self._release_unstarted()
+            raise
+
+    async def _release_unstarted(self) -> None:
+        """At a stop past its grace period, give back deliveries no handler has started."""
+        with anyio.CancelScope(shield=True):
+            while self._inbox:
+                lease = self._inbox.popleft()
+                self.dispatch.abandon(lease)
+                try:
+                    await self.backend.release(lease.delivery, delay=0)
+                except Exception:
+                    log.exception(
+                        "worker.settle_failed", extra={"fields": {"queue": self.queue.name}}
+                    )
+                finally:
+                    self._done(1)
 
     async def _run_group(self, batch: list[Delivery], received_at: float) -> None:
         """Handle one FIFO group's messages strictly in order; stop at the first failure."""
@@ -112,6 +193,10 @@ class Worker:
     def _done(self, count: int) -> None:
         if count:
             self.active -= count
-            self._slot_freed.set()
+            slot_freed = self._slot_freed
+            if slot_freed is not None:
+                self._slot_freed = None
+                if not slot_freed.done():
+                    slot_freed.set_result(None)
             if self.active == 0:
                 self.idle.set()

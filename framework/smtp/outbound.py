@@ -13,6 +13,8 @@ from framework.exceptions import MailError
 
 if TYPE_CHECKING:
     from framework.app import App
+    from framework.smtp.config import RelayConfig
+    from framework.smtp.transport import SMTPTransport
 
 __all__ = ["Mailer"]
 
@@ -46,11 +48,20 @@ def _no_newlines(name: str, value: str) -> str:
 
 
 class Mailer:
-    """Sends mail through the running app's backend (SMTP, SES, or the memory outbox)."""
+    """Sends mail through an SMTP relay when one is configured, else the running app's backend
+    (SES on AWS, the outbox on memory).
 
-    def __init__(self, app: App, *, sender: str) -> None:
+    Args:
+        app: The app whose backend sends mail when there is no relay.
+        sender: The default From address.
+        relay: An SMTP relay, used instead of the backend's transport.
+    """
+
+    def __init__(self, app: App, *, sender: str, relay: RelayConfig | None = None) -> None:
         self._app = app
         self.sender = sender
+        self.relay = relay
+        self._transport: SMTPTransport | None = None
 
     async def send(
         self,
@@ -126,4 +137,11 @@ class Mailer:
             message=bytes(message),
             message_id=message_id,
         )
-        return await self._app.runtime.backend.send_mail(mail)
+        if self.relay is None:
+            return await self._app.runtime.backend.send_mail(mail)
+        if self._transport is None:
+            # Imported here so that ``import framework`` does not load aiosmtplib.
+            from framework.smtp.transport import SMTPTransport
+
+            self._transport = SMTPTransport(self.relay)
+        return await self._transport.send_mail(mail)

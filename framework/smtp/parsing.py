@@ -6,20 +6,34 @@ defects the parser noticed are listed in ``Email.defects``.
 
 from __future__ import annotations
 
+import codecs
 import email
+import email.parser
 import email.policy
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 
+from framework.smtp.scanning import Verdicts
+
 __all__ = ["Attachment", "Email", "Envelope", "parse"]
+
+# A line break that folds a header: unfolding removes it and keeps the whitespace after it.
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+# The standard library's modern parser spends about a millisecond per MIME part, on the event
+# loop; past this many parts a mail is read as headers plus one text body, so a crafted mail
+# of thousands of tiny or deeply nested parts cannot stall the app.
+MAX_PARTS = 256
 
 # Headers carrying the SMTP envelope beside the raw mail on the queue.
 MAIL_FROM = "mail-from"
 RCPT_TO = "mail-rcpt-to"
 PEER = "mail-peer"
+VERDICTS = "mail-verdicts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +52,13 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """The SMTP envelope: who the transaction said it was from and to, and the peer's address."""
+    """The SMTP transaction: who it said the mail was from and to, the peer's address, and the
+    verdicts of the receiver's scanners (all ``DISABLED`` when none is configured)."""
 
     mail_from: str = ""
     rcpt_to: tuple[str, ...] = ()
     peer: str = ""
+    verdicts: Verdicts = field(default_factory=Verdicts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,66 +80,159 @@ class Email:
     raw: bytes = field(repr=False)
     defects: tuple[str, ...] = ()
 
+    @property
+    def verdicts(self) -> Verdicts:
+        """The scanners' verdicts on this mail: spam, virus, SPF, DKIM, DMARC."""
+        return self.envelope.verdicts
 
-def _addresses(message: EmailMessage, name: str) -> tuple[str, ...]:
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
     try:
-        values = [str(v) for v in message.get_all(name, [])]
+        return tuple(addr for _, addr in getaddresses(values) if addr)
     except Exception:  # a header the parser could not fold into addresses
         return ()
-    return tuple(addr for _, addr in getaddresses(values) if addr)
 
 
-def _text(part: EmailMessage) -> str | None:
+def _decode(payload: object, charset: str) -> str | None:
+    if isinstance(payload, str):
+        return payload
+    if not isinstance(payload, bytes):
+        return None
     try:
-        content = part.get_content()
-    except (LookupError, UnicodeError, ValueError, AssertionError):
-        payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None
-    return content if isinstance(content, str) else None
+        return payload.decode(charset, "replace")
+    except LookupError:  # a charset Python does not know: UTF-8 is the likeliest guess
+        return payload.decode("utf-8", "replace")
 
 
-def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
-    """Parse raw mail bytes into an ``Email``; malformed parts are skipped, not fatal."""
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
+def _content_type(part: EmailMessage) -> tuple[str, str | None]:
+    """The part's content type and charset, from one parse of its header.
+
+    ``get_content_type`` and ``get_content_charset`` each parse the header again, and that
+    parse is the dearest step of reading a simple mail; this follows their rules in one.
+    """
+    try:
+        header = part.get("content-type")
+    except Exception:  # a header even the modern policy cannot parse: take the default
+        header = None
+    if header is None:
+        return part.get_default_type(), None
+    content_type = str(header).partition(";")[0].strip().lower()
+    if content_type.count("/") != 1:
+        return "text/plain", None  # RFC 2045 5.2: an invalid type means text/plain
+    charset = getattr(header, "params", {}).get("charset")
+    return content_type, str(charset).lower() if charset else None
+
+
+def _text(part: EmailMessage, charset: str | None, defects: list[str]) -> str | None:
+    payload = part.get_payload(decode=True)
+    charset = charset or "us-ascii"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        defects.append(f"unknown charset {charset[:40]!r}")
+        charset = "utf-8"
+    return _decode(payload, charset)
+
+
+def _headers(
+    message: EmailMessage, defects: list[str]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every header's first value, decoded, and all raw values by lower-case name."""
     headers: dict[str, str] = {}
-    defects = [type(d).__name__ for d in message.defects]
-    for key in message:
+    raw_values: dict[str, list[str]] = {}
+    for key, value in message.raw_items():
+        raw_values.setdefault(key.lower(), []).append(_FOLD.sub("", str(value)))
+        if key in headers:
+            continue
+        if value.isascii() and "=?" not in value:
+            # Plain ASCII without encoded words reads the same under the modern policy, and
+            # unfolding it here skips the header registry, the dearest step of parsing a mail.
+            headers[key] = _FOLD.sub("", value).strip()
+            continue
         try:
-            headers.setdefault(key, str(message[key]))
-        except Exception as exc:  # an undecodable header: keep going
+            header = message[key]
+            headers[key] = str(header)
+        except Exception as exc:
+            # A header the modern policy cannot decode: keep its raw text rather than lose it.
             defects.append(f"{key}: {type(exc).__name__}")
+            headers[key] = str(value)
+        else:
+            defects.extend(f"{key}: {type(d).__name__}" for d in header.defects)
+    return headers, raw_values
+
+
+def _body(
+    message: EmailMessage, defects: list[str]
+) -> tuple[str | None, str | None, list[Attachment]]:
     text = html = None
     attachments: list[Attachment] = []
     for part in message.walk():
+        if part is not message:
+            defects.extend(type(d).__name__ for d in part.defects)
         if part.is_multipart():
             continue
         assert isinstance(part, EmailMessage)
-        if part.is_attachment():
-            payload = part.get_payload(decode=True)
-            attachments.append(
-                Attachment(
-                    part.get_filename(),
-                    part.get_content_type(),
-                    payload if isinstance(payload, bytes) else b"",
+        content_type = "unknown"
+        try:
+            content_type, charset = _content_type(part)
+            if part.get_content_disposition() == "attachment":
+                payload = part.get_payload(decode=True)
+                attachments.append(
+                    Attachment(
+                        part.get_filename(),
+                        content_type,
+                        payload if isinstance(payload, bytes) else b"",
+                    )
                 )
-            )
-        elif part.get_content_type() == "text/plain" and text is None:
-            text = _text(part)
-        elif part.get_content_type() == "text/html" and html is None:
-            html = _text(part)
+            elif content_type == "text/plain" and text is None:
+                text = _text(part, charset, defects)
+            elif content_type == "text/html" and html is None:
+                html = _text(part, charset, defects)
+        except Exception as exc:  # one unreadable part must not hide the others
+            defects.append(f"{content_type}: {type(exc).__name__}")
+    # A multipart mail whose boundary is missing or never appears: the parser leaves the body
+    # as one string, which is the best text there is.
+    # (The content type is read last: each read parses the header again.)
+    if (
+        text is None
+        and html is None
+        and not message.is_multipart()
+        and message.get_content_maintype() == "multipart"
+    ):
+        text = _decode(message.get_payload(decode=True), "utf-8")
+    return text, html, attachments
+
+
+def _date(headers: Mapping[str, str], defects: list[str]) -> datetime | None:
+    if "Date" not in headers:
+        return None
     try:
-        date = parsedate_to_datetime(headers["Date"]) if "Date" in headers else None
+        return parsedate_to_datetime(headers["Date"])
     except (TypeError, ValueError):
-        date = None
-    froms = _addresses(message, "From")
+        defects.append("Date: unparseable")
+        return None
+
+
+def _build(
+    raw: bytes, message: EmailMessage, envelope: Envelope | None, *, headers_only: bool
+) -> Email:
+    found: list[str] = []
+    headers, raw_values = _headers(message, found)
+    if headers_only:
+        text = _decode(message.get_payload(decode=False), "utf-8")
+        html, attachments = None, list[Attachment]()
+    else:
+        text, html, attachments = _body(message, found)
+    # Read last: decoding the body adds to the message's own defects (bad base64, say).
+    defects = [type(d).__name__ for d in message.defects] + found
+    froms = _addresses(raw_values.get("from", []))
     return Email(
         from_=froms[0] if froms else (envelope.mail_from if envelope else ""),
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
-        reply_to=_addresses(message, "Reply-To"),
+        to=_addresses(raw_values.get("to", [])),
+        cc=_addresses(raw_values.get("cc", [])),
+        reply_to=_addresses(raw_values.get("reply-to", [])),
         subject=headers.get("Subject", ""),
-        date=date,
+        date=_date(headers, defects),
         message_id=headers.get("Message-ID"),
         text=text,
         html=html,
@@ -135,6 +244,49 @@ def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
     )
 
 
+def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
+    """Parse raw mail bytes into an ``Email``; never raises on malformed mail.
+
+    Unreadable parts are skipped and named in ``Email.defects``. If the MIME structure
+    itself defeats the parser (nesting too deep to walk), the headers are still read and the
+    whole body becomes ``text``; failing even that, ``text`` is the raw bytes as UTF-8.
+    """
+    # A cheap upper bound on the number of parts: each one needs a Content-Type header.
+    parts = raw.lower().count(b"content-type:")
+    if parts > MAX_PARTS:
+        reason = f"MIME structure: more than {MAX_PARTS} parts ({parts})"
+    else:
+        try:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            return _build(raw, message, envelope, headers_only=False)
+        except (Exception, RecursionError) as exc:
+            reason = f"MIME structure: {type(exc).__name__}"
+    try:
+        parser = email.parser.BytesParser(policy=email.policy.default)
+        message = parser.parsebytes(raw, headersonly=True)
+        assert isinstance(message, EmailMessage)
+        mail = _build(raw, message, envelope, headers_only=True)
+        return replace(mail, defects=(reason, *mail.defects))
+    except Exception as exc:
+        return Email(
+            from_=envelope.mail_from if envelope else "",
+            to=(),
+            cc=(),
+            reply_to=(),
+            subject="",
+            date=None,
+            message_id=None,
+            text=raw.decode("utf-8", "replace"),
+            html=None,
+            headers={},
+            attachments=(),
+            envelope=envelope or Envelope(),
+            raw=raw,
+            defects=(reason, f"headers: {type(exc).__name__}"),
+        )
+
+
 def envelope_from_headers(headers: Mapping[str, str]) -> Envelope:
     """Read the SMTP envelope the receiver stored beside the raw mail."""
     rcpt = headers.get(RCPT_TO, "")
@@ -142,4 +294,5 @@ def envelope_from_headers(headers: Mapping[str, str]) -> Envelope:
         mail_from=headers.get(MAIL_FROM, ""),
         rcpt_to=tuple(r for r in rcpt.split(",") if r),
         peer=headers.get(PEER, ""),
+        verdicts=Verdicts.from_header(headers.get(VERDICTS, "")),
     )

@@ -1,4 +1,5 @@
-"""The SMTP receiver (aiosmtpd, on the app's event loop): receipt rules at RCPT, queue at DATA.
+"""The SMTP receiver (aiosmtpd, on the app's event loop): IP rules at connect, receipt rules at
+RCPT, the queue at DATA.
 
 Mail is acknowledged with 250 only once it is on every matching rule's queue, so ``@on_email``
 handlers get the retries, visibility timeout and dead letters of any queue handler. A recipient
@@ -8,16 +9,22 @@ that no rule matches is refused at RCPT (550): the receiver is never an open rel
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from framework.backends.base import CONTENT_TYPE, Outgoing
 from framework.logs import event
-from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO
+from framework.smtp import parsing
+from framework.smtp.config import DEFAULT_MAX_SIZE, SMTPConfig
+from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS
 from framework.smtp.rules import rules_for
+from framework.smtp.scanning import scan
 
 if TYPE_CHECKING:
     from framework.runtime import Runtime
@@ -26,19 +33,49 @@ __all__ = ["DEFAULT_MAX_SIZE", "Receiver"]
 
 log = logging.getLogger("framework.smtp")
 
-DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+
+def _peer_address(peer: object) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+
+
+class _Connection(SMTP):
+    """One SMTP connection: aiosmtpd's, with the line limit and the IP rules of ``config``."""
+
+    def __init__(self, handler: _Handler, *, config: SMTPConfig, **options: Any) -> None:
+        # Set before aiosmtpd's __init__, which sizes its stream reader with it.
+        self.line_length_limit = config.max_line_length
+        self.config = config
+        super().__init__(handler, **options)
+
+    async def _handle_client(self) -> None:
+        # IP rules run before the greeting, as a 554 instead of the 220 (RFC 5321 3.1).
+        assert self.session is not None
+        peer = _peer_address(self.session.peer)
+        if not self.config.allows(peer):
+            event(log, logging.INFO, "mail.connection_refused", peer=peer)
+            await self.push("554 5.7.1 Access denied: this address may not send mail here")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
 
 
 class _Handler:
     """aiosmtpd's handler hooks, bound to the running app's rules and backend."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, config: SMTPConfig) -> None:
         self.runtime = runtime
         self.rules = runtime.registry.email_rules
+        self.config = config
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            return "452 4.5.3 Too many recipients"
         if not rules_for(self.rules, address):
             event(log, logging.INFO, "mail.refused", recipient=address, peer=str(session.peer))
             return "550 5.1.1 Recipient address rejected: no receipt rule accepts it"
@@ -46,25 +83,45 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            return await self._enqueue(session, envelope)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+
+    async def _enqueue(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        peer = _peer_address(session.peer)
+        headers = {
+            CONTENT_TYPE: "message/rfc822",
+            MAIL_FROM: envelope.mail_from or "",
+            PEER: peer,
+        }
+        if self.config.scanners:
+            transaction = parsing.Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), peer)
+            verdicts = await scan(tuple(self.config.scanners), raw, transaction)
+            headers[VERDICTS] = verdicts.to_header()
+            action = self.config.action_on(verdicts)
+            if action is not None:
+                what, why = action
+                if what == "reject":
+                    event(log, logging.INFO, "mail.rejected", peer=peer, verdict=why)
+                    return f"550 5.7.1 Message rejected ({why})"
+                # Dropped: the sender is told nothing, as with SES's stop action on a verdict.
+                event(log, logging.INFO, "mail.dropped", peer=peer, verdict=why)
+                return "250 2.0.0 Message accepted"
         per_queue: dict[str, list[str]] = {}
         for recipient in envelope.rcpt_tos:
             for rule in rules_for(self.rules, recipient):
                 per_queue.setdefault(rule.queue.name, []).append(recipient)
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
         try:
             for queue, recipients in per_queue.items():
                 await self.runtime.backend.send(
                     queue,
-                    Outgoing(
-                        body=raw,
-                        headers={
-                            CONTENT_TYPE: "message/rfc822",
-                            MAIL_FROM: envelope.mail_from or "",
-                            RCPT_TO: ",".join(recipients),
-                            PEER: peer,
-                        },
-                    ),
+                    Outgoing(body=raw, headers={**headers, RCPT_TO: ",".join(recipients)}),
                 )
         except Exception as exc:
             log.exception("mail.enqueue_failed", extra={"fields": {"peer": peer}})
@@ -81,8 +138,46 @@ class _Handler:
         return "250 2.0.0 Message accepted for delivery"
 
 
+def _authenticator(config: SMTPConfig) -> Any:
+    """aiosmtpd's authenticator for ``config.auth``: a credentials map or a callable."""
+    auth = config.auth
+    if auth is None:
+        return None
+
+    def check(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        try:
+            username = data.login.decode("utf-8")
+            password = data.password.decode("utf-8")
+        except UnicodeDecodeError:
+            return AuthResult(success=False, handled=False)
+        if callable(auth):
+            ok = bool(auth(username, password))
+        else:
+            expected = auth.get(username)
+            # Compare in constant time, and compare something even for an unknown user.
+            ok = hmac.compare_digest((expected or "\0").encode(), password.encode()) and (
+                expected is not None
+            )
+        # The user name is logged; the password never is.
+        event(log, logging.INFO, "mail.auth", user=username, success=ok, peer=str(session.peer))
+        return AuthResult(success=ok, handled=False, auth_data=username if ok else None)
+
+    return check
+
+
 class Receiver:
-    """An SMTP server on the running loop, feeding the app's ``@on_email`` queues."""
+    """An SMTP server on the running loop, feeding the app's ``@on_email`` queues.
+
+    Args:
+        runtime: The running app.
+        host: The address to listen on.
+        port: The port (0 picks a free one; ``start`` returns it).
+        config: Limits, IP rules, TLS and AUTH (default: the app's ``smtp`` config).
+    """
 
     def __init__(
         self,
@@ -90,44 +185,84 @@ class Receiver:
         *,
         host: str = "127.0.0.1",
         port: int = 8025,
-        max_size: int = DEFAULT_MAX_SIZE,
-        hostname: str | None = None,
+        config: SMTPConfig | None = None,
     ) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
-        self.max_size = max_size
-        self.hostname = hostname
+        self.config = config or runtime.app.smtp
         self._server: asyncio.Server | None = None
+        self._handler: _Handler | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key))
+        return context
 
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
-        handler = _Handler(self.runtime)
+        config = self.config
+        handler = self._handler = _Handler(self.runtime, config)
+        tls = self._tls_context()
+        authenticator = _authenticator(config)
 
-        def protocol() -> Any:
-            connection = SMTP(
-                handler,
-                data_size_limit=self.max_size,
-                hostname=self.hostname,
-                enable_SMTPUTF8=True,
-                ident="framework ESMTP",
-            )
+        def protocol() -> SMTP:
+            with warnings.catch_warnings():
+                # aiosmtpd warns about AUTH without TLS; SMTPConfig only allows it when
+                # auth_require_tls=False was asked for explicitly.
+                warnings.simplefilter("ignore", UserWarning)
+                connection = _Connection(
+                    handler,
+                    config=config,
+                    data_size_limit=config.max_size,
+                    hostname=config.hostname,
+                    enable_SMTPUTF8=True,
+                    ident="framework ESMTP",
+                    tls_context=tls,
+                    require_starttls=config.require_tls,
+                    timeout=config.timeout,
+                    authenticator=authenticator,
+                    auth_required=config.auth_required,
+                    auth_require_tls=config.auth_require_tls,
+                )
             self._connections.add(connection)
             return connection
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        event(log, logging.INFO, "smtp.started", address=f"{self.host}:{self.port}")
+        event(
+            log,
+            logging.INFO,
+            "smtp.started",
+            address=f"{self.host}:{self.port}",
+            max_size=config.max_size,
+            starttls=tls is not None,
+            auth=config.auth is not None,
+        )
         return self.port
 
-    async def stop(self) -> None:
-        """Stop accepting connections and close the open ones."""
-        if self._server is not None:
-            self._server.close()
-            for connection in list(self._connections):
-                if connection.transport is not None:
-                    connection.transport.close()
-            await self._server.wait_closed()
-            self._server = None
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting connections, let mail being enqueued finish, then close the rest.
+
+        Args:
+            grace: Seconds a message already received gets to reach its queue (its client
+                then gets its 250) before the connections are closed.
+        """
+        if self._server is None:
+            return
+        self._server.close()
+        if self._handler is not None:
+            try:
+                await asyncio.wait_for(self._handler.idle.wait(), grace)
+            except TimeoutError:
+                event(log, logging.WARNING, "smtp.stop_timeout", in_flight=self._handler.in_flight)
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        await self._server.wait_closed()
+        self._server = None
+        event(log, logging.INFO, "smtp.stopped", address=f"{self.host}:{self.port}")

@@ -330,14 +330,14 @@ def test_route_under_the_admin_prefix_is_refused() -> None:
         _ = bad.asgi
 
 
-def test_route_with_auth_is_refused_until_authorizers_exist() -> None:
-    """auth= is refused rather than silently serving the route unprotected."""
+def test_route_with_an_unknown_auth_form_is_refused() -> None:
+    """An auth= that is no authorizer is refused rather than serving the route unprotected."""
     bad = App("bad")
 
     @bad.route("/secret", auth="api-key")
     async def secret() -> None: ...
 
-    with pytest.raises(DeclarationError, match="auth= is not supported"):
+    with pytest.raises(DeclarationError, match="is not an authorizer"):
         _ = bad.asgi
 
 

@@ -16,7 +16,7 @@ from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
 
-from .queues import MemoryQueue
+from .queues import MemoryQueue, new_message_id
 
 __all__ = ["MemoryBackend"]
 
@@ -149,7 +149,7 @@ class MemoryBackend:
             raise UnknownTopicError(
                 f"topic {topic!r} does not exist on memory:// (topics: {known})"
             )
-        message_id = message.message_id or str(uuid.uuid4())
+        message_id = message.message_id or new_message_id()
         dedup = self._topic_dedup.get(topic)
         if dedup is not None:
             first = dedup.duplicate_of(

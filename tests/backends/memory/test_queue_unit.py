@@ -274,3 +274,79 @@ async def test_message_id_is_kept_or_generated(given: str | None) -> None:
         assert message_id == given
     (d,) = await q.receive(1, 0)
     assert d.message_id == message_id
+
+
+async def test_acked_leases_leave_nothing_for_a_later_receive_to_clean_up() -> None:
+    """Leases acked before their timeout leave no timers behind, so an empty receive stays cheap."""
+    clock = VirtualClock()
+    q = queue(clock, visibility_timeout=30)
+    for _ in range(1_000):
+        q.send(message())
+    for delivery in await q.receive(1_000, 0):
+        assert q.delete(delivery.receipt) is not None
+    assert (q._timers, q._leases, q._moved) == ([], {}, {})
+    assert await q.receive(10, 0) == []
+
+
+async def test_timers_of_moved_leases_are_compacted_once_settled() -> None:
+    """Timer entries of leases moved by change_visibility and then acked do not pile up."""
+    q = queue(VirtualClock(), visibility_timeout=30)
+    for _ in range(10):
+        for _ in range(100):
+            q.send(message())
+        for delivery in await q.receive(100, 0):
+            q.change_visibility(delivery.receipt, 60)
+            q.delete(delivery.receipt)
+    assert len(q._timers) <= 128
+
+
+async def test_leases_expire_on_time_after_a_redeclare_shortens_the_timeout() -> None:
+    """A lease taken after the visibility timeout shrinks expires at its own, earlier deadline."""
+    clock = VirtualClock()
+    q = queue(clock, visibility_timeout=30)
+    q.send(message(b"long"))
+    await q.receive(1, 0)
+    q.spec = QueueSpec.from_options("jobs", visibility_timeout=5)
+    q.send(message(b"short"))
+    await q.receive(1, 0)
+    await clock.advance(5)
+    (again,) = await q.receive(10, 0)
+    assert (again.body, again.receive_count) == (b"short", 2)
+    q.delete(again.receipt)
+    await clock.advance(25)
+    (last,) = await q.receive(10, 0)
+    assert last.body == b"long"
+
+
+async def test_redelivered_message_goes_before_later_sends() -> None:
+    """A message visible again is received before messages sent after it, as on a FIFO line."""
+    clock = VirtualClock()
+    q = queue(clock, visibility_timeout=5)
+    q.send(message(b"0"))
+    (first,) = await q.receive(1, 0)
+    q.send(message(b"1"))
+    q.change_visibility(first.receipt, 0)
+    assert [d.body for d in await q.receive(10, 0)] == [b"0", b"1"]
+
+
+async def test_waiting_receive_wakes_for_a_release_after_its_own_timer_fired() -> None:
+    """A receive whose timer fired for nothing and that waits again still wakes for a release."""
+    clock = VirtualClock()
+    q = queue(clock, visibility_timeout=5)
+    q.send(message(b"acked"))
+    q.send(message(b"released"))
+    acked, released = await q.receive(2, 0)
+    got: list[bytes] = []
+
+    async def waiting() -> None:
+        got.extend(d.body for d in await q.receive(1, 20))
+
+    task = asyncio.ensure_future(waiting())
+    await clock.advance(1)
+    q.change_visibility(released.receipt, 100)
+    q.delete(acked.receipt)
+    await clock.advance(5)  # the receive's timer (t=5) fires for a lease acked meanwhile
+    q.change_visibility(released.receipt, 2)
+    await clock.advance(2)
+    assert got == [b"released"]
+    await task

@@ -1,0 +1,247 @@
+"""How the SMTP receiver and the outbound relay are configured: ``SMTPConfig``, ``RelayConfig``.
+
+Both are plain frozen values given to ``App(..., smtp=..., mail_relay=...)`` and checked when
+they are built, so a bad CIDR range or a missing certificate fails at import, not on the first
+connection. Secrets (relay password, AUTH credentials) are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from framework.exceptions import ConfigError
+from framework.smtp.scanning import Scanner, Verdict, check_actions
+
+__all__ = [
+    "DEFAULT_LINE_LENGTH",
+    "DEFAULT_MAX_RECIPIENTS",
+    "DEFAULT_MAX_SIZE",
+    "Authenticator",
+    "RelayConfig",
+    "SMTPConfig",
+]
+
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+# RFC 5321 4.5.3.1.8 asks servers to accept at least 100 recipients per message.
+DEFAULT_MAX_RECIPIENTS = 100
+# RFC 5321 4.5.3.1.6: 998 octets of text + CRLF, plus one for the transparent dot.
+DEFAULT_LINE_LENGTH = 1001
+
+Authenticator = Callable[[str, str], bool]
+"""Decides ``(username, password) -> accepted``; called on the event loop, so keep it quick."""
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str, ranges: Sequence[str]) -> tuple[Network, ...]:
+    if isinstance(ranges, str):
+        raise ConfigError(f"SMTPConfig.{name} must be a list of CIDR ranges, not one string")
+    networks = []
+    for cidr in ranges:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"SMTPConfig.{name}: {cidr!r} is not an IP address or CIDR range "
+                "(like '192.0.2.0/24' or '2001:db8::/32')"
+            ) from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    """The SMTP receiver's limits, IP rules, TLS and AUTH.
+
+    IP rules are checked when a client connects, before the greeting: a refused peer gets
+    ``554 5.7.1`` and the connection is closed. Precedence: ``block`` wins over ``allow``; when
+    ``allow`` is not empty, any address outside it is refused too; with neither, everyone may
+    connect (receipt rules still refuse unknown recipients, so this is never an open relay).
+
+    Args:
+        max_size: The largest message in bytes, advertised with ``SIZE`` (552 above it).
+        max_recipients: Recipients per message; the next ``RCPT`` gets ``452 4.5.3``.
+        max_line_length: The longest line of a command or of the message, in bytes with CRLF
+            (``500`` above it, as aiosmtpd answers; RFC 5321 asks for at least 1001).
+        allow: CIDR ranges that may connect (empty: any address not blocked).
+        block: CIDR ranges that may never connect.
+        hostname: The name in the greeting and EHLO answer (default: this host's FQDN).
+        tls_cert: A PEM certificate file; with ``tls_key``, offers STARTTLS.
+        tls_key: The certificate's PEM private key file.
+        require_tls: Refuse mail transactions until the client has issued STARTTLS.
+        auth: ``{username: password}`` or a callable ``(username, password) -> bool``; offers
+            ``AUTH PLAIN LOGIN`` (only after STARTTLS unless ``auth_require_tls`` is False).
+        auth_required: Refuse mail from clients that have not authenticated (530).
+        auth_require_tls: Offer AUTH only over TLS, so passwords never cross in clear text.
+        timeout: Seconds of client silence before the connection is closed.
+        scanners: Async callables run on each mail at DATA, in order, giving verdicts
+            (``spam``, ``virus``, ``spf``, ``dkim``, ``dmarc``); see ``framework.smtp.scanning``.
+        reject_on: ``{check: [verdict, ...]}``: refuse a mail with such a verdict with
+            ``550 5.7.1`` (its sender is told; nothing is delivered).
+        drop_on: ``{check: [verdict, ...]}``: accept such a mail with 250 but deliver it
+            nowhere (the sender is not told, as SES's stop action on a verdict).
+    """
+
+    max_size: int = DEFAULT_MAX_SIZE
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    max_line_length: int = DEFAULT_LINE_LENGTH
+    allow: Sequence[str] = ()
+    block: Sequence[str] = ()
+    hostname: str | None = None
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+    require_tls: bool = False
+    auth: Mapping[str, str] | Authenticator | None = field(default=None, repr=False)
+    auth_required: bool = False
+    auth_require_tls: bool = True
+    timeout: float = 300.0
+    scanners: Sequence[Scanner] = ()
+    reject_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    drop_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    allowed: tuple[Network, ...] = field(init=False, repr=False, compare=False)
+    blocked: tuple[Network, ...] = field(init=False, repr=False, compare=False)
+    rejecting: dict[str, frozenset[Verdict]] = field(init=False, repr=False, compare=False)
+    dropping: dict[str, frozenset[Verdict]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ConfigError(f"SMTPConfig.max_size must be at least 1 byte, not {self.max_size}")
+        if self.max_recipients < 1:
+            raise ConfigError(
+                f"SMTPConfig.max_recipients must be at least 1, not {self.max_recipients}"
+            )
+        if self.max_line_length < 80:
+            raise ConfigError(
+                f"SMTPConfig.max_line_length must be at least 80 bytes (RFC 5321 asks for 1001), "
+                f"not {self.max_line_length}"
+            )
+        object.__setattr__(self, "allowed", _networks("allow", self.allow))
+        object.__setattr__(self, "blocked", _networks("block", self.block))
+        try:
+            object.__setattr__(self, "rejecting", check_actions("reject_on", self.reject_on))
+            object.__setattr__(self, "dropping", check_actions("drop_on", self.drop_on))
+        except ValueError as exc:
+            raise ConfigError(f"SMTPConfig.{exc}") from None
+        if (self.reject_on or self.drop_on) and not self.scanners:
+            raise ConfigError(
+                "SMTPConfig.reject_on and drop_on act on verdicts: give scanners=[...] too"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("SMTPConfig: STARTTLS needs both tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"SMTPConfig.{name}: no file at {path}")
+        if self.require_tls and self.tls_cert is None:
+            raise ConfigError("SMTPConfig.require_tls needs tls_cert and tls_key")
+        if self.auth_required and self.auth is None:
+            raise ConfigError("SMTPConfig.auth_required needs auth={user: password} or a callable")
+        if self.auth is not None and self.auth_require_tls and self.tls_cert is None:
+            raise ConfigError(
+                "SMTPConfig.auth is offered only after STARTTLS: give tls_cert and tls_key, "
+                "or auth_require_tls=False on a trusted network"
+            )
+
+    def action_on(self, verdicts: object) -> tuple[str, str] | None:
+        """``("reject"|"drop", "check=VERDICT")`` for the first verdict acted on, else None."""
+        for action, table in (("reject", self.rejecting), ("drop", self.dropping)):
+            for check, acted_on in table.items():
+                verdict = getattr(verdicts, check)
+                if verdict in acted_on:
+                    return action, f"{check}={verdict.value}"
+        return None
+
+    def allows(self, address: str) -> bool:
+        """True if a peer at ``address`` may connect: not blocked, and allowed if a list exists."""
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            # A peer without an IP address (a Unix socket) has no range to match: only an
+            # unrestricted receiver accepts it.
+            return not self.allowed and not self.blocked
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # '::ffff:192.0.2.1' is the IPv4 peer on a dual-stack socket
+        if any(ip in net for net in self.blocked):
+            return False
+        return not self.allowed or any(ip in net for net in self.allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """An SMTP relay that ``app.mail.send`` hands mail to, through aiosmtplib.
+
+    Args:
+        host: The relay's host name or address.
+        port: Its port (587 for submission with STARTTLS, 465 for implicit TLS, 25).
+        username: The login, if the relay wants AUTH.
+        password: The password (never shown in ``repr`` or logs).
+        tls: ``"starttls"`` (upgrade after connecting; required), ``"tls"`` (implicit TLS from
+            the first byte) or ``"none"`` (plain text: loopback and trusted networks only).
+        timeout: Seconds for connecting and for each command.
+        ca_file: A PEM bundle to verify the relay's certificate (default: the system's).
+        verify: Verify the relay's certificate and host name.
+    """
+
+    host: str
+    port: int = 587
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: str = "starttls"
+    timeout: float = 30.0
+    ca_file: str | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tls not in ("starttls", "tls", "none"):
+            raise ConfigError(
+                f"RelayConfig.tls must be 'starttls', 'tls' or 'none', not {self.tls!r}"
+            )
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"RelayConfig.port {self.port} is not a TCP port (1-65535)")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError("RelayConfig needs both username and password, or neither")
+
+    @classmethod
+    def from_url(cls, url: str) -> RelayConfig:
+        """Read a relay from ``smtp://``, ``smtp+starttls://`` or ``smtps://user:pass@host:port``.
+
+        ``smtp://`` is plain text, ``smtp+starttls://`` upgrades with STARTTLS and ``smtps://``
+        is implicit TLS. Query options: ``timeout`` (seconds), ``ca_file``, ``verify=false``.
+
+        Raises:
+            ConfigError: For another scheme or a malformed URL.
+        """
+        parts = urlsplit(url)
+        schemes = {"smtp": ("none", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ConfigError(
+                "a mail relay URL looks like smtp+starttls://user:password@host:587 "
+                "(schemes: smtp, smtp+starttls, smtps)"
+            )
+        tls, default_port = schemes[parts.scheme]
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            port = parts.port or default_port
+            timeout = float(query.get("timeout", 30.0))
+        except ValueError:
+            raise ConfigError("the mail relay URL has a bad port or timeout") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            tls=tls,
+            timeout=timeout,
+            ca_file=query.get("ca_file"),
+            verify=query.get("verify", "true").lower() not in ("0", "false", "no"),
+        )
+
+    @classmethod
+    def from_env(cls, name: str = "FRAMEWORK_MAIL_RELAY") -> RelayConfig | None:
+        """Read a relay URL from the environment variable ``name``; None if it is unset."""
+        url = os.environ.get(name)
+        return cls.from_url(url) if url else None

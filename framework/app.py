@@ -21,6 +21,7 @@ from framework.registry import (
     SubscriptionSpec,
     TopicSpec,
 )
+from framework.runtime.events import HandlerObserver
 from framework.semantics.filter_policy import validate as validate_filter_policy
 from framework.smtp.config import RelayConfig, SMTPConfig
 from framework.smtp.outbound import Mailer
@@ -83,6 +84,7 @@ class App:
         self.name = name
         self.smtp = smtp or SMTPConfig()
         self.max_body_size = max_body_size
+        self.handler_observers: list[HandlerObserver] = []
         self.registry = Registry()
         self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
         local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"

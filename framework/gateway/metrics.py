@@ -11,6 +11,8 @@ template (``/v2/orders/{order_id}``), never the raw path, so the number of serie
 | ``framework_http_cache_hits_total``, ``framework_http_cache_misses_total`` | route, version |
 | ``framework_http_throttled_total`` | route, version, per (route, key, client, plan) |
 | ``framework_queue_depth``, ``_in_flight``, ``_delayed``, ``_dead_letters`` (gauges) | queue |
+| ``framework_handler_duration_seconds`` (histogram) | queue, handler |
+| ``framework_handler_outcomes_total`` | queue, handler, outcome (ok, retry, timeout, ...) |
 
 Requests matching no route count under route ``<unmatched>``. The queue gauges are read from
 the backend when ``/metrics`` is scraped, and are absent while the app is not running.
@@ -24,7 +26,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -37,6 +39,7 @@ from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import ThrottledError
 from framework.runtime import operations
+from framework.runtime.events import HandlerEvent
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -160,6 +163,31 @@ class Metrics:
                 ("dead_letters", "Messages in the queue's dead-letter queue."),
             )
         }
+        self.handler_seconds = Histogram(
+            "framework_handler_duration_seconds",
+            "Queue, topic and mail handlers' run time.",
+            ["queue", "handler"],
+            buckets=_BOUNDS,
+            registry=r,
+        )
+        self.handler_outcomes = Counter(
+            "framework_handler_outcomes",
+            "Settled deliveries by outcome: ok, retry, timeout, dead_letter, poison.",
+            ["queue", "handler", "outcome"],
+            registry=r,
+        )
+        # One observer per app: a gateway built again (routes added later) replaces the old one.
+        observers = app.handler_observers
+        observers[:] = [
+            o for o in observers if not isinstance(getattr(o, "__self__", None), Metrics)
+        ]
+        observers.append(self.observe_handler)
+
+    def observe_handler(self, happened: HandlerEvent) -> None:
+        """Count one settled delivery and, when its handler ran, time it."""
+        self.handler_outcomes.labels(happened.queue, happened.handler, happened.outcome).inc()
+        if happened.seconds is not None:
+            self.handler_seconds.labels(happened.queue, happened.handler).observe(happened.seconds)
 
     def cache_counter(self, route: str, version: str) -> Callable[[bool], None]:
         """Return the callback counting the route's cache hits (True) and misses (False)."""

@@ -15,6 +15,7 @@ from framework.clock import Clock, Timer
 from framework.context import Context, Message
 from framework.logs import FieldsAdapter, event
 from framework.registry import ConsumerSpec
+from framework.runtime.events import HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
 from framework.smtp.parsing import envelope_from_headers, parse
@@ -146,6 +147,9 @@ class Dispatcher:
         self._context_param = consumer.binder.param("context")
         self._mail_param = consumer.binder.param("mail")
         self.watchdog = _Watchdog(backend.clock)
+        # The app's list itself, so observers added after start (a gateway built late) count.
+        self._observers = app.handler_observers
+        self._handler_name = consumer.name
         self.handled = 0
         self.failed = 0
 
@@ -174,6 +178,7 @@ class Dispatcher:
             if verdict is not None:
                 self.watchdog.disarm(lease)
                 await self._dead_letter(delivery, verdict)
+                self._observe(delivery, "dead_letter", None)
                 return False
         try:
             kwargs = self._arguments(delivery)
@@ -182,11 +187,12 @@ class Dispatcher:
             await self._dead_letter(
                 delivery, poison(delivery, exc.error_type, str(exc), self.clock.wall())
             )
+            self._observe(delivery, "poison", None)
             return False
         if self._context_param is not None:
             kwargs[self._context_param.name] = self._context(delivery, lease)
-        # The handler's duration is only logged at DEBUG: skip the clock read otherwise.
-        timed = self.logger.isEnabledFor(logging.DEBUG)
+        # The handler's duration is only logged at DEBUG or observed: skip the clock otherwise.
+        timed = bool(self._observers) or self.logger.isEnabledFor(logging.DEBUG)
         started = self.clock.now() if timed else 0.0
         error: BaseException | None = None
         if lease.expired:  # the deadline passed before a handler task took the delivery
@@ -219,9 +225,12 @@ class Dispatcher:
                 error = expired(queue.visibility_timeout)
         else:
             error = await self._run_sync(lease, kwargs)
+        seconds = self.clock.now() - started if timed else 0.0
         if error is None:
             await self.backend.ack(delivery)
             self.handled += 1
+            if self._observers:
+                self._observe(delivery, "ok", seconds)
             if timed:
                 event(
                     self.logger,
@@ -229,14 +238,17 @@ class Dispatcher:
                     "message.handled",
                     queue=delivery.queue,
                     message_id=delivery.message_id,
-                    seconds=round(self.clock.now() - started, 6),
+                    seconds=round(seconds, 6),
                 )
             return True
         self.failed += 1
         outcome = after_failure(delivery, queue, error, self.clock.wall())
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(delivery, outcome, error)
+            self._observe(delivery, "dead_letter", seconds)
         else:
+            timed_out = isinstance(error, VisibilityTimeoutError)
+            self._observe(delivery, "timeout" if timed_out else "retry", seconds)
             event(
                 self.logger,
                 logging.WARNING,
@@ -249,6 +261,22 @@ class Dispatcher:
             )
             await self.backend.release(delivery, delay=outcome.delay)
         return False
+
+    def _observe(self, delivery: Delivery, outcome: Outcome, seconds: float | None) -> None:
+        if not self._observers:
+            return
+        happened = HandlerEvent(
+            queue=delivery.queue,
+            handler=self._handler_name,
+            seconds=seconds,
+            outcome=outcome,
+            receive_count=delivery.receive_count,
+        )
+        for observer in self._observers:
+            try:
+                observer(happened)
+            except Exception:  # an observer's bug must never change a message's fate
+                log.exception("observer.failed", extra={"fields": {"queue": delivery.queue}})
 
     async def _run_sync(self, lease: Lease, kwargs: dict[str, Any]) -> BaseException | None:
         """Run a sync handler in a thread under a cancel scope that the watchdog cancels."""

@@ -129,3 +129,34 @@ async def test_metrics_off_serves_no_metrics_endpoint() -> None:
     async with client(app) as c:
         assert (await c.get("/metrics")).status_code == 404
         assert (await c.get("/v2/orders/a")).headers["x-cache"] == "miss"
+
+
+async def test_handler_outcomes_and_durations_are_exported() -> None:
+    """Queue handlers' outcomes (ok, retry, dead_letter, poison) and run times reach /metrics."""
+    app = App("metrics")
+
+    @app.on_queue("jobs", max_receive_count=2, retry_delay=1)
+    async def work(body: dict[str, int]) -> None:
+        if body["n"] < 0:
+            raise ValueError("negative")
+
+    async with TestApp(app) as t:
+        await app.send("jobs", {"n": 1})
+        await app.send("jobs", {"n": -1})
+        await app.send("jobs", "not json at all")
+        await t.drain()
+        await t.clock.advance(1)
+        await t.drain()
+        page = samples((await t.http.get("/metrics")).text)
+    handler = app.registry.consumers["jobs"].name
+    labels = (("handler", handler), ("queue", "jobs"))
+
+    def outcome(name: str) -> float:
+        key = ("framework_handler_outcomes_total", (*labels[:1], ("outcome", name), labels[1]))
+        return page.get(key, 0.0)
+
+    assert outcome("ok") == 1
+    assert outcome("retry") == 1
+    assert outcome("dead_letter") == 1
+    assert outcome("poison") == 1
+    assert page[("framework_handler_duration_seconds_count", labels)] == 3

@@ -1,0 +1,29 @@
+"""What the runtime tells observers after each delivery is settled (for metrics and tracing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["HandlerEvent", "HandlerObserver", "Outcome"]
+
+Outcome = Literal["ok", "retry", "timeout", "dead_letter", "poison"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerEvent:
+    """One settled delivery: where, which handler, how long, and how it ended.
+
+    ``seconds`` is the handler's run time on the backend's clock, None when it never ran
+    (poison bodies and messages over their receive limit).
+    """
+
+    queue: str
+    handler: str
+    seconds: float | None
+    outcome: Outcome
+    receive_count: int
+
+
+HandlerObserver = Callable[[HandlerEvent], None]

@@ -1,0 +1,592 @@
+"""``amqp://``: the backend primitives on RabbitMQ (aio-pika); see docs/backends/rabbitmq.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Self
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelInvalidStateError,
+    DeliveryError,
+    MessageProcessError,
+    PublishError,
+)
+
+from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
+from framework.clock import Clock, SystemClock
+from framework.exceptions import MailError, UnknownQueueError
+from framework.logs import event
+from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
+from framework.semantics.fanout import matching
+from framework.semantics.fifo import DeduplicationWindow
+
+from .leases import Inbox, Lease, is_alive
+from .messages import Received, amqp_message, copy_of
+from .settings import Settings
+from .topology import Topology
+
+__all__ = ["RabbitMQBackend"]
+
+log = logging.getLogger("framework.backends.rabbitmq")
+
+DEFAULT_PREFETCH = 10
+DEFAULT_VISIBILITY = 30.0
+# Errors that mean a delivery's channel is gone: the broker has already put it back.
+_GONE = (ChannelInvalidStateError, MessageProcessError, AMQPError, ConnectionError)
+
+
+class RabbitMQBackend:
+    """Queues and topics on a RabbitMQ broker, shared by every process that connects to it.
+
+    Build it with ``from_url("amqp://user:pass@host:5672/vhost?options")`` (options: see
+    ``Settings``) and use it as an async context manager: entering connects, leaving stops
+    the consumers, puts buffered deliveries back and disconnects.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.connection: AbstractRobustConnection | None = None
+        self._topology: Topology | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._getter: AbstractRobustChannel | None = None
+        self._inboxes: dict[str, Inbox] = {}
+        self._consumers: dict[str, tuple[AbstractRobustChannel, AbstractQueue]] = {}
+        self._leases: dict[str, Lease] = {}
+        self._leased: Counter[str] = Counter()
+        self._filters: dict[str, SubscriptionSpec] = {}
+        self._dedup: dict[str, DeduplicationWindow] = {}
+        self._topic_specs: dict[str, TopicSpec] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._start_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build a backend for ``amqp://user:pass@host:port/vhost?options`` (not yet connected)."""
+        return cls(Settings.from_url(url))
+
+    # --- connection ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.connection = await aio_pika.connect_robust(
+            self.settings.url,
+            client_properties={"connection_name": self.settings.connection_name},
+        )
+        self.connection.reconnect_callbacks.add(self._reconnected)
+        self._topology = Topology(self.connection, expires=self.settings.queue_expires)
+        # Confirms make every publish wait for the broker to have the message; returns (an
+        # unroutable message: its queue was deleted) raise instead of dropping it silently.
+        self._publisher = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        for lease in self._leases.values():
+            if lease.timer is not None:
+                lease.timer.cancel()
+        try:
+            await self._stop_consumers()
+            if self.settings.delete_on_exit and self._topology is not None:
+                await self._topology.delete_declared()
+        finally:
+            self._leases.clear()
+            self._leased.clear()
+            await connection.close()
+
+    def _reconnected(self, *_: object) -> None:
+        # Deliveries of the old channels went back to their queues with the connection.
+        for inbox in self._inboxes.values():
+            inbox.reset()
+        event(log, logging.WARNING, "backend.reconnected", backend="rabbitmq")
+
+    @property
+    def topology(self) -> Topology:
+        """The queue and exchange declarations (after ``__aenter__``)."""
+        if self._topology is None:
+            raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
+        return self._topology
+
+    async def _publish(
+        self, routing_key: str, message: aio_pika.Message, *, exchange: str = ""
+    ) -> None:
+        if self._publisher is None:
+            raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
+        target = (
+            self._publisher.default_exchange
+            if not exchange
+            else await self._publisher.get_exchange(exchange, ensure=False)
+        )
+        try:
+            await target.publish(message, routing_key=routing_key, mandatory=not exchange)
+        except PublishError:
+            self.topology.known.discard(routing_key)
+            raise UnknownQueueError(
+                f"queue {routing_key!r} does not exist on the broker (deleted while in use?)"
+            ) from None
+        except DeliveryError as exc:
+            raise ConnectionError(
+                f"the broker refused a message for {routing_key!r}: {exc}"
+            ) from exc
+
+    # --- queues ----------------------------------------------------------------------------
+
+    async def declare_queue(self, spec: QueueSpec) -> None:
+        """Declare ``spec``'s quorum queue on the broker (idempotent)."""
+        await self.topology.declare_queue(spec)
+        if spec.fifo:
+            self._dedup.setdefault(spec.name, DeduplicationWindow())
+
+    def _spec(self, queue: str) -> QueueSpec | None:
+        return self.topology.specs.get(queue)
+
+    def _is_fifo(self, queue: str) -> bool:
+        spec = self._spec(queue)
+        return spec.fifo if spec is not None else queue.endswith(".fifo")
+
+    async def send(self, queue: str, message: Outgoing) -> str:
+        """Publish ``message`` to ``queue`` (through a delay queue if delayed), confirmed.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist.
+        """
+        spec = self._spec(queue)
+        if spec is None:
+            await self.topology.ensure_queue(queue)
+        fifo = self._is_fifo(queue)
+        message_id = message.message_id or str(uuid.uuid4())
+        if fifo:
+            window = self._dedup.setdefault(queue, DeduplicationWindow())
+            first = window.duplicate_of(
+                message.deduplication_id,
+                message.body,
+                message_id=message_id,
+                content_based=spec is not None and spec.content_based_deduplication,
+                now=self.clock.now(),
+            )
+            if first is not None:
+                return first
+        delay = max(message.delay, spec.delay if spec is not None else 0.0)
+        target = queue if delay <= 0 else await self.topology.delay_queue(queue, delay)
+        await self._publish(
+            target,
+            amqp_message(
+                message,
+                message_id=message_id,
+                sent_at=message.sent_at or self.clock.wall(),
+                group_id=message.group_id if fifo else None,
+            ),
+        )
+        return message_id
+
+    async def _inbox(self, queue: str) -> Inbox:
+        """Return ``queue``'s inbox, starting its consumer on first use."""
+        inbox = self._inboxes.get(queue)
+        if inbox is not None:
+            return inbox
+        async with self._start_lock:
+            if queue in self._inboxes:
+                return self._inboxes[queue]
+            await self.topology.ensure_queue(queue)
+            assert self.connection is not None
+            spec = self._spec(queue)
+            fifo = self._is_fifo(queue)
+            concurrency = spec.concurrency if spec is not None else DEFAULT_PREFETCH
+            prefetch = (
+                max(self.settings.fifo_prefetch, concurrency)
+                if fifo
+                else self.settings.prefetch or concurrency
+            )
+            inbox = Inbox(queue, fifo=fifo)
+            channel = await self.connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=prefetch)
+            amqp_queue = await channel.declare_queue(queue, passive=True)
+
+            async def deliver(message: AbstractIncomingMessage) -> None:
+                inbox.put(message)
+
+            inbox.consumer_tag = await amqp_queue.consume(deliver, no_ack=False)
+            self._consumers[queue] = (channel, amqp_queue)
+            self._inboxes[queue] = inbox
+            return inbox
+
+    async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
+        """Lease up to ``limit`` deliveries, waiting up to ``wait`` seconds for the first.
+
+        With ``wait > 0`` the queue gets a consumer (prefetch = its concurrency) whose
+        deliveries are buffered; ``wait == 0`` takes what is buffered or, on a queue this
+        process does not consume, fetches with basic.get, so a one-off receive (redrive)
+        never leaves a consumer holding messages.
+        """
+        inbox = self._inboxes.get(queue)
+        if inbox is None and wait <= 0:
+            return await self._get(queue, limit)
+        if inbox is None:
+            inbox = await self._inbox(queue)
+        end = self.clock.now() + wait
+        while True:
+            now = self.clock.now()
+            taken = inbox.take(limit, now)
+            out = [d for m in taken if (d := await self._lease(queue, m, inbox)) is not None]
+            if out:
+                return out
+            if taken:
+                continue  # every one was filtered out: look again at once
+            if now >= end:
+                return []
+            wake = end
+            held = inbox.next_ready(now)
+            if held is not None:
+                wake = min(wake, held)
+            await inbox.wait(max(0.0, wake - now))
+
+    async def _get(self, queue: str, limit: int) -> list[Delivery]:
+        await self.topology.ensure_queue(queue)
+        if self._getter is None or self._getter.is_closed:
+            assert self.connection is not None
+            self._getter = await self.connection.channel(publisher_confirms=False)
+        amqp_queue = await self._getter.get_queue(queue, ensure=False)
+        out: list[Delivery] = []
+        while len(out) < limit:
+            message = await amqp_queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            delivery = await self._lease(queue, message, None)
+            if delivery is not None:
+                out.append(delivery)
+        return out
+
+    async def _lease(
+        self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
+    ) -> Delivery | None:
+        receipt = uuid.uuid4().hex
+        received = Received(queue, message, receipt=receipt, now=self.clock.wall())
+        subscription = self._filters.get(queue)
+        if subscription is not None and not self._matches(subscription, received.delivery):
+            # The policy belongs to the subscriber: a copy it does not want is dropped here.
+            await self._settle_message(message)
+            if inbox is not None:
+                inbox.settle(received.group_id)
+            return None
+        spec = self._spec(queue)
+        timeout = spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY
+        lease = Lease(received, inbox, deadline=self.clock.now() + timeout)
+        self._leases[receipt] = lease
+        self._leased[queue] += 1
+        self._arm(lease)
+        return received.delivery
+
+    @staticmethod
+    def _matches(subscription: SubscriptionSpec, delivery: Delivery) -> bool:
+        return bool(
+            matching(
+                [subscription],
+                attributes=delivery.attributes,
+                body=delivery.body,
+                content_type=delivery.content_type,
+            )
+        )
+
+    def _arm(self, lease: Lease) -> None:
+        """Set the backstop: a lease still held ``lease_grace`` after its deadline is released.
+
+        The runtime cancels a handler at the deadline and releases its message itself; this
+        only catches a handler that cannot be cancelled (a blocking call in a thread).
+        """
+        if lease.timer is not None:
+            lease.timer.cancel()
+        loop = asyncio.get_running_loop()
+        when = lease.deadline + self.settings.lease_grace
+        lease.timer = loop.call_at(when, self._expire, lease.received.delivery.receipt)
+
+    def _expire(self, receipt: str) -> None:
+        lease = self._leases.get(receipt)
+        if lease is None or self.connection is None:
+            return
+        delivery = lease.received.delivery
+        event(
+            log,
+            logging.WARNING,
+            "lease.expired",
+            queue=delivery.queue,
+            message_id=delivery.message_id,
+            receive_count=delivery.receive_count,
+        )
+        task = asyncio.get_running_loop().create_task(self.release(delivery, delay=0))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take_lease(self, delivery: Delivery) -> Lease | None:
+        lease = self._leases.pop(delivery.receipt, None)
+        if lease is None:
+            return None
+        self._leased[delivery.queue] -= 1
+        if lease.timer is not None:
+            lease.timer.cancel()
+        return lease
+
+    @staticmethod
+    async def _settle_message(message: AbstractIncomingMessage) -> None:
+        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
+            await message.ack()
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge the delivery (a no-op for a receipt that is no longer held)."""
+        lease = self._take_lease(delivery)
+        if lease is None:
+            return
+        try:
+            await self._settle_message(lease.message)
+        finally:
+            if lease.inbox is not None:
+                lease.inbox.settle(delivery.group_id)
+
+    async def release(self, delivery: Delivery, *, delay: float) -> None:
+        """Make the message visible again after ``delay`` seconds, its receive count kept.
+
+        A standard queue's message is re-published (to the queue, or through its delay queue)
+        with the count in a header, confirmed, and only then acknowledged: a crash in between
+        duplicates it, never loses it. A FIFO message is rejected back to the head of its
+        queue instead, which keeps its place in its group; the broker counts that receipt.
+        """
+        lease = self._take_lease(delivery)
+        if lease is None:
+            return
+        message = lease.message
+        inbox = lease.inbox
+        if not is_alive(message):
+            if inbox is not None:
+                inbox.settle(delivery.group_id)
+            return
+        if inbox is not None and inbox.fifo:
+            inbox.requeued(delivery.group_id, delivery.message_id, self.clock.now() + delay)
+            with contextlib.suppress(*_GONE):
+                await message.reject(requeue=True)
+            return
+        try:
+            target = (
+                delivery.queue
+                if delay <= 0
+                else await self.topology.delay_queue(delivery.queue, delay)
+            )
+            await self._publish(target, copy_of(delivery, count=delivery.receive_count))
+            await self._settle_message(message)
+        finally:
+            if inbox is not None:
+                inbox.settle(delivery.group_id)
+
+    async def extend(self, delivery: Delivery, *, seconds: float) -> None:
+        """Keep the delivery leased ``seconds`` from now: the message simply stays unacked."""
+        lease = self._leases.get(delivery.receipt)
+        if lease is None:
+            return
+        lease.deadline = self.clock.now() + seconds
+        self._arm(lease)
+
+    async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
+        """Publish the message to its dead-letter queue with ``reason``'s headers, then ack it.
+
+        Raises:
+            UnknownQueueError: If the queue has no dead-letter queue.
+        """
+        spec = self._spec(delivery.queue)
+        dlq = spec.dead_letter if spec is not None else None
+        if dlq is None:
+            raise UnknownQueueError(f"queue {delivery.queue!r} has no dead-letter queue")
+        lease = self._take_lease(delivery)
+        if lease is None:
+            return
+        try:
+            if not is_alive(lease.message):
+                return  # back in its queue: the next receipt decides again
+            copy = copy_of(
+                delivery,
+                count=0,
+                headers={**delivery.headers, **reason.headers()},
+                keep_first_received=False,
+            )
+            await self._publish(dlq, copy)
+            await self._settle_message(lease.message)
+        finally:
+            if lease.inbox is not None:
+                lease.inbox.settle(delivery.group_id)
+
+    def _held(self, queue: str) -> int:
+        inbox = self._inboxes.get(queue)
+        return len(inbox) if inbox is not None else 0
+
+    async def stats(self, queue: str) -> QueueStats:
+        """Return the queue's counts; ``in_flight`` and ``delayed`` as this process sees them.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist.
+        """
+        depth = await self.topology.depth(queue) + self._held(queue)
+        spec = self._spec(queue)
+        dlq = spec.dead_letter if spec is not None else None
+        dead = 0
+        if dlq is not None:
+            try:
+                dead = await self.topology.depth(dlq) + self._held(dlq) + self._leased[dlq]
+            except UnknownQueueError:
+                dead = 0
+        return QueueStats(
+            name=queue,
+            depth=depth,
+            in_flight=self._leased[queue],
+            delayed=await self.topology.delayed(queue),
+            dead_letters=dead,
+            dead_letter_queue=dlq,
+        )
+
+    async def has_receivable(self, queue: str) -> bool:
+        """True if a receive on ``queue`` now would return a message (for ``TestApp.drain``).
+
+        A FIFO message buffered behind its group's head does not count.
+        """
+        inbox = self._inboxes.get(queue)
+        if inbox is not None and inbox.receivable(self.clock.now()):
+            return True
+        return await self.topology.depth(queue) > 0
+
+    async def purge(self, queue: str) -> int:
+        """Delete the queue's ready and delayed messages and those this process holds.
+
+        Messages other processes hold unacknowledged are out of reach (AMQP has no way to
+        delete them): they come back if their holder releases them.
+        """
+        await self.topology.ensure_queue(queue)
+        count = await self.topology.purge(queue) + await self.topology.purge_delayed(queue)
+        inbox = self._inboxes.get(queue)
+        if inbox is not None:
+            for message in inbox.drain():
+                await self._settle_message(message)
+                count += 1
+        for lease in [
+            lease for lease in self._leases.values() if lease.received.delivery.queue == queue
+        ]:
+            taken = self._take_lease(lease.received.delivery)
+            if taken is not None:
+                await self._settle_message(taken.message)
+                count += 1
+        return count
+
+    async def queues(self) -> Sequence[str]:
+        """Return the queues this process declared or found, sorted.
+
+        AMQP cannot list a broker's queues (the management plugin can, and may be off).
+        """
+        return sorted(self.topology.known)
+
+    async def _stop_consumers(self) -> None:
+        """Cancel the consumers and return buffered, never-received deliveries to their queues.
+
+        A standard queue's buffered delivery is re-published with its count unchanged and
+        acked, so a restart does not count a receipt no handler saw; a FIFO queue's are left
+        to the broker (re-publishing would reorder them), which counts them once more.
+        """
+        for queue, (channel, amqp_queue) in list(self._consumers.items()):
+            inbox = self._inboxes[queue]
+            try:
+                if inbox.consumer_tag is not None and not channel.is_closed:
+                    await amqp_queue.cancel(inbox.consumer_tag)
+                if not inbox.fifo:
+                    for message in inbox.drain():
+                        if is_alive(message):
+                            received = Received(queue, message, receipt="", now=self.clock.wall())
+                            count = received.delivery.receive_count - 1
+                            await self._publish(
+                                queue,
+                                copy_of(received.delivery, count=count, keep_first_received=False),
+                            )
+                            await self._settle_message(message)
+            except _GONE:  # the connection is going anyway: the broker keeps the messages
+                pass
+        self._consumers.clear()
+        self._inboxes.clear()
+
+    # --- topics ----------------------------------------------------------------------------
+
+    async def declare_topic(self, spec: TopicSpec) -> None:
+        """Declare the topic's durable fanout exchange (idempotent)."""
+        await self.topology.declare_topic(spec.name)
+        self._topic_specs[spec.name] = spec
+        if spec.fifo:
+            self._dedup.setdefault(f"topic:{spec.name}", DeduplicationWindow())
+
+    async def subscribe(self, subscription: SubscriptionSpec) -> None:
+        """Declare the subscription's queue, bind it to the topic, and keep its filter policy.
+
+        The policy is applied when this process receives from the queue: copies that do not
+        match are acknowledged and dropped before any handler sees them.
+        """
+        if subscription.queue is None:
+            raise NotImplementedError("endpoint subscriptions are delivered by the runtime")
+        await self.topology.ensure_topic(subscription.topic)
+        await self.declare_queue(subscription.queue)
+        await self.topology.bind(subscription.queue.name, subscription.topic)
+        if subscription.filter_policy is not None:
+            self._filters[subscription.queue.name] = subscription
+        else:
+            self._filters.pop(subscription.queue.name, None)
+
+    async def publish(self, topic: str, message: Outgoing) -> str:
+        """Publish ``message`` to the topic's exchange, confirmed; return its id.
+
+        Raises:
+            UnknownTopicError: If the topic does not exist.
+        """
+        await self.topology.ensure_topic(topic)
+        spec = self._topic_specs.get(topic)
+        fifo = spec.fifo if spec is not None else topic.endswith(".fifo")
+        message_id = message.message_id or str(uuid.uuid4())
+        if fifo:
+            window = self._dedup.setdefault(f"topic:{topic}", DeduplicationWindow())
+            first = window.duplicate_of(
+                message.deduplication_id,
+                message.body,
+                message_id=message_id,
+                content_based=spec is not None and spec.content_based_deduplication,
+                now=self.clock.now(),
+            )
+            if first is not None:
+                return first
+        await self._publish(
+            "",
+            amqp_message(
+                message,
+                message_id=message_id,
+                sent_at=message.sent_at or self.clock.wall(),
+                group_id=message.group_id if fifo else None,
+            ),
+            exchange=topic,
+        )
+        return message_id
+
+    async def send_mail(self, mail: OutgoingMail) -> str:
+        """Refuse: outbound mail over SMTP for ``amqp://`` comes with the SMTP transport.
+
+        Raises:
+            MailError: Always, saying so.
+        """
+        raise MailError(
+            "amqp:// has no mail transport yet: outbound SMTP for the RabbitMQ backend comes "
+            "with the SMTP transport issue; send mail from a memory:// app or an SMTP client "
+            f"meanwhile (mail {mail.message_id} to {len(mail.recipients)} recipient(s) not sent)"
+        )

@@ -1,0 +1,183 @@
+"""Deliveries between the broker and ``receive``: per-queue buffers, FIFO groups, and leases.
+
+A consumer (basic.consume with manual acknowledgement and a prefetch window) pushes deliveries
+into the queue's ``Inbox``; ``receive`` takes them out and leases them. An unacknowledged
+delivery is invisible to every other consumer, which is the visibility timeout's natural
+equivalent: the lease ends when the message is acked, released or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
+
+from .messages import GROUP_ID, Received
+
+__all__ = ["Inbox", "Lease", "is_alive"]
+
+
+def is_alive(message: AbstractIncomingMessage) -> bool:
+    """True while ``message``'s channel is open, so its acknowledgement can still reach the
+    broker. Once the channel closed, the broker has put the message back in its queue."""
+    try:
+        return not message.channel.is_closed
+    except ChannelInvalidStateError:
+        return False
+
+
+def _group_of(message: AbstractIncomingMessage) -> str | None:
+    value = (message.headers or {}).get(GROUP_ID)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(slots=True, eq=False)
+class Lease:
+    """A delivery handed out by ``receive`` and not yet settled."""
+
+    received: Received
+    inbox: Inbox | None
+    deadline: float
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def message(self) -> AbstractIncomingMessage:
+        """The AMQP delivery to acknowledge or reject."""
+        return self.received.message
+
+
+@dataclass(slots=True)
+class _Group:
+    """A FIFO group's buffered messages, in order, and whether its head is out."""
+
+    messages: deque[AbstractIncomingMessage] = field(default_factory=deque)
+    locked: bool = False
+    # The message id of a released head on its way back from the broker: the group waits
+    # for it, and puts it first, so later messages never overtake it.
+    awaiting: str | None = None
+    not_before: float = 0.0
+
+
+class Inbox:
+    """The deliveries of one queue's consumer that no ``receive`` has taken yet.
+
+    Standard queues hand out deliveries in arrival order. FIFO queues hand out only the head
+    of each group, one per group until it is settled, and hold a released head back until its
+    retry delay has passed.
+    """
+
+    def __init__(self, name: str, *, fifo: bool) -> None:
+        self.name = name
+        self.fifo = fifo
+        self.consumer_tag: str | None = None
+        self._ready: deque[AbstractIncomingMessage] = deque()
+        self._groups: dict[str | None, _Group] = {}
+        self._changed = asyncio.Event()
+
+    def put(self, message: AbstractIncomingMessage) -> None:
+        """Buffer a delivery from the consumer and wake a waiting ``receive``."""
+        if not self.fifo:
+            self._ready.append(message)
+        else:
+            group = self._groups.setdefault(_group_of(message), _Group())
+            if group.awaiting is not None and group.awaiting == message.message_id:
+                group.messages.appendleft(message)
+                group.awaiting = None
+            else:
+                group.messages.append(message)
+        self._changed.set()
+
+    def take(self, limit: int, now: float) -> list[AbstractIncomingMessage]:
+        """Return up to ``limit`` deliveries a receive may lease now; FIFO groups get locked."""
+        taken: list[AbstractIncomingMessage] = []
+        if not self.fifo:
+            while self._ready and len(taken) < limit:
+                message = self._ready.popleft()
+                if is_alive(message):  # a delivery from before a reconnect is back in the queue
+                    taken.append(message)
+            return taken
+        for key, group in list(self._groups.items()):
+            if len(taken) >= limit:
+                break
+            if group.locked or group.awaiting is not None or group.not_before > now:
+                continue
+            while group.messages and not is_alive(group.messages[0]):
+                group.messages.popleft()
+            if not group.messages:
+                del self._groups[key]
+                continue
+            taken.append(group.messages.popleft())
+            group.locked = True
+        return taken
+
+    def settle(self, group_id: str | None) -> None:
+        """Unlock ``group_id`` after its head was acked or dead-lettered."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return
+        group.locked = False
+        if not group.messages and group.awaiting is None:
+            del self._groups[group_id]
+        self._changed.set()
+
+    def requeued(self, group_id: str | None, message_id: str, not_before: float) -> None:
+        """Hold ``group_id`` until its released head ``message_id`` is back and its delay ends."""
+        group = self._groups.setdefault(group_id, _Group())
+        group.locked = False
+        group.awaiting = message_id
+        group.not_before = not_before
+        self._changed.set()
+
+    def next_ready(self, now: float) -> float | None:
+        """Return when a held FIFO group becomes receivable, if one waits for its delay."""
+        times = [
+            g.not_before
+            for g in self._groups.values()
+            if g.not_before > now and g.messages and not g.locked and g.awaiting is None
+        ]
+        return min(times, default=None)
+
+    async def wait(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for a new delivery or a settled group."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
+
+    def receivable(self, now: float) -> bool:
+        """True if a receive now would get a delivery from this buffer."""
+        if not self.fifo:
+            return any(is_alive(m) for m in self._ready)
+        return any(
+            not g.locked and g.awaiting is None and g.not_before <= now and g.messages
+            for g in self._groups.values()
+        )
+
+    def __len__(self) -> int:
+        if not self.fifo:
+            return len(self._ready)
+        return sum(len(g.messages) for g in self._groups.values())
+
+    def drain(self) -> Iterator[AbstractIncomingMessage]:
+        """Remove and yield every buffered delivery (on shutdown)."""
+        while self._ready:
+            yield self._ready.popleft()
+        for group in self._groups.values():
+            while group.messages:
+                yield group.messages.popleft()
+        self._groups.clear()
+
+    def reset(self) -> None:
+        """Forget deliveries of a closed channel: the broker has put them back (reconnect)."""
+        self._ready = deque(m for m in self._ready if is_alive(m))
+        for group in self._groups.values():
+            group.messages = deque(m for m in group.messages if is_alive(m))
+            # The awaited head comes back through the new channel in queue order, first.
+            group.awaiting = None
+        self._changed.set()

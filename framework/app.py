@@ -67,7 +67,8 @@ class App:
         mail_from: The default sender of ``app.mail.send``.
         max_body_size: The largest HTTP request body the gateway accepts, in bytes (413 above).
         smtp: The SMTP receiver's limits, IP rules, TLS and AUTH (default: ``SMTPConfig()``).
-        mail_relay: An SMTP relay for ``app.mail.send`` (default: the backend's own mail
+        mail_relay: An SMTP relay for ``app.mail.send`` (default: the ``FRAMEWORK_MAIL_RELAY``
+            URL, like ``smtp+starttls://user:pass@relay:587``, else the backend's own mail
             transport, which is the outbox on ``memory://``).
     """
 
@@ -91,7 +92,7 @@ class App:
         self.mail = Mailer(
             self,
             sender=mail_from or f"{local_part}@localhost",
-            relay=mail_relay,
+            relay=mail_relay or RelayConfig.from_env(),
         )
         self._runtime: Runtime | None = None
         self._asgi: ASGIApp | None = None

@@ -586,7 +586,7 @@ class RabbitMQBackend:
             MailError: Always, saying so.
         """
         raise MailError(
-            "amqp:// has no mail transport yet: outbound SMTP for the RabbitMQ backend comes "
-            "with the SMTP transport issue; send mail from a memory:// app or an SMTP client "
-            f"meanwhile (mail {mail.message_id} to {len(mail.recipients)} recipient(s) not sent)"
+            "amqp:// has no mail transport of its own: configure an SMTP relay with "
+            "App(mail_relay=RelayConfig(...)) or FRAMEWORK_MAIL_RELAY=smtp://host:port "
+            f"(mail {mail.message_id} to {len(mail.recipients)} recipient(s) not sent)"
         )

@@ -172,14 +172,8 @@ class RabbitMQBackend:
         fifo = self._is_fifo(queue)
         message_id = message.message_id or str(uuid.uuid4())
         if fifo:
-            window = self._dedup.setdefault(queue, DeduplicationWindow())
-            first = window.duplicate_of(
-                message.deduplication_id,
-                message.body,
-                message_id=message_id,
-                content_based=spec is not None and spec.content_based_deduplication,
-                now=self.clock.now(),
-            )
+            content_based = spec is not None and spec.content_based_deduplication
+            first = self._duplicate_of(queue, message, message_id, content_based)
             if first is not None:
                 return first
         delay = max(message.delay, spec.delay if spec is not None else 0.0)
@@ -557,14 +551,8 @@ class RabbitMQBackend:
         fifo = spec.fifo if spec is not None else topic.endswith(".fifo")
         message_id = message.message_id or str(uuid.uuid4())
         if fifo:
-            window = self._dedup.setdefault(f"topic:{topic}", DeduplicationWindow())
-            first = window.duplicate_of(
-                message.deduplication_id,
-                message.body,
-                message_id=message_id,
-                content_based=spec is not None and spec.content_based_deduplication,
-                now=self.clock.now(),
-            )
+            content_based = spec is not None and spec.content_based_deduplication
+            first = self._duplicate_of(f"topic:{topic}", message, message_id, content_based)
             if first is not None:
                 return first
         await self._publish(
@@ -578,6 +566,22 @@ class RabbitMQBackend:
             exchange=topic,
         )
         return message_id
+
+    def _duplicate_of(
+        self, key: str, message: Outgoing, message_id: str, content_based: bool
+    ) -> str | None:
+        """The first message's id if ``message`` repeats one sent through ``key`` lately.
+
+        The window lives in this process: deduplication's scope on RabbitMQ (see the docs).
+        """
+        window = self._dedup.setdefault(key, DeduplicationWindow())
+        return window.duplicate_of(
+            message.deduplication_id,
+            message.body,
+            message_id=message_id,
+            content_based=content_based,
+            now=self.clock.now(),
+        )
 
     async def send_mail(self, mail: OutgoingMail) -> str:
         """Refuse: outbound mail over SMTP for ``amqp://`` comes with the SMTP transport.

@@ -267,6 +267,16 @@ class RouteSpec:
         """The path as served, with the version prefix."""
         return f"/{self.version}{self.path}" if self.version else self.path
 
+    def as_dict(self) -> dict[str, Any]:
+        """Return the route as the admin API and ``framework routes`` list it."""
+        return {
+            "methods": list(self.methods),
+            "path": self.full_path,
+            "handler": self.binder.handler_name,
+            "version": self.version,
+            "status_code": self.status_code,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class EmailRule:

@@ -19,7 +19,7 @@ from framework.exceptions import (
     UnknownTopicError,
 )
 from framework.runtime import operations
-from framework.runtime.lifecycle import build_outgoing
+from framework.runtime.lifecycle import build_undeclared
 
 __all__ = ["BackendOps", "Ops", "ServerOps", "parse_body"]
 
@@ -196,14 +196,13 @@ class BackendOps:
 def _outgoing(
     kind: str, name: str, body: Any, options: Mapping[str, Any], *, limit: int
 ) -> Outgoing:
-    """Build a message for a queue or topic the app does not describe: FIFO by its name."""
-    return build_outgoing(
-        f"{kind} {name!r}",
+    """Build a message for a queue or topic from the CLI's options."""
+    return build_undeclared(
+        kind,
+        name,
         body,
-        options.get("attributes"),
         limit,
-        fifo=name.endswith(".fifo"),
-        content_dedup=True,
+        attributes=options.get("attributes"),
         delay=options.get("delay") or 0,
         group_id=options.get("group_id"),
         deduplication_id=options.get("deduplication_id"),
@@ -212,13 +211,4 @@ def _outgoing(
 
 def routes_of(app: Any) -> list[dict[str, Any]]:
     """Return an app's routes as the admin API lists them."""
-    return [
-        {
-            "methods": list(spec.methods),
-            "path": spec.full_path,
-            "handler": spec.binder.handler_name,
-            "version": spec.version,
-            "status_code": spec.status_code,
-        }
-        for spec in app.registry.routes
-    ]
+    return [spec.as_dict() for spec in app.registry.routes]

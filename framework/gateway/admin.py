@@ -47,7 +47,7 @@ from framework.gateway.responses import send_json
 from framework.gateway.routing import Endpoint
 from framework.registry import DEFAULT_MESSAGE_SIZE
 from framework.runtime import operations
-from framework.runtime.lifecycle import build_outgoing
+from framework.runtime.lifecycle import build_undeclared
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -196,16 +196,12 @@ async def _send(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[i
 
 async def _send_undeclared(runtime: Runtime, name: str, m: QueueMessage) -> str:
     """Send to a queue the backend has but this app does not declare (another app's queue)."""
-    # The queue's options are unknown here: FIFO is read from the name, and content-based
-    # deduplication is left to the backend, which refuses a message it cannot deduplicate.
-    fifo = name.endswith(".fifo")
-    message = build_outgoing(
-        f"queue {name!r}",
+    message = build_undeclared(
+        "queue",
+        name,
         m.body,
-        m.attributes,
         DEFAULT_MESSAGE_SIZE,
-        fifo=fifo,
-        content_dedup=fifo,
+        attributes=m.attributes,
         delay=m.delay or 0,
         group_id=m.group_id,
         deduplication_id=m.deduplication_id,
@@ -253,14 +249,4 @@ async def _purge(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[
 
 
 async def _routes(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    routes = [
-        {
-            "methods": list(spec.methods),
-            "path": spec.full_path,
-            "handler": spec.binder.handler_name,
-            "version": spec.version,
-            "status_code": spec.status_code,
-        }
-        for spec in app.registry.routes
-    ]
-    return 200, {"routes": routes}
+    return 200, {"routes": [spec.as_dict() for spec in app.registry.routes]}

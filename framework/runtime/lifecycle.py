@@ -279,6 +279,36 @@ def build_outgoing(
     )
 
 
+def build_undeclared(
+    kind: str,
+    name: str,
+    body: object,
+    limit: int,
+    *,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    delay: float = 0,
+    group_id: str | None = None,
+    deduplication_id: str | None = None,
+) -> Outgoing:
+    """Build a message for a queue or topic whose options the caller does not know.
+
+    FIFO is read from the ``.fifo`` name, and content-based deduplication is left to the
+    backend, which refuses a message it cannot deduplicate.
+    """
+    fifo = name.endswith(".fifo")
+    return build_outgoing(
+        f"{kind} {name!r}",
+        body,
+        attributes,
+        limit,
+        fifo=fifo,
+        content_dedup=fifo,
+        delay=delay,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+    )
+
+
 def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
     if len(attributes) > 10:
         raise InvalidMessageError(

@@ -13,6 +13,7 @@ __all__ = [
     "MailError",
     "MessageTooLargeError",
     "MissingDependencyError",
+    "MissingResourcesError",
     "UnknownBackendError",
     "UnknownQueueError",
     "UnknownTopicError",
@@ -69,3 +70,15 @@ class AppNotRunningError(FrameworkError):
 
 class MailError(FrameworkError):
     """An outgoing mail is invalid (bad address, header injection) or could not be sent."""
+
+
+class MissingResourcesError(DeclarationError):
+    """``--no-declare``: queues, topics or subscriptions the app needs are not on the backend."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = missing
+        listed = "\n".join(f"  - {item}" for item in missing)
+        super().__init__(
+            f"{len(missing)} resource(s) the app declares do not exist on the backend "
+            f"(--no-declare creates nothing; run `framework provision` or deploy them):\n{listed}"
+        )

@@ -17,6 +17,7 @@ from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 __all__ = [
     "AttributeValue",
     "Backend",
+    "CanCheckDeclared",
     "DeadLetterReason",
     "Delivery",
     "Outgoing",
@@ -253,3 +254,19 @@ class Backend(Protocol):
 
     async def send_mail(self, mail: OutgoingMail) -> str:
         """Hand an outgoing mail to the backend's transport; return its message id."""
+
+
+class CanCheckDeclared(Protocol):
+    """**Protocol**, optional: a backend that can say which declared resources are missing.
+
+    ``framework run --no-declare`` needs it: infrastructure managed elsewhere is checked, never
+    created, and the app refuses to start with the list of what is absent.
+    """
+
+    async def missing(
+        self,
+        queues: Sequence[QueueSpec],
+        topics: Sequence[TopicSpec],
+        subscriptions: Sequence[SubscriptionSpec],
+    ) -> list[str]:
+        """Return one line per missing resource (``queue 'orders'``), in the order given."""

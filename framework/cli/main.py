@@ -64,6 +64,11 @@ def cli() -> None:
 @click.option("--no-smtp", is_flag=True, help="Do not receive mail.")
 @click.option("--workers-only", is_flag=True, help="Only run workers: no HTTP, no SMTP.")
 @click.option(
+    "--no-declare",
+    is_flag=True,
+    help="Create nothing on the backend; fail, listing them, if resources are missing.",
+)
+@click.option(
     "--grace", type=float, default=None, help="Seconds handlers get to finish on stop (30)."
 )
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
@@ -79,6 +84,7 @@ def run(
     no_http: bool,
     no_smtp: bool,
     workers_only: bool,
+    no_declare: bool,
     grace: float | None,
     log_level: str | None,
     log_json: bool,
@@ -109,6 +115,7 @@ def run(
             host=settings.host,
             http_port=http,
             smtp_port=smtp,
+            declare=not no_declare,
             grace=settings.grace,
         )
 
@@ -318,6 +325,16 @@ def routes(
     for row in rows:
         methods = ",".join(row["methods"])
         click.echo(f"{methods:<12} {row['path']:<40} {row['handler']}")
+
+
+def _register() -> None:
+    from framework.cli.deploy import export, provision
+
+    cli.add_command(provision)
+    cli.add_command(export)
+
+
+_register()
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ async def serve(
     http_port: int | None = 8000,
     smtp_port: int | None = 8025,
     workers: bool = True,
+    declare: bool = True,
     grace: float = 30.0,
 ) -> None:
     """Run ``app`` until SIGTERM or SIGINT, then stop gracefully.
@@ -82,6 +83,8 @@ async def serve(
         smtp_port: The SMTP receiver's port, or None for none. It runs only when the app
             has ``@on_email`` handlers.
         workers: Run the queue, topic and mail workers.
+        declare: Create missing queues, topics and subscriptions on start; with False,
+            check that they exist and refuse to start, listing them, if not.
         grace: Seconds handlers in flight get to finish on shutdown.
     """
     backend = from_url(backend_url)
@@ -98,7 +101,7 @@ async def serve(
         server = _Server(config)
     scheme = backend_url.partition("://")[0]
     try:
-        async with Runtime(app, backend, workers=workers, grace=grace) as runtime:
+        async with Runtime(app, backend, workers=workers, declare=declare, grace=grace) as runtime:
             receiver = None
             if smtp_port is not None and app.registry.email_rules:
                 receiver = Receiver(runtime, host=host, port=smtp_port)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import anyio
@@ -11,7 +11,13 @@ from anyio.abc import TaskGroup
 
 from framework.backends.base import CONTENT_TYPE, AttributeValue, Backend, Outgoing, QueueStats
 from framework.codec import encode, ensure_fits
-from framework.exceptions import InvalidMessageError, UnknownQueueError, UnknownTopicError
+from framework.exceptions import (
+    ConfigError,
+    InvalidMessageError,
+    MissingResourcesError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
 from framework.logs import event
 from framework.registry import QueueSpec
 from framework.runtime import operations
@@ -41,6 +47,7 @@ class Runtime:
         backend: Backend,
         *,
         workers: bool = True,
+        declare: bool = True,
         grace: float = DEFAULT_GRACE,
         poll_wait: float = POLL_WAIT,
     ) -> None:
@@ -48,6 +55,7 @@ class Runtime:
         self.backend = backend
         self.registry = app.registry
         self.run_workers = workers
+        self.declare_resources = declare
         self.grace = grace
         self.poll_wait = poll_wait
         self.workers: list[Worker] = []
@@ -72,14 +80,55 @@ class Runtime:
             self.app._detach(self)
             await self.backend.__aexit__(*exc_info)
 
-    async def declare(self) -> None:
-        """Create every queue, topic and subscription the app declares (idempotent)."""
+    async def declare(self, progress: Callable[[str], None] | None = None) -> None:
+        """Create every queue, topic and subscription the app declares (idempotent).
+
+        With ``declare=False`` (``framework run --no-declare``) nothing is created: the
+        backend is asked what is missing instead.
+
+        Args:
+            progress: Called with ``queue 'NAME'`` (or topic, subscription) after each one
+                is declared: ``framework provision`` prints it.
+
+        Raises:
+            MissingResourcesError: With ``declare=False``, listing what does not exist.
+        """
+        if not self.declare_resources:
+            await self.check_declared()
+            return
         for spec in self.registry.queues.values():
             await self.backend.declare_queue(spec)
+            if progress is not None:
+                progress(f"queue {spec.name!r}")
         for topic in self.registry.topics.values():
             await self.backend.declare_topic(topic)
+            if progress is not None:
+                progress(f"topic {topic.name!r}")
         for sub in self.registry.subscriptions:
             await self.backend.subscribe(sub)
+            if progress is not None:
+                progress(f"subscription {sub.name!r} of topic {sub.topic!r}")
+
+    async def check_declared(self) -> None:
+        """Raise MissingResourcesError if any resource the app declares is missing.
+
+        Raises:
+            MissingResourcesError: Listing each missing queue, topic and subscription.
+            ConfigError: If the backend cannot tell what exists.
+        """
+        finder = getattr(self.backend, "missing", None)
+        if finder is None:
+            raise ConfigError(
+                f"{type(self.backend).__name__} cannot check which resources exist; "
+                "run without --no-declare"
+            )
+        missing: list[str] = await finder(
+            list(self.registry.queues.values()),
+            list(self.registry.topics.values()),
+            [sub for sub in self.registry.subscriptions if sub.queue is not None],
+        )
+        if missing:
+            raise MissingResourcesError(missing)
 
     async def _start_workers(self) -> None:
         receivers = anyio.create_task_group()

@@ -125,6 +125,22 @@ class MemoryBackend:
         """Return the declared queue names, sorted."""
         return sorted(self._queues)
 
+    async def missing(
+        self,
+        queues: Sequence[QueueSpec],
+        topics: Sequence[TopicSpec],
+        subscriptions: Sequence[SubscriptionSpec],
+    ) -> list[str]:
+        """Return the queues, topics and subscriptions of the lists that do not exist here."""
+        out = [f"queue {q.name!r}" for q in queues if q.name not in self._queues]
+        out += [f"topic {t.name!r}" for t in topics if t.name not in self._topics]
+        out += [
+            f"subscription {s.name!r} of topic {s.topic!r}"
+            for s in subscriptions
+            if all(known.name != s.name for known in self._subscriptions.get(s.topic, []))
+        ]
+        return out
+
     async def declare_topic(self, spec: TopicSpec) -> None:
         """Create the topic (idempotent)."""
         self._topics[spec.name] = spec

@@ -1,0 +1,89 @@
+"""``framework provision`` and ``framework export``: the app's resources, made or written down.
+
+Both read what the decorators declare. ``provision`` creates it on a backend once (what
+``framework run`` does on every start), for environments that then run with ``--no-declare``;
+``export cloudformation`` writes the same resources as a template for AWS deployments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+import click
+
+from framework.backends import from_url
+from framework.backends.aws.cloudformation import template
+from framework.cli.loading import load_app
+from framework.cli.main import _one_line_errors
+from framework.config import load_settings
+from framework.exceptions import ConfigError
+from framework.runtime import Runtime
+
+__all__ = ["export", "provision"]
+
+
+@click.command()
+@click.argument("app_target", metavar="APP")
+@click.option("--backend", help="Backend URL: amqp://..., aws://REGION (FRAMEWORK_BACKEND).")
+@click.option("--env", "env", help="Profile from [tool.framework.env.NAME] in pyproject.toml.")
+@click.option("--check", is_flag=True, help="Create nothing: list what is missing, exit 1 if any.")
+@_one_line_errors
+def provision(app_target: str, backend: str | None, env: str | None, check: bool) -> None:
+    """Create APP's queues, dead-letter queues, topics and subscriptions on the backend.
+
+    Idempotent: what exists is kept as it is. Prints each resource as it is done.
+    """
+    settings = load_settings(env=env, overrides={"backend": backend})
+    if settings.backend.startswith("memory:"):
+        raise ConfigError(
+            "memory:// lives inside one process and keeps nothing: there is nothing to "
+            "provision; pass --backend amqp://... or aws://REGION"
+        )
+    app = load_app(app_target)
+    total = len(app.registry.queues) + len(app.registry.topics) + len(app.registry.subscriptions)
+    done = 0
+
+    def progress(what: str) -> None:
+        nonlocal done
+        done += 1
+        click.echo(f"[{done}/{total}] {what}", err=True)
+
+    async def work() -> None:
+        runtime = Runtime(app, from_url(settings.backend), workers=False, declare=not check)
+        await runtime.backend.__aenter__()
+        try:
+            await runtime.declare(progress)
+        finally:
+            await runtime.backend.__aexit__(None, None, None)
+
+    anyio.run(work)
+    scheme = settings.backend.partition("://")[0]
+    if check:
+        click.echo(f"all {total} resources exist on {scheme}://")
+    else:
+        click.echo(f"provisioned {total} resources on {scheme}://")
+
+
+@click.group()
+def export() -> None:
+    """Write APP's resources in a deployment format."""
+
+
+@export.command()
+@click.argument("app_target", metavar="APP")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (stdout)."
+)
+@_one_line_errors
+def cloudformation(app_target: str, output: str | None) -> None:
+    """Print APP's queues, topics, subscriptions and mail rules as a CloudFormation template."""
+    app = load_app(app_target)
+    text = json.dumps(template(app.registry, app_name=app.name), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(text)
+    click.echo(f"wrote {len(json.loads(text)['Resources'])} resources to {output}", err=True)

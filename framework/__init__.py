@@ -1,6 +1,7 @@
 """framework: event-driven asyncio applications in the style of AWS serverless."""
 
 from framework.app import App
+from framework.binding import Header
 from framework.context import Context, DeadLetterInfo, Message
 from framework.exceptions import (
     AppNotRunningError,
@@ -31,6 +32,7 @@ __all__ = [
     "DeclarationError",
     "Email",
     "FrameworkError",
+    "Header",
     "InvalidFilterPolicyError",
     "InvalidMessageError",
     "MailError",

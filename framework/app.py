@@ -25,10 +25,13 @@ from framework.runtime.events import HandlerObserver
 from framework.semantics.filter_policy import validate as validate_filter_policy
 from framework.smtp.config import RelayConfig, SMTPConfig
 from framework.smtp.outbound import Mailer
+from framework.smtp.rules import RuleActions
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from framework.config import Settings
+    from framework.gateway.cors import CORS
     from framework.gateway.routers import Router
     from framework.runtime import Runtime
 
@@ -57,6 +60,20 @@ def _endpoint_name(endpoint: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", core).strip("-")[:40] or "endpoint"
 
 
+def _checked_gateway_options(cors: object, ranges: Sequence[str]) -> Sequence[str]:
+    """Check the gateway's options now, at import, not when the gateway is first built."""
+    if cors is not None:
+        from framework.gateway.cors import CORS
+
+        if not isinstance(cors, CORS):
+            raise DeclarationError(f"App cors={cors!r} must be CORS(allow_origins=[...], ...)")
+    if ranges:
+        from framework.gateway.proxies import TrustedProxies
+
+        TrustedProxies(ranges)
+    return ranges
+
+
 class App:
     """An event-driven application: HTTP routes, queue, topic and mail handlers.
 
@@ -66,10 +83,20 @@ class App:
             (default: the ``FRAMEWORK_ADMIN_TOKEN`` environment variable; none means open).
         mail_from: The default sender of ``app.mail.send``.
         max_body_size: The largest HTTP request body the gateway accepts, in bytes (413 above).
-        smtp: The SMTP receiver's limits, IP rules, TLS and AUTH (default: ``SMTPConfig()``).
+        smtp: The SMTP receiver's limits, IP rules, TLS and AUTH (default: the nearest
+            ``pyproject.toml``'s ``[tool.framework.smtp]`` table, read when the receiver
+            starts, else ``SMTPConfig()``); given here, it replaces that table whole.
         mail_relay: An SMTP relay for ``app.mail.send`` (default: the ``FRAMEWORK_MAIL_RELAY``
             URL, like ``smtp+starttls://user:pass@relay:587``, else the backend's own mail
             transport, which is the outbox on ``memory://``).
+        cors: Which other origins' web pages may call the gateway (default: none); see
+            ``framework.gateway.CORS``.
+        trusted_proxies: CIDR ranges of the reverse proxies in front of the gateway, whose
+            ``X-Forwarded-For`` names the client (default: none; the socket peer is the
+            client, whatever the headers say).
+
+    Raises:
+        DeclarationError: For ``cors`` that is not a ``CORS``, or a malformed proxy range.
     """
 
     def __init__(
@@ -81,11 +108,21 @@ class App:
         max_body_size: int = 1_048_576,
         smtp: SMTPConfig | None = None,
         mail_relay: RelayConfig | None = None,
+        cors: CORS | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.name = name
-        self.smtp = smtp or SMTPConfig()
+        self.cors = cors
+        self.trusted_proxies = tuple(_checked_gateway_options(cors, trusted_proxies))
+        self._smtp = smtp
+        self._smtp_in_code = smtp is not None
+        # Each receipt rule's reject_on/drop_on, by the rule's queue name.
+        self.email_actions: dict[str, RuleActions] = {}
         self.max_body_size = max_body_size
         self.handler_observers: list[HandlerObserver] = []
+        # Called with the runtime when the app starts and None when it stops (the dashboard's
+        # sampler runs in between).
+        self.runtime_observers: list[Callable[[Runtime | None], None]] = []
         self.registry = Registry()
         self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
         local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"
@@ -101,9 +138,41 @@ class App:
     metrics: bool = True
     # /openapi.json and /docs; set False before the gateway is built to serve neither.
     openapi: bool = True
+    # /_framework/dashboard and its once-a-second sampler; set False before the gateway is built.
+    dashboard: bool = True
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
+
+    @property
+    def smtp(self) -> SMTPConfig:
+        """The SMTP receiver's config: ``smtp=`` as given, else ``[tool.framework.smtp]``.
+
+        Raises:
+            ConfigError: On first use, if the pyproject table has an unknown key or bad value.
+        """
+        if self._smtp is None:
+            from framework.config import load_smtp_config
+
+            self._smtp = load_smtp_config() or SMTPConfig()
+        return self._smtp
+
+    @smtp.setter
+    def smtp(self, config: SMTPConfig) -> None:
+        self._smtp = config
+        self._smtp_in_code = True
+
+    def use_settings(self, settings: Settings) -> None:
+        """Apply resolved settings that configure the app itself, such as ``framework run``'s.
+
+        Settings given in code win: ``[tool.framework.smtp]`` (with the ``--env`` profile's
+        table) becomes the receiver's config only when the app was made without ``smtp=``.
+
+        Raises:
+            ConfigError: If the table has a value ``SMTPConfig`` refuses.
+        """
+        if not self._smtp_in_code and settings.smtp is not None:
+            self._smtp = settings.smtp.build()
 
     # --- declarations --------------------------------------------------------------------
 
@@ -288,7 +357,13 @@ class App:
         )(handler)
 
     def on_email(
-        self, recipients: Sequence[str], *, stop: bool = False, **options: Unpack[QueueOptions]
+        self,
+        recipients: Sequence[str],
+        *,
+        stop: bool = False,
+        reject_on: Mapping[str, Sequence[str]] | None = None,
+        drop_on: Mapping[str, Sequence[str]] | None = None,
+        **options: Unpack[QueueOptions],
     ) -> Callable[[H], H]:
         """Run the decorated function for mail to ``recipients``, delivered through a queue.
 
@@ -296,8 +371,18 @@ class App:
             recipients: Addresses (``a@x.org``), domains (``x.org``) or any subdomain
                 (``.x.org``), as in SES receipt rules.
             stop: Stop evaluating later rules when this one matches.
+            reject_on: ``{check: [verdict, ...]}``: refuse a mail reaching this rule with such
+                a verdict with ``550 5.7.1`` (the whole mail: SMTP answers once for all
+                recipients). Needs ``scanners`` in the app's ``SMTPConfig``.
+            drop_on: ``{check: [verdict, ...]}``: keep a mail with such a verdict from this
+                rule's queue only; the sender gets 250 and other rules still get it.
             **options: Options of the rule's queue (``email-FUNCTION``).
+
+        Raises:
+            DeclarationError: For no recipients, a malformed condition, or an unknown check
+                or verdict in ``reject_on`` or ``drop_on``.
         """
+        actions = RuleActions.of(reject_on, drop_on)
         if isinstance(recipients, str) or not recipients:
             raise DeclarationError("on_email: recipients must be a non-empty list of addresses")
         for r in recipients:
@@ -310,6 +395,8 @@ class App:
                 binder = bind(handler, kind="email")
             self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="email"))
             self.registry.email_rules.append(EmailRule(tuple(recipients), spec, stop=stop))
+            if actions is not None:
+                self.email_actions[spec.name] = actions
             return handler
 
         return register
@@ -332,10 +419,14 @@ class App:
 
     def _attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        for observer in self.runtime_observers:
+            observer(runtime)
 
     def _detach(self, runtime: Runtime) -> None:
         if self._runtime is runtime:
             self._runtime = None
+            for observer in self.runtime_observers:
+                observer(None)
 
     def run(self, backend: str | Any = "memory://", *, workers: bool = True) -> Runtime:
         """Return a runtime for ``async with``: the app on ``backend`` (a URL or a backend)."""

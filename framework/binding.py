@@ -20,9 +20,37 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from framework.codec import JSON, decode_any
 from framework.exceptions import DeclarationError
 
-__all__ = ["Binder", "Param", "PoisonBodyError", "bind"]
+__all__ = ["Binder", "Header", "Param", "PoisonBodyError", "bind"]
 
 _PATH_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?}")
+# RFC 9110 5.1: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Marks a route parameter as read from a request header, in ``Annotated[T, Header()]``.
+
+    The header's name is the parameter's with underscores as hyphens (``x_request_source``
+    reads ``X-Request-Source``) unless ``alias`` names it; either way it is matched without
+    regard to case. The value is validated against ``T`` as a query parameter is: a required
+    header that is missing, or a value that fails validation, is a 422 whose field error is at
+    ``["header", "<name in lowercase>"]``. A ``list[str]`` parameter gets every value of a
+    repeated header; any other type gets repeated values joined with ``", "`` (RFC 9110 5.3).
+
+    Args:
+        alias: The header's name, when it is not the parameter's (``"X-Trace"``).
+
+    Raises:
+        DeclarationError: From the route's decorator, for an alias that is not a valid header
+            name, or ``Header()`` on a handler that is not a route.
+    """
+
+    alias: str | None = None
+
+    def name_for(self, parameter: str) -> str:
+        """Return the lowercase header name this marker reads for ``parameter``."""
+        return (parameter.replace("_", "-") if self.alias is None else self.alias).lower()
 
 
 class PoisonBodyError(Exception):
@@ -40,7 +68,8 @@ class Param:
     name: str
     annotation: Any
     default: Any
-    source: str  # "body", "context", "mail", "request", "path", "query"
+    source: str  # "body", "context", "mail", "request", "path", "query", "header"
+    alias: str | None = None  # the lowercase header name, for source "header"
 
     @property
     def required(self) -> bool:
@@ -135,6 +164,7 @@ def bind(
         raise DeclarationError(f"{name}: a handler must be a function")
     try:
         hints = typing.get_type_hints(handler)
+        extras = typing.get_type_hints(handler, include_extras=True)
     except (NameError, TypeError) as exc:
         raise DeclarationError(f"{name}: cannot resolve its annotations ({exc})") from exc
     signature = inspect.signature(handler)
@@ -146,6 +176,10 @@ def bind(
             raise DeclarationError(
                 f"{name}: *args and **kwargs cannot be bound; name each parameter"
             )
+        annotation, marker = _split_header(extras.get(p.name, Any))
+        if marker is not None:
+            params.append(_header_param(name, kind, p, annotation, marker))
+            continue
         annotation = hints.get(p.name, Any)
         special = {Context: "context", Email: "mail", Request: "request"}.get(annotation)
         if special is not None:
@@ -197,6 +231,39 @@ def bind(
         body_adapter=adapter,
         is_async=inspect.iscoroutinefunction(handler),
     )
+
+
+def _split_header(annotation: Any) -> tuple[Any, Header | None]:
+    """Split ``Annotated[T, Header(), *rest]`` into ``Annotated[T, *rest]`` and the marker.
+
+    A header keeps its other metadata (``Field(max_length=...)``) for validation; an annotation
+    without a ``Header`` is returned as is, with no marker.
+    """
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return annotation, None
+    base, *extras = typing.get_args(annotation)
+    markers = [m for m in extras if isinstance(m, Header) or m is Header]
+    if not markers:
+        return base, None
+    marker = markers[0] if isinstance(markers[0], Header) else Header()
+    rest = [m for m in extras if not (isinstance(m, Header) or m is Header)]
+    return (typing.Annotated[(base, *rest)] if rest else base), marker
+
+
+def _header_param(
+    name: str, kind: str, p: inspect.Parameter, annotation: Any, marker: Header
+) -> Param:
+    if kind != "route":
+        raise DeclarationError(
+            f"{name}: parameter {p.name!r} reads a request header, which only routes have"
+        )
+    header = marker.name_for(p.name)
+    if not isinstance(marker.alias, str | None) or not _TOKEN.fullmatch(header):
+        raise DeclarationError(
+            f"{name}: parameter {p.name!r}: {marker.alias!r} is not a header name "
+            "(letters, digits and !#$%&'*+.^_`|~-)"
+        )
+    return Param(p.name, annotation, p.default, "header", alias=header)
 
 
 def _is_body_type(annotation: Any) -> bool:

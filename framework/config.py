@@ -3,6 +3,9 @@
 Precedence, highest first: a command-line flag; the profile chosen with ``--env`` (or
 ``FRAMEWORK_ENV``) from ``[tool.framework.env.NAME]``; the ``FRAMEWORK_BACKEND`` variable; the
 top-level ``[tool.framework]`` table; the default ``memory://``.
+
+The SMTP receiver's table ``[tool.framework.smtp]`` is merged key by key with the profile's
+``[tool.framework.env.NAME.smtp]``; an ``App(smtp=SMTPConfig(...))`` given in code replaces both.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from framework.exceptions import ConfigError
+from framework.smtp.config import SMTPConfig, SMTPTable
 
-__all__ = ["Settings", "find_pyproject", "load_settings"]
+__all__ = ["Settings", "find_pyproject", "load_settings", "load_smtp_config"]
 
 DEFAULT_BACKEND = "memory://"
 _KEYS = {"backend", "host", "http_port", "smtp_port", "grace", "log_level", "server"}
@@ -33,6 +37,7 @@ class Settings:
     grace: float = 30.0
     log_level: str = "info"
     server: str | None = None
+    smtp: SMTPTable | None = None  # [tool.framework.smtp] with the profile's; None without one
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -59,7 +64,7 @@ def _table(pyproject: Path | None) -> Mapping[str, Any]:
 
 
 def _checked(where: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(values) - _KEYS - {"env"}
+    unknown = set(values) - _KEYS - {"env", "smtp"}
     if unknown:
         raise ConfigError(
             f"{where}: unknown setting(s) {', '.join(sorted(unknown))} "
@@ -99,7 +104,56 @@ def load_settings(
             )
         merged.update(_checked(f"[tool.framework.env.{env}]", profiles[env]))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    merged["smtp"] = _smtp(table, env, path)
     try:
         return Settings(**merged)
     except TypeError as exc:
         raise ConfigError(f"invalid settings: {exc}") from None
+
+
+def _smtp(table: Mapping[str, Any], env: str | None, path: Path | None) -> SMTPTable | None:
+    where = "[tool.framework.smtp]"
+    smtp = table.get("smtp", {})
+    profile = table.get("env", {}).get(env, {}) if env is not None else {}
+    override = profile.get("smtp", {}) if isinstance(profile, dict) else {}
+    for name, part in ((where, smtp), (f"[tool.framework.env.{env}.smtp]", override)):
+        if not isinstance(part, dict):
+            raise ConfigError(f"{path or 'pyproject.toml'}: {name} must be a table")
+    if not smtp and not override:
+        return None
+    if override:
+        where = f"{where} with [tool.framework.env.{env}.smtp]"
+    base = path.parent if path is not None else None
+    return SMTPTable.read(
+        {**smtp, **override}, where=f"{where} of {path or 'pyproject.toml'}", base=base
+    )
+
+
+def load_smtp_config(
+    *,
+    env: str | None = None,
+    pyproject: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SMTPConfig | None:
+    """Return the SMTP receiver's config from ``[tool.framework.smtp]``, or None without one.
+
+    This is what an ``App`` given no ``smtp=`` uses: the nearest ``pyproject.toml``'s table,
+    merged with the profile's ``[tool.framework.env.NAME.smtp]`` when ``env`` (default:
+    ``FRAMEWORK_ENV``) names a profile that exists.
+
+    Args:
+        env: The profile's name.
+        pyproject: The file (default: the nearest one at or above the working directory).
+        environ: The environment (default: ``os.environ``).
+
+    Raises:
+        ConfigError: For an unknown key (naming it and the allowed ones) or a bad value.
+    """
+    environ = os.environ if environ is None else environ
+    path = pyproject if pyproject is not None else find_pyproject()
+    table = _table(path)
+    env = env or environ.get("FRAMEWORK_ENV") or None
+    if env is not None and env not in table.get("env", {}):
+        env = None  # `framework run` refuses an unknown profile; here it only has no table
+    found = _smtp(table, env, path)
+    return found.build() if found is not None else None

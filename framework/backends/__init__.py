@@ -7,6 +7,7 @@ import importlib
 from framework.backends.base import (
     AttributeValue,
     Backend,
+    CanCheckDeclared,
     DeadLetterReason,
     Delivery,
     Outgoing,
@@ -18,6 +19,7 @@ from framework.exceptions import MissingDependencyError, UnknownBackendError
 __all__ = [
     "AttributeValue",
     "Backend",
+    "CanCheckDeclared",
     "DeadLetterReason",
     "Delivery",
     "Outgoing",

@@ -105,6 +105,7 @@ def run(
     )
     configure(settings.log_level, json_lines=log_json)
     app = load_app(app_target)
+    app.use_settings(settings)
     http = None if (no_http or workers_only) else settings.http_port
     smtp = None if (no_smtp or workers_only) else settings.smtp_port
 
@@ -156,15 +157,36 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @cli.command()
+@click.argument("app_target", metavar="[APP]", required=False)
+@click.option(
+    "--queue", "names", multiple=True, metavar="NAME", help="Only this queue (repeatable)."
+)
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
 def queues(
-    server: str | None, backend: str | None, env: str | None, token: str | None, as_json: bool
+    app_target: str | None,
+    names: tuple[str, ...],
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+    as_json: bool,
 ) -> None:
-    """List queues: depth, in flight, delayed and dead letters."""
+    """List queues: depth, in flight, delayed and dead letters.
+
+    With APP (module:attribute), its declared queues; with --queue, those. A RabbitMQ broker
+    cannot list its queues over AMQP, so name them one of these ways there.
+    """
     ops = _ops(server, backend, env, token)
-    rows = _run(ops.queues)
+    chosen = [*(load_app(app_target).registry.queues if app_target else ()), *names]
+    rows = _run(lambda: ops.queues(chosen))
+    if not rows and not chosen:
+        click.echo(
+            "no queues known here (a RabbitMQ broker cannot list its queues over AMQP: "
+            "pass the APP or --queue NAME)",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps({"queues": rows}, indent=2))
         return
@@ -195,14 +217,22 @@ def redrive(
 ) -> None:
     """Move dead letters from DLQ back to their source queue, oldest first."""
     ops = _ops(server, backend, env, token)
-    interactive = sys.stderr.isatty() and not as_json
+    interactive = sys.stderr.isatty()
+    shown = 0
 
-    def progress(count: int) -> None:
-        if interactive and (count % 100 == 0):
-            click.echo(f"\rmoved {count}...", err=True, nl=False)
+    def progress(count: int, total: int) -> None:
+        # Every 100 messages and the last: one line each, or one line redrawn on a terminal.
+        nonlocal shown
+        if count - shown >= 100 or count == total:
+            shown = count
+            line = f"moved {count}/{total}"
+            if interactive:
+                click.echo("\r" + line, err=True, nl=False)
+            else:
+                click.echo(line, err=True)
 
     moved = _run(lambda: ops.redrive(dlq, to, limit, progress))
-    if interactive and moved >= 100:
+    if interactive and shown:
         click.echo("", err=True)
     if as_json:
         click.echo(json.dumps({"moved": moved}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -21,7 +21,7 @@ from framework.exceptions import (
 from framework.runtime import operations
 from framework.runtime.lifecycle import build_undeclared
 
-__all__ = ["BackendOps", "Ops", "ServerOps", "parse_body"]
+__all__ = ["BackendOps", "Ops", "Progress", "ServerOps", "parse_body"]
 
 
 def parse_body(text: str) -> Any:
@@ -32,11 +32,19 @@ def parse_body(text: str) -> Any:
         return text
 
 
+Progress = Callable[[int, int], None]
+"""Told ``(moved so far, total expected)``; the total is the queue's depth when it started (or
+the limit), and grows with ``moved`` if more arrive meanwhile."""
+
+# A redrive through the admin API goes in requests of this many, so the CLI can show progress.
+SERVER_CHUNK = 100
+
+
 class Ops(Protocol):
     """**Protocol**: what the operations commands need, wherever the queues live."""
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """Return every queue's stats as dicts."""
+    async def queues(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Return the stats of ``names`` (default: every queue known) as dicts."""
 
     async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
         """Send a message; return its id."""
@@ -44,10 +52,8 @@ class Ops(Protocol):
     async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
         """Publish a message; return its id."""
 
-    async def redrive(
-        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
-    ) -> int:
-        """Move dead letters back; return the count."""
+    async def redrive(self, dlq: str, to: str | None, limit: int | None, progress: Progress) -> int:
+        """Move dead letters back, telling ``progress(moved, total)``; return the count."""
 
     async def purge(self, queue: str) -> int:
         """Delete a queue's messages; return the count."""
@@ -61,12 +67,13 @@ class ServerOps:
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
 
     async def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        client = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout)
         try:
-            async with self._client as client:
+            async with client:
                 response = await client.request(method, f"/_framework{path}", json=payload)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(
@@ -93,10 +100,18 @@ class ServerOps:
             raise FrameworkError(f"{self.url} answered {response.status_code}: {data}")
         return data
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """Return every queue's stats from the running app."""
+    async def queues(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Return the running app's queue stats (only ``names``, when given)."""
         data = await self._call("GET", "/queues")
-        return list(data["queues"])
+        rows = list(data["queues"])
+        if not names:
+            return rows
+        unknown = sorted(set(names) - {row["name"] for row in rows})
+        if unknown:
+            raise UnknownQueueError(
+                f"queue(s) {', '.join(map(repr, unknown))} not found in the running app"
+            )
+        return [row for row in rows if row["name"] in names]
 
     async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
         """Send through the running app."""
@@ -108,13 +123,23 @@ class ServerOps:
         data = await self._call("POST", f"/topics/{topic}/messages", {"body": body, **options})
         return str(data["message_id"])
 
-    async def redrive(
-        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
-    ) -> int:
-        """Redrive inside the running app."""
-        data = await self._call("POST", f"/queues/{dlq}/redrive", {"to": to, "limit": limit})
-        progress(int(data["moved"]))
-        return int(data["moved"])
+    async def redrive(self, dlq: str, to: str | None, limit: int | None, progress: Progress) -> int:
+        """Redrive inside the running app, in requests of ``SERVER_CHUNK`` messages."""
+        depth = next((int(q["depth"]) for q in await self.queues() if q["name"] == dlq), 0)
+        total = depth if limit is None else min(limit, depth)
+        moved = 0
+        while True:
+            chunk = SERVER_CHUNK if limit is None else min(SERVER_CHUNK, limit - moved)
+            data = await self._call("POST", f"/queues/{dlq}/redrive", {"to": to, "limit": chunk})
+            done = int(data["moved"])
+            moved += done
+            if done:
+                progress(moved, max(total, moved))
+            # Without a limit, what was there at the start: messages a running handler
+            # dead-letters again at once (a poison body) must not keep the loop going.
+            cap = limit if limit is not None else depth
+            if done < chunk or moved >= cap:
+                return moved
 
     async def purge(self, queue: str) -> int:
         """Purge inside the running app."""
@@ -143,11 +168,16 @@ class BackendOps:
         async with backend:
             return await work(backend)
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """Return every queue's stats from the broker."""
+    async def queues(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Return queue stats from the broker: of ``names``, or of every queue it can list.
+
+        A RabbitMQ broker cannot list its queues over AMQP: name them (``--queue``, or the
+        app whose queues they are).
+        """
 
         async def work(backend: Backend) -> list[dict[str, Any]]:
-            return [s.as_dict() for s in await operations.queue_stats(backend)]
+            chosen = sorted(set(names)) if names else None
+            return [s.as_dict() for s in await operations.queue_stats(backend, chosen)]
 
         result: list[dict[str, Any]] = await self._with(work)
         return result
@@ -170,13 +200,17 @@ class BackendOps:
 
         return str(await self._with(work))
 
-    async def redrive(
-        self, dlq: str, to: str | None, limit: int | None, progress: Callable[[int], None]
-    ) -> int:
+    async def redrive(self, dlq: str, to: str | None, limit: int | None, progress: Progress) -> int:
         """Redrive on the broker, reporting progress per message."""
 
         async def work(backend: Backend) -> int:
-            return await operations.redrive(backend, dlq, to=to, limit=limit, progress=progress)
+            depth = (await backend.stats(dlq)).depth
+            total = depth if limit is None else min(limit, depth)
+
+            def moved(count: int) -> None:
+                progress(count, max(total, count))
+
+            return await operations.redrive(backend, dlq, to=to, limit=limit, progress=moved)
 
         return int(await self._with(work))
 

@@ -96,49 +96,81 @@ async def serve(
             log_config=None,
             lifespan="off",
             access_log=False,
+            # The gateway alone decides whom to believe about the client's address
+            # (App(trusted_proxies=...)); uvicorn's default trusts X-Forwarded-For from loopback.
+            proxy_headers=False,
             timeout_graceful_shutdown=max(1, round(grace)),
         )
         server = _Server(config)
     scheme = backend_url.partition("://")[0]
     try:
-        async with Runtime(app, backend, workers=workers, declare=declare, grace=grace) as runtime:
-            receiver = None
-            if smtp_port is not None and app.registry.email_rules:
-                receiver = Receiver(runtime, host=host, port=smtp_port)
-                try:
-                    await receiver.start()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"cannot receive mail on {host}:{smtp_port}: {exc.strerror or exc}; "
-                        "pass --smtp-port or --no-smtp"
-                    ) from None
-            event(
-                log,
-                logging.INFO,
-                "app.started",
-                app=app.name,
-                backend=f"{scheme}://",
-                http=f"http://{host}:{http_port}" if sock else None,
-                smtp=f"{host}:{receiver.port}" if receiver else None,
-                consumers=len(runtime.workers),
-                routes=len(app.registry.routes),
-            )
-            async with anyio.create_task_group() as tg:
-                if server is not None and sock is not None:
-                    tg.start_soon(server.serve, [sock])
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # Signals are caught from before the start: a SIGTERM while the app is still starting
+        # (connecting, declaring) cancels the start and exits 0 instead of killing the process.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as outer:
+                stop = anyio.Event()
+                started = False
+                failure: Exception | None = None
+
+                async def watch() -> None:
                     async for signum in signals:
                         event(log, logging.INFO, "app.stopping", signal=signal.Signals(signum).name)
                         break
-                if server is not None:
-                    server.should_exit = True
-                if receiver is not None:
-                    await receiver.stop()
-            # Leaving the runtime stops the workers within the grace period.
+                    stop.set()
+                    if not started:
+                        outer.cancel_scope.cancel()
+
+                outer.start_soon(watch)
+                try:
+                    async with Runtime(
+                        app, backend, workers=workers, declare=declare, grace=grace
+                    ) as runtime:
+                        started = True
+                        receiver = await _start_receiver(runtime, host, smtp_port)
+                        event(
+                            log,
+                            logging.INFO,
+                            "app.started",
+                            app=app.name,
+                            backend=f"{scheme}://",
+                            http=f"http://{host}:{http_port}" if sock else None,
+                            smtp=f"{host}:{receiver.port}" if receiver else None,
+                            consumers=len(runtime.workers),
+                            routes=len(app.registry.routes),
+                        )
+                        async with anyio.create_task_group() as tg:
+                            if server is not None and sock is not None:
+                                tg.start_soon(server.serve, [sock])
+                            await stop.wait()
+                            if server is not None:
+                                server.should_exit = True
+                            if receiver is not None:
+                                await receiver.stop()
+                        # Leaving the runtime stops the workers within the grace period.
+                except Exception as exc:  # raised as itself, not inside an ExceptionGroup
+                    failure = exc
+                outer.cancel_scope.cancel()  # the watcher, when no signal came
+        if failure is not None:
+            raise failure
     finally:
         if sock is not None:
             sock.close()
     event(log, logging.INFO, "app.stopped", app=app.name)
+
+
+async def _start_receiver(runtime: Runtime, host: str, port: int | None) -> Receiver | None:
+    """Start the SMTP receiver when there is a port and the app has ``@on_email`` handlers."""
+    if port is None or not runtime.app.registry.email_rules:
+        return None
+    receiver = Receiver(runtime, host=host, port=port)
+    try:
+        await receiver.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot receive mail on {host}:{port}: {exc.strerror or exc}; "
+            "pass --smtp-port or --no-smtp"
+        ) from None
+    return receiver
 
 
 def check_port(port: int) -> None:

@@ -1,26 +1,42 @@
 """The admin API under ``/_framework/``: how ``framework ... --server URL`` reaches a running app.
 
-The CLI is written against exactly this contract:
+The CLI and the dashboard are written against exactly this contract:
 
 | request | response |
 | --- | --- |
 | ``GET /_framework/health`` | ``{"status": "ok", "app": NAME}`` |
 | ``GET /_framework/queues`` | ``{"queues": [QueueStats.as_dict(), ...]}``, sorted by name |
 | ``POST /_framework/queues/{name}/messages`` | 201 ``{"message_id": ...}`` |
+| ``GET /_framework/queues/{name}/messages?limit=N`` | ``{"messages": [MESSAGE, ...]}`` (peek) |
+| ``POST /_framework/queues/{name}/messages/delete`` | ``{"deleted": N, "not_found": [ID, ...]}`` |
 | ``POST /_framework/topics/{name}/messages`` | 201 ``{"message_id": ...}`` |
-| ``POST /_framework/queues/{name}/redrive`` | ``{"moved": N}`` |
+| ``POST /_framework/queues/{name}/redrive`` | ``{"moved": N}`` (``"not_found"`` too, by ids) |
 | ``POST /_framework/queues/{name}/purge`` | ``{"purged": N}`` |
 | ``GET /_framework/routes`` | ``{"routes": [ROUTE, ...]}`` |
+| ``GET /_framework/dashboard/state?since=T`` | the dashboard's snapshot (see its module) |
 
 A ROUTE is ``{"methods": [...], "path": FULL_PATH, "handler": "module.qualname", "version": V,
 "status_code": N}``, in declaration order.
 
 Message bodies are ``{"body": <any JSON>, "attributes": {...}, "delay": 0, "group_id": null,
 "deduplication_id": null}`` (no ``delay`` for topics); a JSON string is sent as text, anything
-else as JSON. Redrive takes ``{"to": null, "limit": null}`` or no body. Errors: 401 (no bearer
-token, with ``WWW-Authenticate: Bearer``) and 403 (a wrong one) when ``app.admin_token`` is set;
-404 for an unknown queue or topic; 400 for a message the queue refuses, 413 for one too large;
-422 for a malformed request body; 503 when the app is not running.
+else as JSON. Redrive takes ``{"to": null, "limit": null}``, or ``{"message_ids": [ID, ...]}``
+to move only those (then ``limit`` must be null), or no body. Delete takes
+``{"message_ids": [ID, ...]}``. Both act on the queue's visible messages only and leave the
+others where they were.
+
+Peeking has no primitive in the Backend protocol, so ``GET .../messages`` receives up to
+``limit`` (default 10, at most 100) visible messages with ``wait=0`` and releases them with
+``delay=0`` at once. As with the SQS console's "poll for messages", that increments each
+one's receive count. A MESSAGE is ``{"message_id", "body", "body_encoding": "text" | "base64",
+"content_type", "attributes", "headers", "receive_count", "sent_at", "group_id",
+"deduplication_id", "dead_letter": null | {"source_queue", "receive_count", "error_type",
+"error_message", "time"}}``.
+
+Errors: 401 (no bearer token, with ``WWW-Authenticate: Bearer``) and 403 (a wrong one) when
+``app.admin_token`` is set; 404 for an unknown queue or topic; 400 for a message the queue
+refuses, 413 for one too large; 422 for a malformed request body or query; 503 when the app is
+not running.
 """
 
 from __future__ import annotations
@@ -28,8 +44,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.types import Receive, Scope, Send
 
 from framework.exceptions import (
@@ -41,6 +58,7 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.gateway.dashboard_data import message_json
 from framework.gateway.errors import HTTPError, RequestValidationError, field_errors
 from framework.gateway.inputs import check_json_content_type, header, read_body
 from framework.gateway.responses import send_json
@@ -92,6 +110,21 @@ class Redrive(BaseModel):
 
     to: str | None = None
     limit: int | None = Field(default=None, ge=0)
+    message_ids: list[str] | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _ids_or_limit(self) -> Redrive:
+        if self.message_ids is not None and self.limit is not None:
+            raise ValueError("pass message_ids or limit, not both")
+        return self
+
+
+class Selection(BaseModel):
+    """The request body of ``POST /_framework/queues/{name}/messages/delete``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_ids: list[str] = Field(max_length=1000)
 
 
 Operation = Callable[["App", Scope, Receive, int], Awaitable[tuple[int, Any]]]
@@ -100,22 +133,29 @@ Operation = Callable[["App", Scope, Receive, int], Awaitable[tuple[int, Any]]]
 M = TypeVar("M", bound=BaseModel)
 
 
-def admin_routes(app: App, max_body_size: int) -> list[tuple[str, tuple[str, ...], Endpoint]]:
+def admin_routes(
+    app: App, max_body_size: int, dashboard: Operation | None = None
+) -> list[tuple[str, tuple[str, ...], Endpoint]]:
     """Return the admin API's routes as ``(path, methods, endpoint)``.
 
     Args:
         app: The app whose runtime the operations act on.
         max_body_size: The largest request body accepted, in bytes.
+        dashboard: The operation serving ``GET /_framework/dashboard/state``, if any.
     """
     ops: list[tuple[str, str, Operation]] = [
         ("GET", "/health", _health),
         ("GET", "/queues", _queues),
         ("POST", "/queues/{name}/messages", _send),
+        ("GET", "/queues/{name}/messages", _peek),
+        ("POST", "/queues/{name}/messages/delete", _delete),
         ("POST", "/topics/{name}/messages", _publish),
         ("POST", "/queues/{name}/redrive", _redrive),
         ("POST", "/queues/{name}/purge", _purge),
         ("GET", "/routes", _routes),
     ]
+    if dashboard is not None:
+        ops.append(("GET", "/dashboard/state", dashboard))
     return [
         (ADMIN_PREFIX + path, (method,), _endpoint(app, op, max_body_size))
         for method, path, op in ops
@@ -223,16 +263,67 @@ async def _publish(app: App, scope: Scope, receive: Receive, limit: int) -> tupl
     return 201, {"message_id": message_id}
 
 
-async def _redrive(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
-    name: str = scope["path_params"]["name"]
-    r = await _json(scope, receive, limit, Redrive, empty=True)
+async def _known(runtime: Runtime, *names: str | None) -> None:
+    """Raise UnknownQueueError for the first of ``names`` the backend does not have."""
     known = set(await runtime.backend.queues())
-    for queue in (name, r.to):
+    for queue in names:
         if queue is not None and queue not in known:
             raise UnknownQueueError(
                 f"queue {queue!r} does not exist (queues: {', '.join(sorted(known)) or 'none'})"
             )
+
+
+def _query_limit(scope: Scope, default: int, most: int) -> int:
+    """Read ``?limit=N`` (1 to ``most``); 422 if it is not such a number."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("limit")
+    if not values:
+        return default
+    raw = values[0]
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["query", "limit"],
+                    "msg": f"limit must be a whole number from 1 to {most}",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return int(raw)
+
+
+async def _peek(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    count = _query_limit(scope, 10, 100)
+    await _known(runtime, name)
+    deliveries = await operations.peek(runtime.backend, name, limit=count)
+    return 200, {"messages": [message_json(d) for d in deliveries]}
+
+
+async def _delete(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    chosen = await _json(scope, receive, limit, Selection, empty=False)
+    await _known(runtime, name)
+    deleted, missing = await operations.delete_selected(runtime.backend, name, chosen.message_ids)
+    return 200, {"deleted": deleted, "not_found": missing}
+
+
+async def _redrive(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = app.runtime
+    name: str = scope["path_params"]["name"]
+    r = await _json(scope, receive, limit, Redrive, empty=True)
+    await _known(runtime, name, r.to)
+    if r.message_ids is not None:
+        moved, missing = await operations.redrive_selected(
+            runtime.backend,
+            name,
+            r.message_ids,
+            to=r.to,
+            sources=runtime.registry.dead_letter_sources(name),
+        )
+        return 200, {"moved": moved, "not_found": missing}
     moved = await operations.redrive(
         runtime.backend,
         name,

@@ -19,11 +19,14 @@ from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX, admin_routes
 from framework.gateway.auth import authorizer_for, guarded
 from framework.gateway.cache import cache_for, cached
+from framework.gateway.cors import CORSPolicy
+from framework.gateway.dashboard import Dashboard
 from framework.gateway.endpoints import route_endpoint
 from framework.gateway.errors import ClientDisconnectedError, HTTPError, ResponseAbortedError
-from framework.gateway.inputs import request_id, route_path
+from framework.gateway.inputs import header, request_id, route_path
 from framework.gateway.metrics import METRICS_PATH, Metrics
 from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
+from framework.gateway.proxies import TrustedProxies
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import Endpoint, RouteTable
 from framework.gateway.throttle import throttled, throttles_for
@@ -56,7 +59,12 @@ class Gateway:
     ``Retry-After``), its cache (``cache=``), then the handler; every route is measured for
     ``/metrics`` unless the app sets ``metrics = False``. ``/openapi.json`` and its page
     ``/docs`` are served unless the app sets ``openapi = False``; an app route at any of these
-    three paths replaces the built-in one.
+    three paths replaces the built-in one. The dashboard at ``/_framework/dashboard`` is served
+    unless the app sets ``dashboard = False``.
+
+    Before routing, the client's address is read from ``X-Forwarded-For`` when the socket peer
+    is one of the app's ``trusted_proxies`` (never otherwise), and a CORS preflight is answered
+    when the app has ``cors=``; CORS headers are then added to every answer.
 
     Args:
         app: The app whose routes to serve.
@@ -72,6 +80,8 @@ class Gateway:
         self.app = app
         self.clock = clock
         self.max_body_size = _max_body_size(app)
+        self.cors = CORSPolicy(app.cors) if app.cors is not None else None
+        self.proxies = TrustedProxies(app.trusted_proxies) if app.trusted_proxies else None
         self.metrics = Metrics(app) if app.metrics else None
         self.routes = RouteTable()
         for spec in app.registry.routes:
@@ -97,8 +107,12 @@ class Gateway:
         for path, endpoint in built_in:
             if path not in taken:
                 self.routes.add(path, ("GET",), endpoint)
-        for path, methods, endpoint in admin_routes(app, self.max_body_size):
+        self.dashboard = Dashboard(app, self.metrics) if app.dashboard else None
+        state = self.dashboard.state_operation if self.dashboard is not None else None
+        for path, methods, endpoint in admin_routes(app, self.max_body_size, state):
             self.routes.add(path, methods, endpoint)
+        for path, endpoint in self.dashboard.routes() if self.dashboard is not None else ():
+            self.routes.add(path, ("GET",), endpoint)
 
     def _pipeline(self, spec: RouteSpec) -> Endpoint:
         """Chain what the route declares, outermost first: authorizer, throttles, cache, handler.
@@ -132,6 +146,14 @@ class Gateway:
             await self._other(scope, receive, send)
             return
         rid = request_id(scope["headers"])
+        if self.proxies is not None:
+            self.proxies.resolve(scope)
+        if self.cors is not None:
+            origin = header(scope, b"origin")
+            if self.cors.is_preflight(scope, origin):
+                await self.cors.preflight(scope, send, origin or b"", rid)
+                return
+            send = self.cors.wrap(origin, send)
         try:
             endpoint, scope["path_params"] = self.routes.match(scope["method"], route_path(scope))
         except HTTPError as exc:
@@ -201,6 +223,7 @@ def _log_error(scope: Scope, rid: str, exc: BaseException) -> None:
                 "request_id": rid,
                 "method": scope["method"],
                 "path": scope["path"],
+                "client": (scope.get("client") or ("",))[0],
                 "error": type(exc).__name__,
             }
         },

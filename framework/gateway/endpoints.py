@@ -42,10 +42,11 @@ _IMMUTABLE = (NoneType, bool, int, float, str, bytes, tuple, frozenset)
 
 
 class Parameters:
-    """Validates a route's path and query parameters together, typed by their annotations.
+    """Validates a route's path, query and header parameters together, typed by annotations.
 
     Args:
-        params: The handler's parameters whose source is ``"path"`` or ``"query"``.
+        params: The handler's parameters whose source is ``"path"``, ``"query"`` or
+            ``"header"``.
         where: The handler's name, for errors.
 
     Raises:
@@ -57,6 +58,10 @@ class Parameters:
         self.path_names = [p.name for p in params if p.source == "path"]
         self.query_names = {p.name for p in params if p.source == "query"}
         self.repeated = {p.name for p in params if p.source == "query" and _repeats(p.annotation)}
+        headers = [p for p in params if p.source == "header"]
+        self.header_names = {p.name: p.alias or p.name for p in headers}
+        self.headers = {v.encode("latin-1"): k for k, v in self.header_names.items()}
+        self.repeated_headers = {p.name for p in headers if _repeats(p.annotation)}
         self.defaults = {p.name: p.default for p in params if not p.required}
         # Mutable defaults are copied per request, so a handler appending to one cannot leak.
         self.fresh = [k for k, v in self.defaults.items() if not isinstance(v, _IMMUTABLE)]
@@ -85,16 +90,34 @@ class Parameters:
                     raw.setdefault(key, []).append(value)
                 elif key in self.query_names:
                     raw[key] = value
+        if self.headers:
+            self._read_headers(scope, raw)
         try:
             values: dict[str, Any] = self.validator.validate_python(raw)
         except ValidationError as exc:
-            return {}, field_errors(exc, self.sources)
+            errors = field_errors(exc, self.sources)
+            if self.header_names:
+                for error in errors:  # a header's error names the header, not the parameter
+                    if error["loc"][0] == "header":
+                        error["loc"][1] = self.header_names[error["loc"][1]]
+            return {}, errors
         if self.defaults:
             values = {**self.defaults, **values}
             for name in self.fresh:
                 if name not in raw:
                     values[name] = copy.copy(values[name])
         return values, []
+
+    def _read_headers(self, scope: Scope, raw: dict[str, Any]) -> None:
+        # ASGI servers lowercase header names, but the scope is not bound to, so compare again.
+        found: dict[str, list[str]] = {}
+        wanted = self.headers
+        for key, value in scope["headers"]:
+            name = wanted.get(key) or wanted.get(key.lower())
+            if name is not None:
+                found.setdefault(name, []).append(value.decode("latin-1"))
+        for name, values in found.items():
+            raw[name] = values if name in self.repeated_headers else ", ".join(values)
 
 
 def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = False) -> Endpoint:
@@ -112,10 +135,10 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
     binder = spec.binder
     where = binder.handler_name
     for p in binder.params:
-        if p.source not in ("path", "query", "body", "request"):
+        if p.source not in ("path", "query", "header", "body", "request"):
             raise DeclarationError(
                 f"{where}: parameter {p.name!r} ({p.source}) cannot be bound on an HTTP route; "
-                "routes take path and query parameters, a body and `request: Request`"
+                "routes take path, query and header parameters, a body and `request: Request`"
             )
     # Binding sees a Principal as a query parameter; here it is the authorizer's answer.
     principal_name = next((p.name for p in binder.params if is_principal(p.annotation)), None)
@@ -125,7 +148,9 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
             "has no auth=; add one (see the gateway's Authorizers docs)"
         )
     params = [
-        p for p in binder.params if p.source in ("path", "query") and p.name != principal_name
+        p
+        for p in binder.params
+        if p.source in ("path", "query", "header") and p.name != principal_name
     ]
     parameters = Parameters(params, where) if params else None
     body = binder.body

@@ -24,6 +24,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,13 +45,30 @@ from framework.runtime.events import HandlerEvent
 if TYPE_CHECKING:
     from framework.app import App
 
-__all__ = ["METRICS_PATH", "Metrics"]
+__all__ = ["BOUNDS", "METRICS_PATH", "Metrics", "RouteTotals"]
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"
 
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BOUNDS = _BOUNDS
+"""The latency histogram's upper bounds in seconds; ``RouteTotals.buckets`` adds +Inf."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTotals:
+    """One route and method's counts since the gateway was built, copied at one moment.
+
+    ``counts`` is indexed by status class (``counts[5]`` is 5xx); ``buckets`` holds the
+    requests per latency bucket of ``BOUNDS`` (not cumulative), the last one over 5 s.
+    """
+
+    route: str
+    method: str
+    version: str
+    counts: tuple[int, ...]
+    buckets: tuple[int, ...]
 
 
 class _RouteStats:
@@ -182,6 +200,14 @@ class Metrics:
             o for o in observers if not isinstance(getattr(o, "__self__", None), Metrics)
         ]
         observers.append(self.observe_handler)
+
+    def route_totals(self) -> list[RouteTotals]:
+        """Return a copy of every timed route's counts and latency buckets (for the dashboard)."""
+        return [
+            RouteTotals(s.route, s.method, s.version, tuple(s.counts), tuple(s.buckets))
+            for s in self.routes
+            if s.timed
+        ]
 
     def observe_handler(self, happened: HandlerEvent) -> None:
         """Count one settled delivery and, when its handler ran, time it."""

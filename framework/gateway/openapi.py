@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document at ``/openapi.json``, and the interactive page at ``/docs``.
 
-The document is made from the RouteSpecs when it is first asked for, then kept: path and query
-parameters typed by their annotations, the request body's and the response's JSON schemas from
-pydantic, the authorizers as security schemes, and each version's routes tagged with it. The
+The document is made from the RouteSpecs when it is first asked for, then kept: path, query and
+header parameters typed by their annotations, the request body's and the response's JSON schemas
+from pydantic, the authorizers as security schemes, and each version's routes tagged with it. The
 page is a small HTML file shipped in the package (``static/docs.html``): no CDN, so it works on
 machines without internet access.
 """
@@ -99,10 +99,10 @@ def _operation(
     binder = spec.binder
     params = []
     for p in binder.params:
-        if p.source not in ("path", "query") or is_principal(p.annotation):
+        if p.source not in ("path", "query", "header") or is_principal(p.annotation):
             continue
         param: dict[str, Any] = {
-            "name": p.name,
+            "name": p.alias if p.source == "header" and p.alias else p.name,
             "in": p.source,
             "required": p.source == "path" or p.required,
             "schema": schemas.of(p.annotation, "validation"),

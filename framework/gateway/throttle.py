@@ -51,7 +51,8 @@ class Throttle:
         burst: The bucket's size (default: the rate rounded up, at least 1).
         per: ``"route"`` for one bucket shared by every caller, ``"key"`` for one per
             authorized principal (needs ``auth=``), ``"client"`` for one per client IP
-            address (the peer address: put the proxy's own limits in front of a proxy).
+            address (the socket peer, or behind the app's ``trusted_proxies`` the client they
+            forwarded in ``X-Forwarded-For``).
     """
 
     rate: float

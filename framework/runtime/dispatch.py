@@ -18,7 +18,8 @@ from framework.registry import ConsumerSpec
 from framework.runtime.events import HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
-from framework.smtp.parsing import envelope_from_headers, parse
+from framework.smtp.parsing import Envelope, envelope_from_headers, parse
+from framework.smtp.ses import from_notification
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -178,7 +179,10 @@ class Dispatcher:
             if verdict is not None:
                 self.watchdog.disarm(lease)
                 await self._dead_letter(delivery, verdict)
-                self._observe(delivery, "dead_letter", None)
+                reason = verdict.reason
+                self._observe(
+                    delivery, "dead_letter", None, f"{reason.error_type}: {reason.error_message}"
+                )
                 return False
         try:
             kwargs = self._arguments(delivery)
@@ -187,7 +191,7 @@ class Dispatcher:
             await self._dead_letter(
                 delivery, poison(delivery, exc.error_type, str(exc), self.clock.wall())
             )
-            self._observe(delivery, "poison", None)
+            self._observe(delivery, "poison", None, f"{exc.error_type}: {exc}")
             return False
         if self._context_param is not None:
             kwargs[self._context_param.name] = self._context(delivery, lease)
@@ -245,10 +249,11 @@ class Dispatcher:
         outcome = after_failure(delivery, queue, error, self.clock.wall())
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(delivery, outcome, error)
-            self._observe(delivery, "dead_letter", seconds)
+            self._observe(delivery, "dead_letter", seconds, f"{type(error).__name__}: {error}")
         else:
             timed_out = isinstance(error, VisibilityTimeoutError)
-            self._observe(delivery, "timeout" if timed_out else "retry", seconds)
+            outcome_name: Outcome = "timeout" if timed_out else "retry"
+            self._observe(delivery, outcome_name, seconds, f"{type(error).__name__}: {error}")
             event(
                 self.logger,
                 logging.WARNING,
@@ -262,7 +267,9 @@ class Dispatcher:
             await self.backend.release(delivery, delay=outcome.delay)
         return False
 
-    def _observe(self, delivery: Delivery, outcome: Outcome, seconds: float | None) -> None:
+    def _observe(
+        self, delivery: Delivery, outcome: Outcome, seconds: float | None, error: str | None = None
+    ) -> None:
         if not self._observers:
             return
         happened = HandlerEvent(
@@ -271,6 +278,7 @@ class Dispatcher:
             seconds=seconds,
             outcome=outcome,
             receive_count=delivery.receive_count,
+            error=error,
         )
         for observer in self._observers:
             try:
@@ -309,7 +317,7 @@ class Dispatcher:
             kwargs[binder.body.name] = binder.decode(delivery.body, delivery.content_type)
         mail = self._mail_param
         if mail is not None:
-            kwargs[mail.name] = parse(delivery.body, envelope_from_headers(delivery.headers))
+            kwargs[mail.name] = parse(*_mail_of(delivery))
         return kwargs
 
     def _context(self, delivery: Delivery, lease: Lease) -> Context:
@@ -348,3 +356,12 @@ class Dispatcher:
             )
             return
         await self.backend.dead_letter(delivery, reason=reason)
+
+
+def _mail_of(delivery: Delivery) -> tuple[bytes, Envelope]:
+    """The raw mail and its envelope: stored by the receiver, or sent by SES through SNS."""
+    if delivery.content_type != "message/rfc822":
+        received = from_notification(delivery.body)
+        if received is not None:
+            return received
+    return delivery.body, envelope_from_headers(delivery.headers)

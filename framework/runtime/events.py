@@ -16,7 +16,8 @@ class HandlerEvent:
     """One settled delivery: where, which handler, how long, and how it ended.
 
     ``seconds`` is the handler's run time on the backend's clock, None when it never ran
-    (poison bodies and messages over their receive limit).
+    (poison bodies and messages over their receive limit). ``error`` is what went wrong
+    (``"ValueError: bad total"``), None for ``ok``.
     """
 
     queue: str
@@ -24,6 +25,7 @@ class HandlerEvent:
     seconds: float | None
     outcome: Outcome
     receive_count: int
+    error: str | None = None
 
 
 HandlerObserver = Callable[[HandlerEvent], None]

@@ -15,15 +15,17 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from framework.exceptions import ConfigError
-from framework.smtp.scanning import Scanner, Verdict, check_actions
+from framework.smtp.scanning import Scanner, Verdict, Verdicts, check_actions, first_action
 
 __all__ = [
     "DEFAULT_LINE_LENGTH",
     "DEFAULT_MAX_RECIPIENTS",
     "DEFAULT_MAX_SIZE",
+    "FILE_KEYS",
     "Authenticator",
     "RelayConfig",
     "SMTPConfig",
+    "SMTPTable",
 ]
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
@@ -146,14 +148,9 @@ class SMTPConfig:
                 "or auth_require_tls=False on a trusted network"
             )
 
-    def action_on(self, verdicts: object) -> tuple[str, str] | None:
+    def action_on(self, verdicts: Verdicts) -> tuple[str, str] | None:
         """``("reject"|"drop", "check=VERDICT")`` for the first verdict acted on, else None."""
-        for action, table in (("reject", self.rejecting), ("drop", self.dropping)):
-            for check, acted_on in table.items():
-                verdict = getattr(verdicts, check)
-                if verdict in acted_on:
-                    return action, f"{check}={verdict.value}"
-        return None
+        return first_action(self.rejecting, self.dropping, verdicts)
 
     def allows(self, address: str) -> bool:
         """True if a peer at ``address`` may connect: not blocked, and allowed if a list exists."""
@@ -168,6 +165,93 @@ class SMTPConfig:
         if any(ip in net for net in self.blocked):
             return False
         return not self.allowed or any(ip in net for net in self.allowed)
+
+
+FILE_KEYS: dict[str, tuple[type, ...]] = {
+    "max_size": (int,),
+    "max_recipients": (int,),
+    "max_line_length": (int,),
+    "allow": (list,),
+    "block": (list,),
+    "hostname": (str,),
+    "tls_cert": (str,),
+    "tls_key": (str,),
+    "require_tls": (bool,),
+    "timeout": (int, float),
+}
+"""The ``SMTPConfig`` options ``[tool.framework.smtp]`` may set, and the TOML types they take."""
+
+_TOML_NAMES = {int: "integer", float: "float", str: "string", list: "array", bool: "boolean"}
+# Secrets and callables have no place in a committed file: these stay in code.
+_CODE_ONLY = ("auth", "auth_required", "auth_require_tls", "scanners", "reject_on", "drop_on")
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPTable:
+    """A ``[tool.framework.smtp]`` table whose keys and types were checked, not yet built.
+
+    Building is kept apart from reading so that commands which never receive mail (``framework
+    queues``, ``redrive``) do not fail on a certificate that only the server has.
+
+    Attributes:
+        values: The ``SMTPConfig`` keyword arguments, relative paths resolved.
+        where: The table's name and file, for errors.
+    """
+
+    values: Mapping[str, object]
+    where: str
+
+    @classmethod
+    def read(
+        cls, table: Mapping[str, object], *, where: str, base: Path | None = None
+    ) -> SMTPTable:
+        """Check a table's keys and value types.
+
+        Args:
+            table: The table's keys and values, as TOML read them.
+            where: The table's name and file, for errors.
+            base: The folder relative ``tls_cert`` and ``tls_key`` paths start from (the
+                pyproject's own); None leaves them as they are.
+
+        Raises:
+            ConfigError: For an unknown key, naming it and the keys allowed; for a key that
+                only code may set (AUTH, scanners and their actions); for a value of the wrong
+                TOML type.
+        """
+        values: dict[str, object] = {}
+        for key, value in table.items():
+            if key in _CODE_ONLY:
+                raise ConfigError(
+                    f"{where}: {key} cannot be set in pyproject.toml (credentials and callables "
+                    f"stay in code): pass App(smtp=SMTPConfig({key}=...)), which replaces the "
+                    "table"
+                )
+            if key not in FILE_KEYS:
+                raise ConfigError(
+                    f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(FILE_KEYS))})"
+                )
+            types = FILE_KEYS[key]
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                names = " or ".join(_TOML_NAMES[t] for t in types)
+                raise ConfigError(f"{where}: {key} must be a TOML {names}, not {value!r}")
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key} must be an array of CIDR strings, not {value!r}")
+            if key in ("tls_cert", "tls_key") and base is not None:
+                value = base / str(value)
+            values[key] = value
+        return cls(values, where)
+
+    def build(self) -> SMTPConfig:
+        """Return the ``SMTPConfig``: the table's values over its defaults.
+
+        Raises:
+            ConfigError: For a value ``SMTPConfig`` refuses (a bad CIDR range, a missing
+                certificate file), prefixed with the table's name.
+        """
+        try:
+            return SMTPConfig(**self.values)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from framework.backends.base import CONTENT_TYPE, Outgoing
+from framework.exceptions import ConfigError
 from framework.logs import event
 from framework.smtp import parsing
 from framework.smtp.config import DEFAULT_MAX_SIZE, SMTPConfig
 from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS
 from framework.smtp.rules import rules_for
-from framework.smtp.scanning import scan
+from framework.smtp.scanning import Verdicts, scan
 
 if TYPE_CHECKING:
     from framework.runtime import Runtime
@@ -67,6 +68,12 @@ class _Handler:
         self.runtime = runtime
         self.rules = runtime.registry.email_rules
         self.config = config
+        self.actions = runtime.app.email_actions
+        if self.actions and not config.scanners:
+            raise ConfigError(
+                f"receipt rule(s) {', '.join(sorted(self.actions))} act on verdicts "
+                "(reject_on/drop_on) but the SMTPConfig has no scanners=[...] to give them"
+            )
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -100,6 +107,7 @@ class _Handler:
             MAIL_FROM: envelope.mail_from or "",
             PEER: peer,
         }
+        verdicts: Verdicts | None = None
         if self.config.scanners:
             transaction = parsing.Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), peer)
             verdicts = await scan(tuple(self.config.scanners), raw, transaction)
@@ -117,6 +125,10 @@ class _Handler:
         for recipient in envelope.rcpt_tos:
             for rule in rules_for(self.rules, recipient):
                 per_queue.setdefault(rule.queue.name, []).append(recipient)
+        if self.actions and verdicts is not None:
+            refusal = self._apply_rule_actions(per_queue, verdicts, peer)
+            if refusal is not None:
+                return refusal
         try:
             for queue, recipients in per_queue.items():
                 await self.runtime.backend.send(
@@ -136,6 +148,31 @@ class _Handler:
             size=len(raw),
         )
         return "250 2.0.0 Message accepted for delivery"
+
+    def _apply_rule_actions(
+        self, per_queue: dict[str, list[str]], verdicts: Verdicts, peer: str
+    ) -> str | None:
+        """Apply each reached rule's ``reject_on``/``drop_on``; return the reply if that ends it.
+
+        A rule dropping the mail loses its queue from ``per_queue``; one rejecting it refuses
+        the whole mail, since ``DATA`` has one reply for every recipient.
+        """
+        decisions = {
+            queue: decision
+            for queue in per_queue
+            if (actions := self.actions.get(queue)) is not None
+            and (decision := actions.action_on(verdicts)) is not None
+        }
+        for queue, (what, why) in decisions.items():
+            if what == "reject":
+                event(log, logging.INFO, "mail.rejected", peer=peer, verdict=why, rule=queue)
+                return f"550 5.7.1 Message rejected ({why})"
+        for queue, (_, why) in decisions.items():
+            event(log, logging.INFO, "mail.dropped", peer=peer, verdict=why, rule=queue)
+            del per_queue[queue]
+        if not per_queue:
+            return "250 2.0.0 Message accepted"
+        return None
 
 
 def _authenticator(config: SMTPConfig) -> Any:

@@ -1,12 +1,20 @@
-"""Receipt rules, evaluated in order as SES does: which rules (and queues) a recipient reaches."""
+"""Receipt rules, evaluated in order as SES does: which rules (and queues) a recipient reaches.
+
+A rule may also act on the scanners' verdicts, for the mail it would receive: ``drop_on`` keeps
+the mail from its queue alone (other rules the mail reaches still get it), ``reject_on`` refuses
+the whole mail with ``550 5.7.1``, since SMTP answers ``DATA`` once for every recipient.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from framework.exceptions import DeclarationError
 from framework.registry import EmailRule
+from framework.smtp.scanning import Verdict, Verdicts, check_actions, first_action
 
-__all__ = ["rules_for"]
+__all__ = ["RuleActions", "rules_for"]
 
 
 def rules_for(rules: Sequence[EmailRule], recipient: str) -> list[EmailRule]:
@@ -18,3 +26,40 @@ def rules_for(rules: Sequence[EmailRule], recipient: str) -> list[EmailRule]:
             if rule.stop:
                 break
     return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class RuleActions:
+    """What one receipt rule does with a scanned mail, by verdict.
+
+    Attributes:
+        rejecting: ``{check: verdicts}`` that refuse the mail with ``550 5.7.1``.
+        dropping: ``{check: verdicts}`` that keep the mail from this rule's queue.
+    """
+
+    rejecting: Mapping[str, frozenset[Verdict]]
+    dropping: Mapping[str, frozenset[Verdict]]
+
+    @classmethod
+    def of(
+        cls,
+        reject_on: Mapping[str, Sequence[str]] | None,
+        drop_on: Mapping[str, Sequence[str]] | None,
+    ) -> RuleActions | None:
+        """Check ``on_email``'s ``reject_on`` and ``drop_on``; None when neither is given.
+
+        Raises:
+            DeclarationError: For an unknown check or verdict, naming the known ones.
+        """
+        if not reject_on and not drop_on:
+            return None
+        try:
+            return cls(
+                check_actions("reject_on", reject_on or {}), check_actions("drop_on", drop_on or {})
+            )
+        except ValueError as exc:
+            raise DeclarationError(f"on_email: {exc}") from None
+
+    def action_on(self, verdicts: Verdicts) -> tuple[str, str] | None:
+        """``("reject"|"drop", "check=VERDICT")`` for the first verdict acted on, else None."""
+        return first_action(self.rejecting, self.dropping, verdicts)

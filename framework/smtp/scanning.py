@@ -25,7 +25,7 @@ from framework.logs import event
 if TYPE_CHECKING:
     from framework.smtp.parsing import Envelope
 
-__all__ = ["CHECKS", "Scanner", "Verdict", "Verdicts", "dkim_scanner", "scan"]
+__all__ = ["CHECKS", "Scanner", "Verdict", "Verdicts", "dkim_scanner", "first_action", "scan"]
 
 log = logging.getLogger("framework.smtp")
 
@@ -90,6 +90,23 @@ def check_actions(where: str, actions: Mapping[str, Any]) -> dict[str, frozenset
             )
         checked[check] = frozenset(Verdict(v) for v in values)
     return checked
+
+
+def first_action(
+    rejecting: Mapping[str, frozenset[Verdict]],
+    dropping: Mapping[str, frozenset[Verdict]],
+    verdicts: Verdicts,
+) -> tuple[str, str] | None:
+    """``("reject"|"drop", "check=VERDICT")`` for the first verdict acted on, else None.
+
+    Rejecting wins over dropping: a sender who can be told should be.
+    """
+    for action, table in (("reject", rejecting), ("drop", dropping)):
+        for check, acted_on in table.items():
+            verdict: Verdict = getattr(verdicts, check)
+            if verdict in acted_on:
+                return action, f"{check}={verdict.value}"
+    return None
 
 
 async def scan(scanners: tuple[Scanner, ...], raw: bytes, envelope: Envelope) -> Verdicts:

@@ -27,7 +27,7 @@ from aio_pika.exceptions import (
 
 from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
-from framework.exceptions import MailError, UnknownQueueError
+from framework.exceptions import MailError, UnknownQueueError, UnknownTopicError
 from framework.logs import event
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
@@ -340,6 +340,19 @@ class RabbitMQBackend:
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
+    @staticmethod
+    async def _give_back(message: AbstractIncomingMessage) -> None:
+        """Return a delivery whose copy could not be published to its queue, counted.
+
+        Its lease is gone already, so nothing would settle it: left unacknowledged, it would
+        stay hidden from every consumer until its channel closes (the broker's consumer
+        timeout, 30 minutes by default) and hold a prefetch slot meanwhile. ``reject`` with
+        requeue puts it back now; quorum queues count that receipt on every version. The
+        publish may have reached the broker all the same: a duplicate, never a loss.
+        """
+        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
+            await message.reject(requeue=True)
+
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the delivery (a no-op for a receipt that is no longer held)."""
         lease = self._take_lease(delivery)
@@ -356,8 +369,10 @@ class RabbitMQBackend:
 
         A standard queue's message is re-published (to the queue, or through its delay queue)
         with the count in a header, confirmed, and only then acknowledged: a crash in between
-        duplicates it, never loses it. A FIFO message is rejected back to the head of its
-        queue instead, which keeps its place in its group; the broker counts that receipt.
+        duplicates it, never loses it; a publish that fails gives the original back to the
+        broker (``reject`` with requeue) before the error propagates. A FIFO message is
+        rejected back to the head of its queue instead, which keeps its place in its group;
+        the broker counts that receipt.
         """
         lease = self._take_lease(delivery)
         if lease is None:
@@ -380,6 +395,10 @@ class RabbitMQBackend:
                 else await self.topology.delay_queue(delivery.queue, delay)
             )
             await self._publish(target, copy_of(delivery, count=delivery.receive_count))
+        except BaseException:
+            await self._give_back(message)
+            raise
+        else:
             await self._settle_message(message)
         finally:
             if inbox is not None:
@@ -395,6 +414,9 @@ class RabbitMQBackend:
 
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
         """Publish the message to its dead-letter queue with ``reason``'s headers, then ack it.
+
+        If the publish fails, the original goes back to its queue (``reject`` with requeue),
+        counted, and the error propagates.
 
         Raises:
             UnknownQueueError: If the queue has no dead-letter queue.
@@ -415,7 +437,11 @@ class RabbitMQBackend:
                 headers={**delivery.headers, **reason.headers()},
                 keep_first_received=False,
             )
-            await self._publish(dlq, copy)
+            try:
+                await self._publish(dlq, copy)
+            except BaseException:
+                await self._give_back(lease.message)
+                raise
             await self._settle_message(lease.message)
         finally:
             if lease.inbox is not None:
@@ -516,6 +542,44 @@ class RabbitMQBackend:
         self._inboxes.clear()
 
     # --- topics ----------------------------------------------------------------------------
+
+    async def missing(
+        self,
+        queues: Sequence[QueueSpec],
+        topics: Sequence[TopicSpec],
+        subscriptions: Sequence[SubscriptionSpec],
+    ) -> list[str]:
+        """Return the resources that do not exist on the broker; adopt the ones that do.
+
+        Nothing is created (``framework run --no-declare``): queues and exchanges are checked
+        with passive declarations. What exists is taken over as ``declare_queue``,
+        ``declare_topic`` and ``subscribe`` would (FIFO deduplication windows, filter
+        policies), so the process behaves the same either way. AMQP cannot list a queue's
+        bindings: a subscription counts as present when its queue and topic are.
+        """
+        out: list[str] = []
+        for spec in queues:
+            try:
+                await self.topology.ensure_queue(spec.name)
+            except UnknownQueueError:
+                out.append(f"queue {spec.name!r}")
+                continue
+            self.topology.specs[spec.name] = spec
+            if spec.fifo:
+                self._dedup.setdefault(spec.name, DeduplicationWindow())
+        for topic in topics:
+            try:
+                await self.topology.ensure_topic(topic.name)
+            except UnknownTopicError:
+                out.append(f"topic {topic.name!r}")
+                continue
+            self._topic_specs[topic.name] = topic
+            if topic.fifo:
+                self._dedup.setdefault(f"topic:{topic.name}", DeduplicationWindow())
+        for sub in subscriptions:
+            if sub.filter_policy is not None and sub.queue is not None:
+                self._filters[sub.queue.name] = sub
+        return out
 
     async def declare_topic(self, spec: TopicSpec) -> None:
         """Declare the topic's durable fanout exchange (idempotent)."""

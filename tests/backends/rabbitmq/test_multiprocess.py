@@ -1,0 +1,98 @@
+"""Several real ``framework run --workers-only`` processes on the real broker lose nothing.
+
+Each test sends messages with unique ids to a fresh queue that two worker processes share
+(``worker_app.py``), counts what the workers handled (every handler appends its id to its
+process's results file), prints sent / handled / duplicates / lost, and asserts that nothing
+was lost: when the workers just share the work, when one is killed with ``kill -9`` holding
+messages, and when the broker closes their connections under them. Duplicates are allowed
+(at-least-once) and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends.rabbitmq.fleet import Fleet, close_connections, open_fleet, until
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture
+async def fleet(broker: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """Worker processes on a fresh queue; all killed, and the queue deleted, afterwards."""
+    async with open_fleet(broker, tmp_path) as fleet:
+        yield fleet
+
+
+async def finish(fleet: Fleet, sent: list[str], test: str, started: float) -> None:
+    """Stop every running worker gracefully, check the queues are empty, print the tally."""
+    for worker in fleet.workers:
+        if worker.process.poll() is None:
+            assert await fleet.stop(worker) == 0, fleet.logs()
+    # Every worker is gone, so nothing is held: whatever was not acked would be ready again.
+    assert await fleet.depth() == 0
+    assert await fleet.depth(fleet.dlq) == 0
+    tally = fleet.tally(sent)
+    print(tally.report(test, time.monotonic() - started))  # noqa: T201
+    assert tally.lost == 0
+
+
+async def test_two_workers_share_the_queue(fleet: Fleet) -> None:
+    """600 messages over two processes: every one handled, each process handled some."""
+    started = time.monotonic()
+    a = fleet.start("a", FW_MP_SLEEP="0.005")
+    b = fleet.start("b", FW_MP_SLEEP="0.005")
+    await fleet.wait_for_consumers(2)
+    sent = await fleet.send(600)
+    await fleet.wait_until_handled(sent)
+    assert a.records("D"), fleet.logs()
+    assert b.records("D"), fleet.logs()
+    await finish(fleet, sent, "share", started)
+
+
+async def test_kill_9_of_a_worker_holding_messages_loses_nothing(fleet: Fleet) -> None:
+    """A worker killed mid-handling: its unacknowledged messages go to the survivor and to
+    its restarted replacement; every id is handled, the ones it held at least twice over."""
+    started = time.monotonic()
+    a = fleet.start("a", FW_MP_SLEEP="0.1")
+    fleet.start("b", FW_MP_SLEEP="0.1")
+    await fleet.wait_for_consumers(2)
+    sent = await fleet.send(400)
+    await until(lambda: len(a.records("S")) >= 20, 30, "a to start handling")
+    fleet.kill(a)
+    held = set(a.records("S")) - set(a.records("D"))
+    assert held, "a held no message in flight when killed"
+    fleet.start("a2", FW_MP_SLEEP="0.1")
+    await fleet.wait_until_handled(sent)
+    survivors = {i for w in fleet.workers if w is not a for i in w.records("D")}
+    assert held <= survivors  # what a held was handled again elsewhere
+    await finish(fleet, sent, f"kill-9 (a held {len(held)} in flight)", started)
+
+
+async def test_connections_closed_by_the_broker_are_survived(fleet: Fleet) -> None:
+    """The broker closes both workers' connections while they hold messages: they reconnect,
+    keep consuming, and nothing is lost."""
+    started = time.monotonic()
+    a = fleet.start("a", FW_MP_SLEEP="0.1")
+    b = fleet.start("b", FW_MP_SLEEP="0.1")
+    await fleet.wait_for_consumers(2)
+    sent = await fleet.send(600)
+    await until(
+        lambda: len(a.records("S")) >= 10 and len(b.records("S")) >= 10, 30, "both to start"
+    )
+    closing = time.monotonic()
+    await asyncio.to_thread(close_connections, [a.connection_name, b.connection_name])
+    closed = time.monotonic() - closing
+    before = {w.name: len(w.records("D")) for w in (a, b)}
+    await fleet.wait_until_handled(sent)
+    after = {w.name: len(w.records("D")) for w in (a, b)}
+    for worker in (a, b):
+        # Each process handled messages after its connection was closed: it came back.
+        assert after[worker.name] > before[worker.name], fleet.logs()
+        assert "backend.reconnected" in worker.log.read_text(), fleet.logs()
+    await finish(fleet, sent, f"close-connections (rabbitmqctl took {closed:.1f}s)", started)

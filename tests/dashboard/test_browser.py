@@ -1,0 +1,173 @@
+"""The dashboard in headless Chromium, against a real app served by uvicorn on loopback.
+
+Needs Playwright for Python and Debian's ``chromium`` (never ``playwright install``). Without
+them the test skips, unless ``FRAMEWORK_TEST_BROWSER=1`` (CI), where it fails. With
+``FRAMEWORK_UPDATE_SCREENSHOT=1`` it also saves ``docs/images/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+import uvicorn
+
+from framework import App
+from framework.backends import from_url
+from framework.runtime import Runtime
+
+from .shop import make_app
+
+CHROMIUM = os.environ.get("FRAMEWORK_TEST_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
+TOKEN = "browser-test-token"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip, or fail when CI asked for the browser test."""
+    if os.environ.get("FRAMEWORK_TEST_BROWSER") == "1":
+        pytest.fail(f"FRAMEWORK_TEST_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Live:
+    """An app served by uvicorn in a thread: its URL and what its handlers saw."""
+
+    app: App
+    url: str
+    seen: list[Any]
+    healed: set[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live() -> Iterator[Live]:
+    """The shop app on memory://, served on a free loopback port until the test ends."""
+    app, seen, healed = make_app(admin_token=TOKEN)
+    port = _free_port()
+    served = Live(app, f"http://127.0.0.1:{port}", seen, healed)
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        config = uvicorn.Config(
+            app.asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        async with Runtime(app, from_url("memory://"), grace=1):
+            serving = asyncio.create_task(server.serve())
+            for _ in range(1500):  # 15 s at most
+                if server.started or serving.done():
+                    break
+                await asyncio.sleep(0.01)
+            started.set()
+            await asyncio.to_thread(served.stop.wait)
+            server.should_exit = True
+            await serving
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by the fixture, not lost in the thread
+            failure.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=run, name="dashboard-server", daemon=True)
+    thread.start()
+    assert started.wait(15), "the server did not start"
+    if failure:
+        raise failure[0]
+    yield served
+    served.stop.set()
+    thread.join(15)
+    assert not failure, failure
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
+    """The page asks for the token, shows a queue fill and drain, and redrives a dead letter."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    http = httpx.Client(base_url=live.url, timeout=10)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{live.url}/_framework/dashboard")
+
+        # The admin API answers 401, so the page asks for the token once.
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", TOKEN)
+        page.click("#token-save")
+        expect(page.locator("#status")).to_have_text("running")
+        expect(page.locator("#app-name")).to_have_text("dash")
+
+        # A queue filling, then draining, while messages flow.
+        depth = page.locator('#queues tr[data-queue="jobs"] td.depth')
+        expect(depth).to_have_text("0")
+        for n in range(24):
+            http.post("/v1/jobs", json={"id": f"j{n}", "seconds": 0.15}).raise_for_status()
+            http.get("/v2/health").raise_for_status()
+            time.sleep(0.05)  # a few seconds of traffic, so the charts have a shape
+        expect(depth).not_to_have_text("0", timeout=5000)
+        expect(depth).to_have_text("0", timeout=20000)
+        _eventually(lambda: sum(1 for s in live.seen if s[0] == "jobs") == 24, "24 jobs handled")
+
+        # A dead letter appears with the error that sent it there.
+        http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
+        dead = page.locator("#dlq-messages tr.dead-letter")
+        expect(dead).to_have_count(1, timeout=15000)
+        expect(dead.locator(".reason")).to_contain_text("ValueError: job bad cannot be done")
+        expect(dead.locator(".source")).to_have_text("jobs")
+        expect(page.locator('#queues tr[data-queue="jobs"] td.dead-letters')).to_have_text("1")
+        expect(page.locator("#failures tbody tr").first).to_contain_text("dead_letter")
+        expect(page.locator("#chart-depth path.series").first).to_be_visible()
+        if os.environ.get("FRAMEWORK_UPDATE_SCREENSHOT") == "1":
+            time.sleep(1.5)  # one more point on the charts
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # Redrive it from the button, accepting the confirmation; the handler then sees it.
+        live.healed.add("bad")
+        dead.locator("input[type=checkbox]").check()
+        page.click("#redrive-selected")
+        expect(page.locator("#confirm")).to_be_visible()
+        expect(page.locator("#confirm-text")).to_contain_text("1 message(s) from jobs-dlq")
+        page.click("#confirm-ok")
+        expect(page.locator("#dlq-note")).to_contain_text("moved 1")
+        _eventually(lambda: any(s[:2] == ("jobs", "bad") for s in live.seen), "the redriven job")
+        expect(dead).to_have_count(0)
+        expect(page.locator('#queues tr[data-queue="jobs"] td.dead-letters')).to_have_text("0")
+        browser.close()
+    http.close()
+    assert errors == []

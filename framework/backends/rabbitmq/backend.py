@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from typing import Self
 
@@ -33,7 +32,7 @@ from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
 
-from .leases import Inbox, Lease, is_alive
+from .leases import Inbox, Lease, LeaseTable, is_alive
 from .messages import Received, amqp_message, copy_of
 from .settings import Settings
 from .topology import Topology
@@ -65,12 +64,10 @@ class RabbitMQBackend:
         self._getter: AbstractRobustChannel | None = None
         self._inboxes: dict[str, Inbox] = {}
         self._consumers: dict[str, tuple[AbstractRobustChannel, AbstractQueue]] = {}
-        self._leases: dict[str, Lease] = {}
-        self._leased: Counter[str] = Counter()
+        self._leases = LeaseTable(settings.lease_grace, self._expire)
         self._filters: dict[str, SubscriptionSpec] = {}
         self._dedup: dict[str, DeduplicationWindow] = {}
         self._topic_specs: dict[str, TopicSpec] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._start_lock = asyncio.Lock()
 
     @classmethod
@@ -98,16 +95,12 @@ class RabbitMQBackend:
         connection, self.connection = self.connection, None
         if connection is None:
             return
-        for lease in self._leases.values():
-            if lease.timer is not None:
-                lease.timer.cancel()
+        self._leases.clear()  # before any await: no backstop fires while shutting down
         try:
             await self._stop_consumers()
             if self.settings.delete_on_exit and self._topology is not None:
                 await self._topology.delete_declared()
         finally:
-            self._leases.clear()
-            self._leased.clear()
             await connection.close()
 
     def _reconnected(self, *_: object) -> None:
@@ -281,9 +274,7 @@ class RabbitMQBackend:
         spec = self._spec(queue)
         timeout = spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY
         lease = Lease(received, inbox, deadline=self.clock.now() + timeout)
-        self._leases[receipt] = lease
-        self._leased[queue] += 1
-        self._arm(lease)
+        self._leases.add(lease)
         return received.delivery
 
     @staticmethod
@@ -297,43 +288,9 @@ class RabbitMQBackend:
             )
         )
 
-    def _arm(self, lease: Lease) -> None:
-        """Set the backstop: a lease still held ``lease_grace`` after its deadline is released.
-
-        The runtime cancels a handler at the deadline and releases its message itself; this
-        only catches a handler that cannot be cancelled (a blocking call in a thread).
-        """
-        if lease.timer is not None:
-            lease.timer.cancel()
-        loop = asyncio.get_running_loop()
-        when = lease.deadline + self.settings.lease_grace
-        lease.timer = loop.call_at(when, self._expire, lease.received.delivery.receipt)
-
-    def _expire(self, receipt: str) -> None:
-        lease = self._leases.get(receipt)
-        if lease is None or self.connection is None:
-            return
-        delivery = lease.received.delivery
-        event(
-            log,
-            logging.WARNING,
-            "lease.expired",
-            queue=delivery.queue,
-            message_id=delivery.message_id,
-            receive_count=delivery.receive_count,
-        )
-        task = asyncio.get_running_loop().create_task(self.release(delivery, delay=0))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _take_lease(self, delivery: Delivery) -> Lease | None:
-        lease = self._leases.pop(delivery.receipt, None)
-        if lease is None:
-            return None
-        self._leased[delivery.queue] -= 1
-        if lease.timer is not None:
-            lease.timer.cancel()
-        return lease
+    async def _expire(self, delivery: Delivery) -> None:
+        if self.connection is not None:
+            await self.release(delivery, delay=0)
 
     @staticmethod
     async def _settle_message(message: AbstractIncomingMessage) -> None:
@@ -355,7 +312,7 @@ class RabbitMQBackend:
 
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the delivery (a no-op for a receipt that is no longer held)."""
-        lease = self._take_lease(delivery)
+        lease = self._leases.take(delivery)
         if lease is None:
             return
         try:
@@ -374,7 +331,7 @@ class RabbitMQBackend:
         rejected back to the head of its queue instead, which keeps its place in its group;
         the broker counts that receipt.
         """
-        lease = self._take_lease(delivery)
+        lease = self._leases.take(delivery)
         if lease is None:
             return
         message = lease.message
@@ -410,7 +367,7 @@ class RabbitMQBackend:
         if lease is None:
             return
         lease.deadline = self.clock.now() + seconds
-        self._arm(lease)
+        self._leases.arm(lease)
 
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
         """Publish the message to its dead-letter queue with ``reason``'s headers, then ack it.
@@ -425,7 +382,7 @@ class RabbitMQBackend:
         dlq = spec.dead_letter if spec is not None else None
         if dlq is None:
             raise UnknownQueueError(f"queue {delivery.queue!r} has no dead-letter queue")
-        lease = self._take_lease(delivery)
+        lease = self._leases.take(delivery)
         if lease is None:
             return
         try:
@@ -463,13 +420,13 @@ class RabbitMQBackend:
         dead = 0
         if dlq is not None:
             try:
-                dead = await self.topology.depth(dlq) + self._held(dlq) + self._leased[dlq]
+                dead = await self.topology.depth(dlq) + self._held(dlq) + self._leases.held(dlq)
             except UnknownQueueError:
                 dead = 0
         return QueueStats(
             name=queue,
             depth=depth,
-            in_flight=self._leased[queue],
+            in_flight=self._leases.held(queue),
             delayed=await self.topology.delayed(queue),
             dead_letters=dead,
             dead_letter_queue=dlq,
@@ -498,10 +455,8 @@ class RabbitMQBackend:
             for message in inbox.drain():
                 await self._settle_message(message)
                 count += 1
-        for lease in [
-            lease for lease in self._leases.values() if lease.received.delivery.queue == queue
-        ]:
-            taken = self._take_lease(lease.received.delivery)
+        for lease in self._leases.of_queue(queue):
+            taken = self._leases.take(lease.received.delivery)
             if taken is not None:
                 await self._settle_message(taken.message)
                 count += 1

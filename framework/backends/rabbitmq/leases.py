@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Iterator
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
+from framework.backends.base import Delivery
+from framework.logs import event
+
 from .messages import GROUP_ID, Received
 
-__all__ = ["Inbox", "Lease", "is_alive"]
+__all__ = ["Inbox", "Lease", "LeaseTable", "is_alive"]
+
+log = logging.getLogger("framework.backends.rabbitmq")
 
 
 def is_alive(message: AbstractIncomingMessage) -> bool:
@@ -51,6 +58,86 @@ class Lease:
     def message(self) -> AbstractIncomingMessage:
         """The AMQP delivery to acknowledge or reject."""
         return self.received.message
+
+
+class LeaseTable:
+    """The deliveries this process holds, by receipt, each with its backstop timer.
+
+    The runtime cancels a handler at its deadline and releases the message itself; the timer
+    only catches a handler that cannot be cancelled (a blocking call in a thread): a lease
+    still held ``grace`` seconds after its deadline is handed to ``expire`` (a release).
+    """
+
+    def __init__(
+        self, grace: float, expire: Callable[[Delivery], Coroutine[Any, Any, None]]
+    ) -> None:
+        self.grace = grace
+        self._expire_with = expire
+        self._leases: dict[str, Lease] = {}
+        self._held: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, lease: Lease) -> None:
+        """Hold ``lease`` and arm its timer."""
+        delivery = lease.received.delivery
+        self._leases[delivery.receipt] = lease
+        self._held[delivery.queue] += 1
+        self.arm(lease)
+
+    def get(self, receipt: str) -> Lease | None:
+        """Return the lease of ``receipt``, if still held."""
+        return self._leases.get(receipt)
+
+    def take(self, delivery: Delivery) -> Lease | None:
+        """Stop holding ``delivery``'s lease and return it (None if no longer held)."""
+        lease = self._leases.pop(delivery.receipt, None)
+        if lease is None:
+            return None
+        self._held[delivery.queue] -= 1
+        if lease.timer is not None:
+            lease.timer.cancel()
+        return lease
+
+    def held(self, queue: str) -> int:
+        """How many of ``queue``'s deliveries this process holds."""
+        return self._held[queue]
+
+    def of_queue(self, queue: str) -> list[Lease]:
+        """The leases held on ``queue``."""
+        return [lease for lease in self._leases.values() if lease.received.delivery.queue == queue]
+
+    def arm(self, lease: Lease) -> None:
+        """(Re)set ``lease``'s timer to ``grace`` seconds past its deadline."""
+        if lease.timer is not None:
+            lease.timer.cancel()
+        loop = asyncio.get_running_loop()
+        when = lease.deadline + self.grace
+        lease.timer = loop.call_at(when, self._expire, lease.received.delivery.receipt)
+
+    def clear(self) -> None:
+        """Forget every lease and cancel its timer (the connection is going)."""
+        for lease in self._leases.values():
+            if lease.timer is not None:
+                lease.timer.cancel()
+        self._leases.clear()
+        self._held.clear()
+
+    def _expire(self, receipt: str) -> None:
+        lease = self._leases.get(receipt)
+        if lease is None:
+            return
+        delivery = lease.received.delivery
+        event(
+            log,
+            logging.WARNING,
+            "lease.expired",
+            queue=delivery.queue,
+            message_id=delivery.message_id,
+            receive_count=delivery.receive_count,
+        )
+        task = asyncio.get_running_loop().create_task(self._expire_with(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 @dataclass(slots=True)

@@ -134,6 +134,7 @@ class Dashboard:
             "receive_count": happened.receive_count,
             "seconds": happened.seconds,
             "error": happened.error,
+            "mail": dict(happened.mail) if happened.mail is not None else None,
         }
         if happened.outcome == "ok":
             self.handled += 1

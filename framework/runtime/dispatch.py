@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,7 +19,7 @@ from framework.registry import ConsumerSpec
 from framework.runtime.events import HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
-from framework.smtp.parsing import Envelope, envelope_from_headers, parse
+from framework.smtp.parsing import Email, Envelope, envelope_from_headers, parse
 from framework.smtp.ses import from_notification
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ class Dispatcher:
             )
             self._observe(delivery, "poison", None, f"{exc.error_type}: {exc}")
             return False
+        mail = _summary(kwargs[self._mail_param.name]) if self._mail_param is not None else None
         if self._context_param is not None:
             kwargs[self._context_param.name] = self._context(delivery, lease)
         # The handler's duration is only logged at DEBUG or observed: skip the clock otherwise.
@@ -234,7 +236,7 @@ class Dispatcher:
             await self.backend.ack(delivery)
             self.handled += 1
             if self._observers:
-                self._observe(delivery, "ok", seconds)
+                self._observe(delivery, "ok", seconds, mail=mail)
             if timed:
                 event(
                     self.logger,
@@ -249,11 +251,13 @@ class Dispatcher:
         outcome = after_failure(delivery, queue, error, self.clock.wall())
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(delivery, outcome, error)
-            self._observe(delivery, "dead_letter", seconds, f"{type(error).__name__}: {error}")
+            error_text = f"{type(error).__name__}: {error}"
+            self._observe(delivery, "dead_letter", seconds, error_text, mail=mail)
         else:
             timed_out = isinstance(error, VisibilityTimeoutError)
             outcome_name: Outcome = "timeout" if timed_out else "retry"
-            self._observe(delivery, outcome_name, seconds, f"{type(error).__name__}: {error}")
+            error_text = f"{type(error).__name__}: {error}"
+            self._observe(delivery, outcome_name, seconds, error_text, mail=mail)
             event(
                 self.logger,
                 logging.WARNING,
@@ -268,7 +272,13 @@ class Dispatcher:
         return False
 
     def _observe(
-        self, delivery: Delivery, outcome: Outcome, seconds: float | None, error: str | None = None
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        seconds: float | None,
+        error: str | None = None,
+        *,
+        mail: Mapping[str, str] | None = None,
     ) -> None:
         if not self._observers:
             return
@@ -279,6 +289,7 @@ class Dispatcher:
             outcome=outcome,
             receive_count=delivery.receive_count,
             error=error,
+            mail=mail,
         )
         for observer in self._observers:
             try:
@@ -365,3 +376,8 @@ def _mail_of(delivery: Delivery) -> tuple[bytes, Envelope]:
         if received is not None:
             return received
     return delivery.body, envelope_from_headers(delivery.headers)
+
+
+def _summary(mail: Email) -> dict[str, str]:
+    """Who a mail is from, to whom, and its subject: what observers (the dashboard) show."""
+    return {"from": mail.from_, "to": ", ".join(mail.to), "subject": mail.subject}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +17,8 @@ class HandlerEvent:
 
     ``seconds`` is the handler's run time on the backend's clock, None when it never ran
     (poison bodies and messages over their receive limit). ``error`` is what went wrong
-    (``"ValueError: bad total"``), None for ``ok``.
+    (``"ValueError: bad total"``), None for ``ok``. ``mail`` summarises an ``@on_email``
+    handler's mail (``from``, ``to``, ``subject``), None for other handlers.
     """
 
     queue: str
@@ -26,6 +27,7 @@ class HandlerEvent:
     outcome: Outcome
     receive_count: int
     error: str | None = None
+    mail: Mapping[str, str] | None = None
 
 
 HandlerObserver = Callable[[HandlerEvent], None]

@@ -143,6 +143,9 @@ async def test_mail_handled_shows_under_recent_mail() -> None:
     assert ("mail", "help") in seen
     (mail,) = state["email"]["recent"]
     assert (mail["queue"], mail["outcome"]) == ("email-support", "ok")
+    assert mail["mail"]["subject"] == "help"
+    assert mail["mail"]["to"] == "support@dash.example"
+    assert "@" in mail["mail"]["from"]
 
 
 async def test_history_points_come_from_samples_and_since_filters_them() -> None:

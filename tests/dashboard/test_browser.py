@@ -152,6 +152,20 @@ def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
         expect(page.locator('#queues tr[data-queue="jobs"] td.dead-letters')).to_have_text("1")
         expect(page.locator("#failures tbody tr").first).to_contain_text("dead_letter")
         expect(page.locator("#chart-depth path.series").first).to_be_visible()
+
+        # Mail handled by the @on_email handler is listed with its sender and subject.
+        raw = (
+            "From: Ann <ann@customer.example>\r\nTo: support@dash.example\r\n"
+            "Subject: Printer on fire\r\n\r\nIt is on fire.\r\n"
+        )
+        http.post(
+            "/_framework/queues/email-support/messages",
+            json={"body": raw},
+            headers={"authorization": f"Bearer {TOKEN}"},
+        ).raise_for_status()
+        recent = page.locator("#email .recent")
+        expect(recent).to_contain_text("Printer on fire", timeout=10000)
+        expect(recent).to_contain_text("ann@customer.example")
         if os.environ.get("FRAMEWORK_UPDATE_SCREENSHOT") == "1":
             time.sleep(1.5)  # one more point on the charts
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -234,6 +234,9 @@
       el("td", { class: "mono" }, r.recipients.join(", ")), el("td", { class: "mono" }, r.queue),
       el("td", { class: "mono" }, r.handler || "–"))), "no @on_email rules", 3);
     const recent = state.email.recent.map((m) => el("li", {}, clock(m.time), " ",
+      m.mail ? el("span", {}, el("b", {}, m.mail.subject || "(no subject)"), " from ",
+        el("span", { class: "mono" }, m.mail.from || "?"), " to ",
+        el("span", { class: "mono" }, m.mail.to || "?"), " · ") : null,
       el("span", { class: "mono" }, m.handler), " ", el("span", { class: "outcome-" + m.outcome }, m.outcome),
       m.error ? el("span", { class: "muted" }, " " + m.error) : null));
     $("#email .recent").replaceChildren(...(recent.length ? recent : [el("li", { class: "empty" }, "no mail handled yet")]));

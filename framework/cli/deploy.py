@@ -15,6 +15,7 @@ import click
 
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
+from framework.backends.aws.settings import physical_name
 from framework.cli.loading import load_app
 from framework.cli.main import _one_line_errors
 from framework.config import load_settings
@@ -80,7 +81,8 @@ def export() -> None:
 def cloudformation(app_target: str, output: str | None) -> None:
     """Print APP's queues, topics, subscriptions and mail rules as a CloudFormation template."""
     app = load_app(app_target)
-    text = json.dumps(template(app.registry, app_name=app.name), indent=2) + "\n"
+    doc = template(app.registry, app_name=app.name, physical=physical_name)
+    text = json.dumps(doc, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
         return

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from framework.backends import Backend, DeadLetterReason, Delivery, Outgoing, QueueStats, from_url
-from framework.backends.base import OutgoingMail
+from framework.backends.aws import AWSBackend
+from framework.backends.base import CanCheckDeclared, OutgoingMail
 from framework.backends.memory import MemoryBackend
+from framework.backends.rabbitmq import RabbitMQBackend
 from framework.clock import Clock
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.testing import VirtualClock
@@ -19,6 +21,14 @@ from framework.testing import VirtualClock
 b: Backend = MemoryBackend.from_url("memory://")
 by_url: Backend = from_url("memory://")
 memory: MemoryBackend = MemoryBackend.from_url("memory://")  # from_url returns Self
+rabbitmq: Backend = RabbitMQBackend.from_url("amqp://guest:guest@127.0.0.1:5672/")
+aws: Backend = AWSBackend.from_url("aws://us-east-1")
+# --no-declare: every backend can say what is missing.
+checks: list[CanCheckDeclared] = [
+    memory,
+    RabbitMQBackend.from_url("amqp://"),
+    AWSBackend.from_url("aws://us-east-1"),
+]
 clock: Clock = VirtualClock()
 b.clock = clock
 

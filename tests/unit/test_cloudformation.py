@@ -64,7 +64,7 @@ def test_queue_attributes_follow_the_spec_rounded_up_to_whole_seconds() -> None:
     assert props["VisibilityTimeout"] == 13
     assert props["DelaySeconds"] == 2
     assert props["MessageRetentionPeriod"] == 4 * 24 * 3600
-    assert props["MaximumMessageSize"] == 256 * 1024
+    assert props["MaximumMessageSize"] == 1_048_576  # SQS's ceiling; the framework enforces 256 KiB
     assert "FifoQueue" not in props
 
 

@@ -33,6 +33,12 @@ Json = dict[str, Any]
 
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
+# SQS's own limits. The framework's max_message_size is checked before sending; every queue
+# takes anything up to SQS's, so the backend's x-framework attribute and base64 never make a
+# message that fits the framework's limit too large for SQS.
+SQS_MAX_MESSAGE_SIZE = 1_048_576
+SQS_MAX_RECEIVE_COUNT = 1000
+
 
 def native_max_receive_count(spec: QueueSpec) -> int:
     """The RedrivePolicy's ``maxReceiveCount``: a backstop one past the framework's own limit.
@@ -42,7 +48,7 @@ def native_max_receive_count(spec: QueueSpec) -> int:
     happens (a worker killed at the wrong moment, every time), and then still keeps the
     message rather than losing it.
     """
-    return spec.max_receive_count + 1
+    return min(spec.max_receive_count + 1, SQS_MAX_RECEIVE_COUNT)
 
 
 def logical_id(kind: str, name: str) -> str:
@@ -76,7 +82,9 @@ def _queue(spec: QueueSpec, physical: Callable[[str], str]) -> Json:
         "VisibilityTimeout": math.ceil(spec.visibility_timeout),
         "MessageRetentionPeriod": math.ceil(spec.retention),
         "DelaySeconds": math.ceil(spec.delay),
-        "MaximumMessageSize": spec.max_message_size,
+        # SQS's own ceiling, as the backend declares it: the framework enforces the spec's
+        # limit itself, and SQS counts its reserved x-framework attribute on top of the body.
+        "MaximumMessageSize": SQS_MAX_MESSAGE_SIZE,
     }
     if spec.fifo:
         props["FifoQueue"] = True
@@ -111,7 +119,12 @@ def _subscription(topic_id: str, queue: str, sub: SubscriptionSpec | None) -> Js
 
 
 def queue_policy_document(queue_arn: Any, topic_arns: list[Any]) -> Json:
-    """The policy that lets ``topic_arns`` (and only them) send to the queue ``queue_arn``."""
+    """The policy that lets ``topic_arns`` (and only them) send to the queue ``queue_arn``.
+
+    SNS delivers to an SQS queue only if the queue's policy allows ``sqs:SendMessage`` to the
+    ``sns.amazonaws.com`` service principal; the ``aws:SourceArn`` condition limits that to
+    the queue's own topics, so no other topic (of this account or another) can write to it.
+    """
     return {
         "Version": "2012-10-17",
         "Statement": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -69,6 +70,10 @@ class RabbitMQBackend:
         self._dedup: dict[str, DeduplicationWindow] = {}
         self._topic_specs: dict[str, TopicSpec] = {}
         self._start_lock = asyncio.Lock()
+        # Receipts are opaque and only mean something to this process: a counter is enough,
+        # and the prefix keeps two backends' receipts apart.
+        self._receipt_prefix = f"{uuid.uuid4().hex[:8]}-"
+        self._receipts = itertools.count(1)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -262,7 +267,7 @@ class RabbitMQBackend:
     async def _lease(
         self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
     ) -> Delivery | None:
-        receipt = uuid.uuid4().hex
+        receipt = f"{self._receipt_prefix}{next(self._receipts)}"
         received = Received(queue, message, receipt=receipt, now=self.clock.wall())
         subscription = self._filters.get(queue)
         if subscription is not None and not self._matches(subscription, received.delivery):

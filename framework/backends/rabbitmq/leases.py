@@ -140,6 +140,11 @@ class LeaseTable:
         task.add_done_callback(self._tasks.discard)
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(slots=True)
 class _Group:
     """A FIFO group's buffered messages, in order, and whether its head is out."""
@@ -166,7 +171,13 @@ class Inbox:
         self.consumer_tag: str | None = None
         self._ready: deque[AbstractIncomingMessage] = deque()
         self._groups: dict[str | None, _Group] = {}
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _notify(self) -> None:
+        """Wake every waiting ``receive``: something changed."""
+        for waiter in self._waiters:
+            _wake(waiter)
+        self._waiters.clear()
 
     def put(self, message: AbstractIncomingMessage) -> None:
         """Buffer a delivery from the consumer and wake a waiting ``receive``."""
@@ -179,7 +190,7 @@ class Inbox:
                 group.awaiting = None
             else:
                 group.messages.append(message)
-        self._changed.set()
+        self._notify()
 
     def take(self, limit: int, now: float) -> list[AbstractIncomingMessage]:
         """Return up to ``limit`` deliveries a receive may lease now; FIFO groups get locked."""
@@ -212,7 +223,7 @@ class Inbox:
         group.locked = False
         if not group.messages and group.awaiting is None:
             del self._groups[group_id]
-        self._changed.set()
+        self._notify()
 
     def requeued(self, group_id: str | None, message_id: str, not_before: float) -> None:
         """Hold ``group_id`` until its released head ``message_id`` is back and its delay ends."""
@@ -220,7 +231,7 @@ class Inbox:
         group.locked = False
         group.awaiting = message_id
         group.not_before = not_before
-        self._changed.set()
+        self._notify()
 
     def next_ready(self, now: float) -> float | None:
         """Return when a held FIFO group becomes receivable, if one waits for its delay."""
@@ -233,9 +244,17 @@ class Inbox:
 
     async def wait(self, seconds: float) -> None:
         """Wait up to ``seconds`` for a new delivery or a settled group."""
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
+        # A future and a timer, not wait_for: no task per wait on the receive path.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
     def receivable(self, now: float) -> bool:
         """True if a receive now would get a delivery from this buffer."""
@@ -267,4 +286,4 @@ class Inbox:
             group.messages = deque(m for m in group.messages if is_alive(m))
             # The awaited head comes back through the new channel in queue order, first.
             group.awaiting = None
-        self._changed.set()
+        self._notify()

@@ -139,7 +139,8 @@ def amqp_message(
         headers=headers,
         content_type=message.headers.get(CONTENT_TYPE),
         message_id=message_id,
-        timestamp=sent_at,
+        # No ``timestamp`` property: the exact send time travels in x-framework-sent-at, and
+        # encoding and decoding a second copy cost a few percent of a message's CPU time.
         delivery_mode=DeliveryMode.PERSISTENT,
     )
 

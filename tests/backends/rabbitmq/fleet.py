@@ -58,7 +58,9 @@ def broker_url(broker: str, **options: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def framework_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def framework_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the ``framework`` command in a subprocess and capture its output.
 
     Raises:
@@ -70,6 +72,7 @@ def framework_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 

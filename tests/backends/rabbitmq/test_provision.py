@@ -6,6 +6,7 @@ the check passes and a worker started with ``--no-declare`` runs on what is ther
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+
+from tests.backends.rabbitmq.fleet import framework_cli
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -35,8 +38,6 @@ def queue(broker: str) -> Iterator[str]:
             for queue_name in (name, f"{name}-dlq"):
                 await channel.queue_delete(queue_name)
 
-    import asyncio
-
     asyncio.run(delete())
 
 
@@ -45,14 +46,7 @@ def cli_env(queue: str, tmp_path: Path) -> dict[str, str]:
 
 
 def framework(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "framework.cli", *args],
-        cwd=HERE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return framework_cli(*args, env=env)
 
 
 def test_provision_check_create_and_run_without_declaring(

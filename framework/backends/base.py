@@ -6,18 +6,19 @@ primitives. ``tests/conformance/`` is the full contract: a backend is finished w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol, Self, TypeVar
 
 from framework.clock import Clock
-from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
+from framework.registry import EmailRule, QueueSpec, SubscriptionSpec, TopicSpec
 
 __all__ = [
     "AttributeValue",
     "Backend",
     "CanCheckDeclared",
+    "CanDeclareMailRules",
     "DeadLetterReason",
     "Delivery",
     "Outgoing",
@@ -270,3 +271,27 @@ class CanCheckDeclared(Protocol):
         subscriptions: Sequence[SubscriptionSpec],
     ) -> list[str]:
         """Return one line per missing resource (``queue 'orders'``), in the order given."""
+
+
+class CanDeclareMailRules(Protocol):
+    """**Protocol**, optional: a backend whose broker receives mail itself (AWS: SES).
+
+    ``Runtime.declare`` calls ``declare_mail_rules`` after the queues, topics and
+    subscriptions when the app has ``@on_email`` rules, and ``--no-declare`` adds
+    ``missing_mail_rules`` to the list of what is absent. Backends whose mail arrives only
+    through the framework's SMTP receiver (memory, RabbitMQ) do not implement it.
+    """
+
+    async def declare_mail_rules(
+        self,
+        app_name: str,
+        rules: Sequence[EmailRule],
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Create the broker's receipt rules for ``rules``, in order (idempotent).
+
+        ``progress`` is called with one line per rule once it is declared.
+        """
+
+    async def missing_mail_rules(self, app_name: str, rules: Sequence[EmailRule]) -> list[str]:
+        """Return one line per missing mail resource of ``rules``; create nothing."""

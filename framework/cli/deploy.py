@@ -43,28 +43,32 @@ def provision(app_target: str, backend: str | None, env: str | None, check: bool
             "provision; pass --backend amqp://... or aws://REGION"
         )
     app = load_app(app_target)
-    total = len(app.registry.queues) + len(app.registry.topics) + len(app.registry.subscriptions)
+    target = from_url(settings.backend)
+    registry = app.registry
+    total = len(registry.queues) + len(registry.topics) + len(registry.subscriptions)
+    if hasattr(target, "declare_mail_rules"):  # a backend whose broker receives mail (AWS)
+        total += len(registry.email_rules)
     done = 0
 
     def progress(what: str) -> None:
         nonlocal done
         done += 1
-        click.echo(f"[{done}/{total}] {what}", err=True)
+        click.echo(f"[{done}/{max(total, done)}] {what}", err=True)
 
     async def work() -> None:
-        runtime = Runtime(app, from_url(settings.backend), workers=False, declare=not check)
-        await runtime.backend.__aenter__()
+        runtime = Runtime(app, target, workers=False, declare=not check)
+        await target.__aenter__()
         try:
             await runtime.declare(progress)
         finally:
-            await runtime.backend.__aexit__(None, None, None)
+            await target.__aexit__(None, None, None)
 
     anyio.run(work)
     scheme = settings.backend.partition("://")[0]
     if check:
         click.echo(f"all {total} resources exist on {scheme}://")
     else:
-        click.echo(f"provisioned {total} resources on {scheme}://")
+        click.echo(f"provisioned {done} resources on {scheme}://")
 
 
 @click.group()

@@ -83,6 +83,9 @@ class Runtime:
     async def declare(self, progress: Callable[[str], None] | None = None) -> None:
         """Create every queue, topic and subscription the app declares (idempotent).
 
+        Then, on a backend that receives mail itself (``CanDeclareMailRules``: AWS), the
+        receipt rules of the app's ``@on_email`` rules.
+
         With ``declare=False`` (``framework run --no-declare``) nothing is created: the
         backend is asked what is missing instead.
 
@@ -108,12 +111,17 @@ class Runtime:
             await self.backend.subscribe(sub)
             if progress is not None:
                 progress(f"subscription {sub.name!r} of topic {sub.topic!r}")
+        # A backend whose broker receives mail (AWS: SES receipt rules feeding the queues).
+        declare_mail_rules = getattr(self.backend, "declare_mail_rules", None)
+        if declare_mail_rules is not None and self.registry.email_rules:
+            await declare_mail_rules(self.app.name, self.registry.email_rules, progress)
 
     async def check_declared(self) -> None:
         """Raise MissingResourcesError if any resource the app declares is missing.
 
         Raises:
-            MissingResourcesError: Listing each missing queue, topic and subscription.
+            MissingResourcesError: Listing each missing queue, topic and subscription (and
+                mail rule, on a backend that declares them).
             ConfigError: If the backend cannot tell what exists.
         """
         finder = getattr(self.backend, "missing", None)
@@ -127,6 +135,9 @@ class Runtime:
             list(self.registry.topics.values()),
             [sub for sub in self.registry.subscriptions if sub.queue is not None],
         )
+        missing_mail_rules = getattr(self.backend, "missing_mail_rules", None)
+        if missing_mail_rules is not None and self.registry.email_rules:
+            missing += await missing_mail_rules(self.app.name, self.registry.email_rules)
         if missing:
             raise MissingResourcesError(missing)
 

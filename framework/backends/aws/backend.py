@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from aiobotocore.config import AioConfig
@@ -20,6 +20,7 @@ from framework.exceptions import (
 from framework.registry import (
     DEFAULT_MESSAGE_SIZE,
     MAX_DELAY,
+    EmailRule,
     QueueSpec,
     SubscriptionSpec,
     TopicSpec,
@@ -28,6 +29,7 @@ from framework.semantics.fanout import matching
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE
 from .messages import decode, encode_checked, fifo_arguments
+from .receipt import ReceiptRules
 from .ses import Mailer
 from .settings import Settings
 from .sns import Topics, missing, queue_policy
@@ -73,6 +75,7 @@ class AWSBackend:
         self._queues: Queues | None = None
         self._topics: Topics | None = None
         self._mailer: Mailer | None = None
+        self._receipt: ReceiptRules | None = None
         self._deleter: Deleter | None = None
         self._filters: dict[str, SubscriptionSpec] = {}
         self._fifo = FifoGroups()
@@ -103,6 +106,10 @@ class AWSBackend:
             ses = await stack.enter_async_context(
                 session.create_client("sesv2", config=config, **options)
             )
+            # Receipt rules exist only in SES's first API (v2 has none).
+            receiving = await stack.enter_async_context(
+                session.create_client("ses", config=config, **options)
+            )
         except BaseException:
             await stack.aclose()
             raise
@@ -110,6 +117,9 @@ class AWSBackend:
         self._queues = Queues(self._client, declare=settings.declare)
         self._topics = Topics(sns, declare=settings.declare, filtering=settings.filtering)
         self._mailer = Mailer(ses)
+        self._receipt = ReceiptRules(
+            receiving, self._queues, self._topics, declare=settings.declare
+        )
         self._deleter = Deleter(self._client, self.sqs.url)
         return self
 
@@ -118,6 +128,7 @@ class AWSBackend:
         if stack is not None:
             await stack.aclose()
         self._queues = self._topics = self._mailer = self._deleter = None
+        self._receipt = None
         self._client = None
 
     @property
@@ -404,6 +415,41 @@ class AWSBackend:
         if self._mailer is None:
             raise RuntimeError("AWSBackend is not connected: use 'async with backend:'")
         return await self._mailer.send(mail)
+
+    # --- inbound mail ---------------------------------------------------------------------
+
+    @property
+    def receipt_rules(self) -> ReceiptRules:
+        """The SES receipt rules side (after ``__aenter__``)."""
+        if self._receipt is None:
+            raise RuntimeError("AWSBackend is not connected: use 'async with backend:'")
+        return self._receipt
+
+    async def declare_mail_rules(
+        self,
+        app_name: str,
+        rules: Sequence[EmailRule],
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Declare the SES receipt rules that deliver received mail to the ``@on_email`` queues.
+
+        Per rule, in order: the topic ``QUEUE-inbound-mail`` that SES may publish to, the
+        queue's subscription to it (without raw delivery), and a receipt rule in the rule set
+        ``APP-mail-rules`` (see ``receipt.py``). The rule set is not activated: that is the
+        operator's step (``aws ses set-active-receipt-rule-set``), account-wide. Nothing is
+        done with ``mail_rules=0``.
+
+        Raises:
+            MissingResourcesError: With ``declare=0``, listing what does not exist.
+        """
+        if self.settings.mail_rules and rules:
+            await self.receipt_rules.declare(app_name, rules, progress)
+
+    async def missing_mail_rules(self, app_name: str, rules: Sequence[EmailRule]) -> list[str]:
+        """Return one line per missing inbound-mail topic, subscription, rule set or rule."""
+        if not (self.settings.mail_rules and rules):
+            return []
+        return await self.receipt_rules.missing(app_name, rules)
 
     # --- checks ----------------------------------------------------------------------------
 

@@ -23,8 +23,10 @@ from framework.registry import EmailRule, QueueSpec, Registry, SubscriptionSpec,
 __all__ = [
     "inbound_mail_topic",
     "logical_id",
+    "mail_topic_policy_document",
     "native_max_receive_count",
     "queue_policy_document",
+    "receipt_rule",
     "receipt_rule_set",
     "template",
 ]
@@ -140,21 +142,57 @@ def queue_policy_document(queue_arn: Any, topic_arns: list[Any]) -> Json:
     }
 
 
+def mail_topic_policy_document(topic_arn: Any, account: Any) -> Json:
+    """The policy that lets SES of the account ``account`` (and only it) publish to the topic.
+
+    SES delivers received mail to an SNS topic only if the topic's policy allows
+    ``sns:Publish`` to the ``ses.amazonaws.com`` service principal; the ``aws:SourceAccount``
+    condition keeps the receipt rules of other accounts out. Shared by the template (with
+    references) and the backend (with the real ARN and account), so the two cannot drift.
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "framework-ses-publish",
+                "Effect": "Allow",
+                "Principal": {"Service": "ses.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
+
+
+def receipt_rule(rule: EmailRule, topic_arn: Any) -> Json:
+    """The SES receipt rule of an ``@on_email`` rule, as ``CreateReceiptRule`` takes it.
+
+    Named after the rule's queue; the recipient conditions are the rule's; spam and virus
+    scanning on; an SNS action publishing the whole mail, base64-encoded, to ``topic_arn``;
+    and SES's stop action when the rule has ``stop=True``, so later rules do not see its mail.
+    """
+    actions: list[Json] = [{"SNSAction": {"TopicArn": topic_arn, "Encoding": "Base64"}}]
+    if rule.stop:
+        actions.append({"StopAction": {"Scope": "RuleSet"}})
+    return {
+        "Name": rule.queue.name,
+        "Enabled": True,
+        "ScanEnabled": True,
+        "Recipients": list(rule.recipients),
+        "Actions": actions,
+    }
+
+
 def _topic_policy(topic_id: str) -> Json:
     """Let SES of this account (and only it) publish received mail to the topic."""
-    statement = {
-        "Sid": "framework-ses-publish",
-        "Effect": "Allow",
-        "Principal": {"Service": "ses.amazonaws.com"},
-        "Action": "sns:Publish",
-        "Resource": {"Ref": topic_id},
-        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
-    }
     return {
         "Type": "AWS::SNS::TopicPolicy",
         "Properties": {
             "Topics": [{"Ref": topic_id}],
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+            "PolicyDocument": mail_topic_policy_document(
+                {"Ref": topic_id}, {"Ref": "AWS::AccountId"}
+            ),
         },
     }
 
@@ -182,16 +220,7 @@ def _mail_rules(app_name: str, rules: list[EmailRule], physical: Callable[[str],
         resources[logical_id("Subscription", topic_name)] = _subscription(
             topic_id, rule.queue.name, None
         )
-        actions: list[Json] = [{"SNSAction": {"TopicArn": {"Ref": topic_id}, "Encoding": "Base64"}}]
-        if rule.stop:
-            actions.append({"StopAction": {"Scope": "RuleSet"}})
-        rule_props: Json = {
-            "Name": rule.queue.name,
-            "Enabled": True,
-            "ScanEnabled": True,
-            "Recipients": list(rule.recipients),
-            "Actions": actions,
-        }
+        rule_props = receipt_rule(rule, {"Ref": topic_id})
         props: Json = {"RuleSetName": {"Ref": rule_set_id}, "Rule": rule_props}
         resource: Json = {"Type": "AWS::SES::ReceiptRule", "Properties": props}
         if previous is not None:

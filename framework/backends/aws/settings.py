@@ -14,7 +14,7 @@ __all__ = ["Filtering", "Settings", "physical_name"]
 
 Filtering = Literal["native", "subscriber"]
 
-_OPTIONS = {"endpoint_url", "declare", "filtering", "max_connections", "profile"}
+_OPTIONS = {"endpoint_url", "declare", "filtering", "mail_rules", "max_connections", "profile"}
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The environment variables that give the standard chain credentials without any file or
 # network look-up; with an emulator and none of them set, dummy credentials are used instead.
@@ -58,6 +58,9 @@ class Settings:
       copy a subscription does not want is never delivered; ``subscriber`` subscribes
       without a policy and drops unwanted copies when they are received, as the RabbitMQ
       backend does (for emulators whose filtering is incomplete).
+    - ``mail_rules``: ``0`` to leave SES receipt rules alone: the app's ``@on_email`` rules
+      then get no inbound-mail topic, subscription or receipt rule on start (for regions
+      where SES does not receive mail, or mail that only comes through the SMTP receiver).
     - ``max_connections``: HTTP connections per client; default 50. Every consumer holds one
       for its long poll, so an app with many queues needs more than botocore's 10.
     - ``profile``: the profile of the shared AWS config to take credentials from.
@@ -67,6 +70,7 @@ class Settings:
     endpoint_url: str | None = None
     declare: bool = True
     filtering: Filtering = "native"
+    mail_rules: bool = True
     max_connections: int = 50
     profile: str | None = None
 
@@ -110,6 +114,7 @@ class Settings:
             endpoint_url=endpoint,
             declare=_flag("declare", query.get("declare", "1")),
             filtering="native" if filtering == "native" else "subscriber",
+            mail_rules=_flag("mail_rules", query.get("mail_rules", "1")),
             max_connections=int(connections),
             profile=query.get("profile") or None,
         )

@@ -42,8 +42,10 @@ def subscription_attributes(
 
     With ``filtering="native"`` the filter policy (and its scope) is SNS's; with
     ``"subscriber"`` SNS delivers every copy and the backend drops unwanted ones on receipt.
+    Raw delivery follows ``subscription.raw``: the queue of an ``@on_email`` rule is
+    subscribed without it, since the SES notification is in the SNS envelope.
     """
-    attributes = {"RawMessageDelivery": "true"}
+    attributes = {"RawMessageDelivery": "true" if subscription.raw else "false"}
     if subscription.filter_policy is not None and filtering == "native":
         attributes["FilterPolicy"] = json.dumps(
             subscription.filter_policy, separators=(",", ":"), ensure_ascii=False

@@ -23,16 +23,28 @@ from .sqs import is_stale_receipt
 __all__ = ["Deleter", "FifoGroups"]
 
 BATCH = 10
+# How long an ack waits for others to join its DeleteMessageBatch (see Deleter).
+ACK_LINGER = 0.002
 
 
 class Deleter:
-    """Deletes received messages, batching the deletes requested in the same event-loop turn."""
+    """Deletes received messages in batches: the acks of the next couple of milliseconds.
 
-    def __init__(self, client: Any, url: Callable[[str], Awaitable[str]]) -> None:
+    A handler's ack waits up to ``linger`` seconds for others to join its batch (at once when
+    ten are pending). Waiting only for the current event-loop turn is not enough: the worker
+    starts the next handler once the current one suspends on its own ack, so every ack would
+    leave alone (measured with bench/aws.py: 1.09 receipts per DeleteMessageBatch, against
+    about 4.5 with a 2 ms linger, and 0.82 of raw aiobotocore's throughput against 1.2).
+    """
+
+    def __init__(
+        self, client: Any, url: Callable[[str], Awaitable[str]], *, linger: float = ACK_LINGER
+    ) -> None:
         self.client = client
         self.url = url
+        self.linger = linger
         self._pending: defaultdict[str, list[tuple[str, asyncio.Future[None]]]] = defaultdict(list)
-        self._scheduled: set[str] = set()
+        self._scheduled: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def delete(self, queue: str, receipt: str) -> None:
@@ -43,15 +55,18 @@ class Deleter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending[queue].append((receipt, future))
-        if queue not in self._scheduled:
-            self._scheduled.add(queue)
-            # After the current turn: acks issued by other handlers meanwhile join the batch.
-            loop.call_soon(self._start, queue)
+        pending = self._pending[queue]
+        pending.append((receipt, future))
+        if len(pending) >= BATCH:
+            self._start(queue)
+        elif queue not in self._scheduled:
+            self._scheduled[queue] = loop.call_later(self.linger, self._start, queue)
         await future
 
     def _start(self, queue: str) -> None:
-        self._scheduled.discard(queue)
+        timer = self._scheduled.pop(queue, None)
+        if timer is not None:
+            timer.cancel()
         entries = self._pending.pop(queue, [])
         for start in range(0, len(entries), BATCH):
             task = asyncio.get_running_loop().create_task(

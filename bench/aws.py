@@ -1,0 +1,531 @@
+"""End-to-end throughput through SQS on moto's server: the framework against raw aiobotocore.
+
+Run from the repository root (``pip install -e '.[dev]'`` brings aiobotocore and moto)::
+
+    python bench/aws.py [--messages 2000] [--rounds 3] [--concurrency 10] [--window 10]
+                        [--pollers N] [--stock-moto] [--only framework|raw] [--json]
+
+The bench starts moto's standalone server itself, in a child process on a free 127.0.0.1 port
+(so moto's CPU does not share a GIL with the side being measured), waits for it to answer, and
+stops it at the end. It never talks to anything but that loopback port, and uses dummy
+credentials.
+
+Each round sends ``--messages`` JSON messages of about 1 KiB to a fresh standard queue, one
+``SendMessage`` per message with at most ``--window`` sends in flight, while consumers receive,
+validate each body into a pydantic model, count it and delete it. The clock runs from the first
+send to the last message counted. Two sides do the same work:
+
+* **framework**: ``@app.on_queue(queue, concurrency=C)`` under
+  ``app.run("aws://us-east-1?endpoint_url=...")``, messages sent with ``app.send``: the real
+  runtime with its leases, receive counts, dead-letter queue and redrive policy, the backend's
+  ``x-framework`` attribute, and its deletes batched per event-loop turn (``DeleteMessageBatch``);
+* **raw**: one aiobotocore SQS client with the backend's client settings, ``send_message`` with
+  the body only, and ``--pollers`` consumer tasks (default ``C``) each looping over
+  ``receive_message(MaxNumberOfMessages=10, WaitTimeSeconds=1)``,
+  ``Order.model_validate_json(body)`` and one ``delete_message_batch`` per received batch.
+
+One framework handler task per unit of ``--concurrency``, but one receive in flight per queue:
+that is how the runtime works. The raw side's ``--pollers`` (default ``--concurrency``) each
+have their own receive in flight; ``--pollers 1`` gives it the framework's shape.
+
+Moto is slow (milliseconds of CPU per request, in one process), so it is the bottleneck of both
+sides: the ratio of the medians says how much the framework adds on top of what SQS costs, here
+moto. The CPU time per message of this process and of moto is reported too, and the time at
+which the last send returned (the rest is the consumers catching up). The bench patches
+three faults of moto 5.2 in its process (``moto_server`` says which; ``--stock-moto`` runs it
+as shipped): deletes that race, and sends and receives whose cost grows with the queue's depth.
+Rounds alternate (framework, raw, framework, ...) after a 200-message warm-up of each side;
+queues are deleted after each round, and each round checks that nothing was left in them.
+``--only`` runs one side, for a profiler (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from pydantic import BaseModel
+
+from framework import App
+
+REGION = "us-east-1"
+HOST = "127.0.0.1"  # moto listens here only; nothing else is ever contacted
+MESSAGE_BYTES = 1024
+WARMUP_MESSAGES = 200
+START_TIMEOUT = 30.0
+STALL = 60.0  # no message counted for this long: the round has failed
+DUMMY = "testing"
+# moto's server with werkzeug's access log off (one line per request costs moto CPU).
+MOTO_SCRIPT = """
+import logging, sys
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+if sys.argv.pop(1) == "patched":  # see moto_server
+    from moto.core.utils import unix_time, unix_time_millis
+    from moto.sqs.models import Queue, SQSBackend
+
+    def messages(self):
+        now = unix_time_millis()  # Message.visible and .delayed read it for each message
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    Queue.messages = property(messages)
+
+    unlocked_delete = Queue.delete_message
+
+    def delete_message(self, receipt_handle):
+        with self._messages_lock:
+            unlocked_delete(self, receipt_handle)
+
+    Queue.delete_message = delete_message
+
+    def retained(self, queue_name, message):
+        queue = self.get_queue(queue_name)
+        return queue.message_retention_period + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = retained
+    all_attributes = Queue.attributes.fget
+    send_code = SQSBackend.send_message.__code__
+
+    def attributes(self):
+        if sys._getframe(1).f_code is send_code:  # it reads ContentBasedDeduplication only
+            cbd = self.fifo_queue and self.content_based_deduplication
+            return {"ContentBasedDeduplication": "true"} if cbd else {}
+        return all_attributes(self)
+
+    Queue.attributes = property(attributes)
+from moto.server import main
+main(sys.argv[1:])
+"""
+
+
+class Order(BaseModel):
+    """The benchmark's message: a few small fields and a note that brings it to about 1 KiB."""
+
+    id: int
+    customer: str
+    amount: float
+    tags: list[str]
+    note: str
+
+
+def make_orders(count: int) -> list[Order]:
+    """Build the messages up front so model construction stays outside the timed region."""
+    overhead = len(Order(id=10_000, customer="c", amount=0, tags=[], note="").model_dump_json())
+    note = "x" * max(0, MESSAGE_BYTES - overhead - 40)
+    return [
+        Order(id=i, customer=f"customer-{i % 1000}", amount=i * 0.25, tags=["bench"], note=note)
+        for i in range(count)
+    ]
+
+
+# --- moto ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextlib.contextmanager
+def moto_server(*, stock: bool) -> Iterator[tuple[str, int]]:
+    """Run ``moto.server`` in a child process on a free loopback port; yield (endpoint, pid).
+
+    Unless ``stock``, moto 5.2 is patched in that process, keeping every answer the same:
+
+    * Deleting a message takes the queue's lock. As shipped, a delete rebuilds the queue's
+      message list without it, unlocked, while other requests run in other threads: two
+      deletes at once can bring one deleted message back, and a send during a delete can be
+      lost (a round would then never end).
+    * Two look-ups are made direct: the retention check that a receive makes for every
+      message it returns, and the content-based-deduplication check of every send. As
+      shipped, both build the queue's whole ``GetQueueAttributes`` answer, whose approximate
+      counts walk every message in the queue (the retention check does it twice), so each
+      send and each received message costs time in proportion to the queue's depth, which
+      SQS's do not: a side whose queue grows would pay for it again.
+    * The visible messages are listed with one clock read, not two per message in the queue
+      (each about 5 µs), which every receive does at least once. It still walks the whole
+      queue, as do deletes (twice per receipt): those costs still grow with the depth.
+    """
+    port = free_port()
+    mode = "stock" if stock else "patched"
+    process = subprocess.Popen(
+        [sys.executable, "-c", MOTO_SCRIPT, mode, "-H", HOST, "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto's server exited at start (code {process.returncode})")
+            try:
+                with socket.create_connection((HOST, port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's server did not answer on {HOST}:{port}") from None
+                time.sleep(0.05)
+        yield f"http://{HOST}:{port}", process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds of process ``pid`` so far (Linux), or NaN."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_config() -> AioConfig:
+    """The aws:// backend's client settings (framework/backends/aws/backend.py)."""
+    return AioConfig(
+        max_pool_connections=50,
+        retries={"max_attempts": 4, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+
+
+def client_options(endpoint: str) -> dict[str, Any]:
+    return {
+        "region_name": REGION,
+        "endpoint_url": endpoint,
+        "aws_access_key_id": DUMMY,
+        "aws_secret_access_key": DUMMY,
+    }
+
+
+# --- the rounds ------------------------------------------------------------------------------
+
+
+class Counter:
+    """Counts handled messages and wakes the timer when all of them are in."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.handled = 0
+        self.done = asyncio.Event()
+
+    def count(self, order: Order) -> None:
+        self.handled += 1
+        if self.handled == self.total:
+            self.done.set()
+
+    async def finished(self) -> None:
+        """Wait until every message is counted; raise if none is for ``STALL`` seconds."""
+        last = -1
+        while not self.done.is_set():
+            if self.handled == last:
+                raise RuntimeError(
+                    f"stalled at {self.handled} of {self.total} messages for {STALL:.0f} s "
+                    "(a message lost by moto?)"
+                )
+            last = self.handled
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), STALL)
+
+
+async def send_windowed(
+    send: Callable[[Order], Awaitable[object]], orders: Sequence[Order], window: int
+) -> None:
+    """Send every order, one call each, with at most ``window`` calls in flight (both sides)."""
+    pending = iter(orders)
+
+    async def sender() -> None:
+        for order in pending:
+            await send(order)
+
+    await asyncio.gather(*(sender() for _ in range(window)))
+
+
+@dataclass(frozen=True)
+class Setup:
+    endpoint: str
+    moto_pid: int
+    concurrency: int
+    window: int
+    pollers: int  # the raw side's consumer tasks
+    admin: Any  # an SQS client for creating, checking and deleting queues, outside the timing
+
+
+@dataclass
+class Measurement:
+    rate: float  # messages/s
+    sent_s: float  # seconds from the first send until every send had returned
+    client_cpu_us: float  # this process's CPU per message, µs
+    moto_cpu_us: float  # moto's CPU per message, µs
+
+
+class Timer:
+    """Wall time and the CPU time of this process and of moto over the timed region."""
+
+    def __init__(self, moto_pid: int) -> None:
+        self.moto_pid = moto_pid
+
+    def start(self) -> None:
+        gc.collect()
+        self.cpu = time.process_time()
+        self.moto = cpu_seconds(self.moto_pid)
+        self.wall = time.perf_counter()
+        self.sent = float("nan")
+
+    def all_sent(self) -> None:
+        self.sent = time.perf_counter() - self.wall
+
+    def stop(self, count: int) -> Measurement:
+        wall = time.perf_counter() - self.wall
+        cpu = time.process_time() - self.cpu
+        moto = cpu_seconds(self.moto_pid) - self.moto
+        return Measurement(count / wall, self.sent, cpu / count * 1e6, moto / count * 1e6)
+
+
+def fresh_queue(side: str) -> str:
+    return f"bench-{side}-{uuid.uuid4().hex[:8]}"
+
+
+async def check_empty(admin: Any, side: str, name: str) -> None:
+    """Raise if queue ``name`` still holds messages, visible, in flight or delayed."""
+    url = (await admin.get_queue_url(QueueName=name))["QueueUrl"]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    response = await admin.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+    counts = {n.removeprefix("ApproximateNumberOf"): int(response["Attributes"][n]) for n in names}
+    if any(counts.values()):
+        raise RuntimeError(f"{side} round left messages in {name}: {counts}")
+
+
+async def delete_queues(admin: Any, *names: str) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):  # never created (the round failed early)
+            url = (await admin.get_queue_url(QueueName=name))["QueueUrl"]
+            await admin.delete_queue(QueueUrl=url)
+
+
+async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
+    """Send, handle and delete every order through ``app.run("aws://...")``."""
+    app = App("bench")
+    queue = fresh_queue("framework")
+    counter = Counter(len(orders))
+
+    @app.on_queue(queue, concurrency=setup.concurrency)
+    async def handle(order: Order) -> None:
+        counter.count(order)
+
+    timer = Timer(setup.moto_pid)
+    try:
+        async with app.run(f"aws://{REGION}?endpoint_url={setup.endpoint}"):
+            timer.start()
+            await send_windowed(lambda order: app.send(queue, order), orders, setup.window)
+            timer.all_sent()
+            await counter.finished()
+            measured = timer.stop(len(orders))
+        # The app has stopped: its handlers' deletes are done.
+        for name in (queue, f"{queue}-dlq"):
+            await check_empty(setup.admin, "framework", name)
+    finally:
+        await delete_queues(setup.admin, queue, f"{queue}-dlq")
+    return measured
+
+
+async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
+    """The same work written directly on aiobotocore."""
+    name = fresh_queue("raw")
+    counter = Counter(len(orders))
+    timer = Timer(setup.moto_pid)
+    session = AioSession()
+    try:
+        async with session.create_client(
+            "sqs", config=client_config(), **client_options(setup.endpoint)
+        ) as client:
+            url = (await client.create_queue(QueueName=name))["QueueUrl"]
+            stopping = False
+
+            async def consume() -> None:
+                while not stopping:
+                    response = await client.receive_message(
+                        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                    )
+                    messages = response.get("Messages") or ()
+                    if not messages:
+                        continue
+                    for message in messages:
+                        counter.count(Order.model_validate_json(message["Body"]))
+                    response = await client.delete_message_batch(
+                        QueueUrl=url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                            for i, m in enumerate(messages)
+                        ],
+                    )
+                    if response.get("Failed"):
+                        raise RuntimeError(f"raw delete failed: {response['Failed']}")
+
+            async def send(order: Order) -> None:
+                await client.send_message(QueueUrl=url, MessageBody=order.model_dump_json())
+
+            consumers = [asyncio.create_task(consume()) for _ in range(setup.pollers)]
+            try:
+                timer.start()
+                await send_windowed(send, orders, setup.window)
+                timer.all_sent()
+                await counter.finished()
+                measured = timer.stop(len(orders))
+                stopping = True  # each consumer ends after its current poll (at most 1 s)
+                await asyncio.gather(*consumers)
+            finally:
+                for consumer in consumers:
+                    consumer.cancel()
+                await asyncio.gather(*consumers, return_exceptions=True)
+            await check_empty(setup.admin, "raw", name)
+    finally:
+        await delete_queues(setup.admin, name)
+    return measured
+
+
+Round = Callable[[Setup, Sequence[Order]], Awaitable[Measurement]]
+SIDES: dict[str, Round] = {"framework": framework_round, "raw": raw_round}
+
+
+@dataclass
+class Results:
+    messages: int
+    message_bytes: float
+    concurrency: int
+    window: int
+    pollers: int
+    stock_moto: bool
+    rounds: list[dict[str, Measurement]]
+    medians: dict[str, float]
+    client_cpu_us: dict[str, float]
+    moto_cpu_us: dict[str, float]
+    ratio: float | None
+
+
+def _line(measurements: dict[str, Measurement]) -> str:
+    return "   ".join(
+        f"{name} {m.rate:,.0f} msg/s (all sent at {m.sent_s:.1f} s; CPU/msg: "
+        f"bench {m.client_cpu_us:,.0f} µs, moto {m.moto_cpu_us:,.0f} µs)"
+        for name, m in measurements.items()
+    )
+
+
+async def measure(args: argparse.Namespace) -> Results:
+    orders = make_orders(args.messages)
+    sides = {args.only: SIDES[args.only]} if args.only else SIDES
+    size = statistics.fmean(len(o.model_dump_json().encode()) for o in orders)
+    with moto_server(stock=args.stock_moto) as (endpoint, pid):
+        session = AioSession()
+        async with session.create_client(
+            "sqs", config=client_config(), **client_options(endpoint)
+        ) as admin:
+            setup = Setup(endpoint, pid, args.concurrency, args.window, args.pollers, admin)
+            for run in sides.values():
+                await run(setup, orders[:WARMUP_MESSAGES])
+            if not args.json:
+                print(
+                    f"aws:// on moto (pid {pid}, {endpoint}), {args.messages:,} messages of "
+                    f"{size / 1024:.2f} KiB, concurrency {args.concurrency}, "
+                    f"{args.window} sends in flight, {args.pollers} raw pollers, "
+                    f"{args.rounds} rounds"
+                )
+            rounds: list[dict[str, Measurement]] = []
+            for number in range(1, args.rounds + 1):
+                measured = {name: await run(setup, orders) for name, run in sides.items()}
+                rounds.append(measured)
+                if not args.json:
+                    print(f"round {number}: {_line(measured)}")
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(r[name], field) for r in rounds)
+
+    medians = {name: median(name, "rate") for name in sides}
+    ratio = medians["framework"] / medians["raw"] if len(medians) == 2 else None
+    return Results(
+        messages=args.messages,
+        message_bytes=size,
+        concurrency=args.concurrency,
+        window=args.window,
+        pollers=args.pollers,
+        stock_moto=args.stock_moto,
+        rounds=rounds,
+        medians=medians,
+        client_cpu_us={name: median(name, "client_cpu_us") for name in sides},
+        moto_cpu_us={name: median(name, "moto_cpu_us") for name in sides},
+        ratio=ratio,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=2_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
+    parser.add_argument(
+        "--concurrency", type=int, default=10, help="handlers (framework), consumer tasks (raw)"
+    )
+    parser.add_argument("--window", type=int, default=10, help="sends in flight at once")
+    parser.add_argument(
+        "--pollers",
+        type=int,
+        help="raw side: consumer tasks, each with its own receive loop (default: --concurrency)",
+    )
+    parser.add_argument(
+        "--stock-moto",
+        action="store_true",
+        help="run moto as shipped, whose receives slow down as the queue grows (see moto_server)",
+    )
+    parser.add_argument("--only", choices=sorted(SIDES), help="run one side only (to profile it)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.pollers is None:
+        args.pollers = args.concurrency
+    if min(args.messages, args.rounds, args.concurrency, args.window, args.pollers) < 1:
+        parser.error("--messages, --rounds, --concurrency, --window and --pollers must be positive")
+    # Dummy credentials for the framework's clients too: nothing here may use real ones.
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        os.environ.pop(variable, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = DUMMY
+    results = asyncio.run(measure(args))
+    if args.json:
+        print(json.dumps(asdict(results)))
+        return
+    print(
+        "medians: "
+        + ", ".join(
+            f"{name} {rate:,.0f} msg/s (CPU/msg: bench {results.client_cpu_us[name]:,.0f} µs, "
+            f"moto {results.moto_cpu_us[name]:,.0f} µs)"
+            for name, rate in results.medians.items()
+        )
+    )
+    if results.ratio is not None:
+        print(f"framework/raw: {results.ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

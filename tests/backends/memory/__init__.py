@@ -1,0 +1,1 @@
+"""Tests of one backend (a package, so test modules of different backends may share names)."""

@@ -59,13 +59,12 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from pydantic import BaseModel
+from orders import Order, make_orders  # bench/orders.py, next to this script
 
 from framework import App
 
 REGION = "us-east-1"
 HOST = "127.0.0.1"  # moto listens here only; nothing else is ever contacted
-MESSAGE_BYTES = 1024
 WARMUP_MESSAGES = 200
 START_TIMEOUT = 30.0
 STALL = 60.0  # no message counted for this long: the round has failed
@@ -110,26 +109,6 @@ if sys.argv.pop(1) == "patched":  # see moto_server
 from moto.server import main
 main(sys.argv[1:])
 """
-
-
-class Order(BaseModel):
-    """The benchmark's message: a few small fields and a note that brings it to about 1 KiB."""
-
-    id: int
-    customer: str
-    amount: float
-    tags: list[str]
-    note: str
-
-
-def make_orders(count: int) -> list[Order]:
-    """Build the messages up front so model construction stays outside the timed region."""
-    overhead = len(Order(id=10_000, customer="c", amount=0, tags=[], note="").model_dump_json())
-    note = "x" * max(0, MESSAGE_BYTES - overhead - 40)
-    return [
-        Order(id=i, customer=f"customer-{i % 1000}", amount=i * 0.25, tags=["bench"], note=note)
-        for i in range(count)
-    ]
 
 
 # --- moto ------------------------------------------------------------------------------------

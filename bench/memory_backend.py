@@ -30,45 +30,12 @@ import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from pydantic import BaseModel
+from orders import MESSAGE_BYTES, Order, make_order, make_orders, note_for  # bench/orders.py
 
 from framework import App
 
 QUEUE = "bench"
-MESSAGE_BYTES = 1024
 WARMUP_MESSAGES = 2_000
-
-
-class Order(BaseModel):
-    """The benchmark's message: a few small fields and a note that brings it to about 1 KiB."""
-
-    id: int
-    customer: str
-    amount: float
-    tags: list[str]
-    note: str
-
-
-def make_order(index: int, note: str) -> Order:
-    return Order(
-        id=index,
-        customer=f"customer-{index % 1000}",
-        amount=index * 0.25,
-        tags=["bench", "memory"],
-        note=note,
-    )
-
-
-def note_for(size: int) -> str:
-    """Return a note that makes an encoded order about ``size`` bytes long."""
-    overhead = len(make_order(10_000, "").model_dump_json().encode())
-    return "x" * max(0, size - overhead)
-
-
-def make_orders(count: int) -> list[Order]:
-    """Build the messages up front so model construction stays outside the timed region."""
-    note = note_for(MESSAGE_BYTES)
-    return [make_order(i, note) for i in range(count)]
 
 
 Round = Callable[[Sequence[Order], int], Awaitable[float]]

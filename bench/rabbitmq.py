@@ -38,34 +38,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import aio_pika
-from pydantic import BaseModel
+from orders import Order, make_orders  # bench/orders.py, next to this script
 
 from framework import App
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
-MESSAGE_BYTES = 1024
 WARMUP_MESSAGES = 2_000
 QUORUM = {"x-queue-type": "quorum"}
-
-
-class Order(BaseModel):
-    """The benchmark's message: a few small fields and a note that brings it to about 1 KiB."""
-
-    id: int
-    customer: str
-    amount: float
-    tags: list[str]
-    note: str
-
-
-def make_orders(count: int) -> list[Order]:
-    """Build the messages up front so model construction stays outside the timed region."""
-    overhead = len(Order(id=10_000, customer="c", amount=0, tags=[], note="").model_dump_json())
-    note = "x" * max(0, MESSAGE_BYTES - overhead - 40)
-    return [
-        Order(id=i, customer=f"customer-{i % 1000}", amount=i * 0.25, tags=["bench"], note=note)
-        for i in range(count)
-    ]
 
 
 async def publish_windowed(

@@ -120,6 +120,19 @@ def _subscription(topic_id: str, queue: str, sub: SubscriptionSpec | None) -> Js
     return {"Type": "AWS::SNS::Subscription", "Properties": props}
 
 
+def _service_policy(sid: str, service: str, action: str, resource: Any, condition: Json) -> Json:
+    """A policy of one statement: ``service`` may do ``action`` on ``resource`` if ``condition``."""
+    statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": action,
+        "Resource": resource,
+        "Condition": condition,
+    }
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
 def queue_policy_document(queue_arn: Any, topic_arns: list[Any]) -> Json:
     """The policy that lets ``topic_arns`` (and only them) send to the queue ``queue_arn``.
 
@@ -127,19 +140,10 @@ def queue_policy_document(queue_arn: Any, topic_arns: list[Any]) -> Json:
     ``sns.amazonaws.com`` service principal; the ``aws:SourceArn`` condition limits that to
     the queue's own topics, so no other topic (of this account or another) can write to it.
     """
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "framework-topic-delivery",
-                "Effect": "Allow",
-                "Principal": {"Service": "sns.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": queue_arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}},
-            }
-        ],
-    }
+    condition = {"ArnEquals": {"aws:SourceArn": topic_arns}}
+    return _service_policy(
+        "framework-topic-delivery", "sns.amazonaws.com", "sqs:SendMessage", queue_arn, condition
+    )
 
 
 def mail_topic_policy_document(topic_arn: Any, account: Any) -> Json:
@@ -150,19 +154,10 @@ def mail_topic_policy_document(topic_arn: Any, account: Any) -> Json:
     condition keeps the receipt rules of other accounts out. Shared by the template (with
     references) and the backend (with the real ARN and account), so the two cannot drift.
     """
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "framework-ses-publish",
-                "Effect": "Allow",
-                "Principal": {"Service": "ses.amazonaws.com"},
-                "Action": "sns:Publish",
-                "Resource": topic_arn,
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-            }
-        ],
-    }
+    condition = {"StringEquals": {"aws:SourceAccount": account}}
+    return _service_policy(
+        "framework-ses-publish", "ses.amazonaws.com", "sns:Publish", topic_arn, condition
+    )
 
 
 def receipt_rule(rule: EmailRule, topic_arn: Any) -> Json:

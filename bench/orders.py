@@ -1,0 +1,46 @@
+"""The benchmarks' message: a pydantic model that encodes to about 1 KiB of JSON.
+
+Imported by the bench scripts as ``from orders import ...``: ``python bench/NAME.py`` puts this
+folder first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+__all__ = ["MESSAGE_BYTES", "Order", "make_order", "make_orders", "note_for"]
+
+MESSAGE_BYTES = 1024
+
+
+class Order(BaseModel):
+    """A few small fields and a note that brings the encoded order to about 1 KiB."""
+
+    id: int
+    customer: str
+    amount: float
+    tags: list[str]
+    note: str
+
+
+def make_order(index: int, note: str) -> Order:
+    """Return order number ``index`` with ``note``."""
+    return Order(
+        id=index,
+        customer=f"customer-{index % 1000}",
+        amount=index * 0.25,
+        tags=["bench", "orders"],
+        note=note,
+    )
+
+
+def note_for(size: int) -> str:
+    """Return a note that makes an encoded order about ``size`` bytes long."""
+    overhead = len(make_order(10_000, "").model_dump_json().encode())
+    return "x" * max(0, size - overhead)
+
+
+def make_orders(count: int, size: int = MESSAGE_BYTES) -> list[Order]:
+    """Build ``count`` orders up front, so model construction stays outside the timed region."""
+    note = note_for(size)
+    return [make_order(i, note) for i in range(count)]

@@ -59,7 +59,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from orders import Order, make_orders  # bench/orders.py, next to this script
+from orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 
 from framework import App
 
@@ -204,18 +204,8 @@ def client_options(endpoint: str) -> dict[str, Any]:
 # --- the rounds ------------------------------------------------------------------------------
 
 
-class Counter:
-    """Counts handled messages and wakes the timer when all of them are in."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.handled = 0
-        self.done = asyncio.Event()
-
-    def count(self, order: Order) -> None:
-        self.handled += 1
-        if self.handled == self.total:
-            self.done.set()
+class StallingCounter(Counter):
+    """A counter that gives up when no message is counted for ``STALL`` seconds."""
 
     async def finished(self) -> None:
         """Wait until every message is counted; raise if none is for ``STALL`` seconds."""
@@ -311,7 +301,7 @@ async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
     """Send, handle and delete every order through ``app.run("aws://...")``."""
     app = App("bench")
     queue = fresh_queue("framework")
-    counter = Counter(len(orders))
+    counter = StallingCounter(len(orders))
 
     @app.on_queue(queue, concurrency=setup.concurrency)
     async def handle(order: Order) -> None:
@@ -336,7 +326,7 @@ async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
 async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
     """The same work written directly on aiobotocore."""
     name = fresh_queue("raw")
-    counter = Counter(len(orders))
+    counter = StallingCounter(len(orders))
     timer = Timer(setup.moto_pid)
     session = AioSession()
     try:

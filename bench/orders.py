@@ -1,4 +1,4 @@
-"""The benchmarks' message: a pydantic model that encodes to about 1 KiB of JSON.
+"""The benchmarks' message (a pydantic model of about 1 KiB of JSON) and their counter.
 
 Imported by the bench scripts as ``from orders import ...``: ``python bench/NAME.py`` puts this
 folder first on ``sys.path``.
@@ -6,9 +6,11 @@ folder first on ``sys.path``.
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import BaseModel
 
-__all__ = ["MESSAGE_BYTES", "Order", "make_order", "make_orders", "note_for"]
+__all__ = ["MESSAGE_BYTES", "Counter", "Order", "make_order", "make_orders", "note_for"]
 
 MESSAGE_BYTES = 1024
 
@@ -44,3 +46,18 @@ def make_orders(count: int, size: int = MESSAGE_BYTES) -> list[Order]:
     """Build ``count`` orders up front, so model construction stays outside the timed region."""
     note = note_for(size)
     return [make_order(i, note) for i in range(count)]
+
+
+class Counter:
+    """Counts handled messages and wakes the timer when all of them are in."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.handled = 0
+        self.done = asyncio.Event()
+
+    def count(self, order: Order) -> None:
+        """Count ``order`` as handled."""
+        self.handled += 1
+        if self.handled == self.total:
+            self.done.set()

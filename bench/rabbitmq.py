@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import aio_pika
-from orders import Order, make_orders  # bench/orders.py, next to this script
+from orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 
 from framework import App
 
@@ -53,20 +53,6 @@ async def publish_windowed(
     """Publish every order with at most ``window`` confirms outstanding, as all sides do."""
     for start in range(0, len(orders), window):
         await asyncio.gather(*(publish(order) for order in orders[start : start + window]))
-
-
-class Counter:
-    """Counts handled messages and wakes the timer when all of them are in."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.handled = 0
-        self.done = asyncio.Event()
-
-    def count(self, order: Order) -> None:
-        self.handled += 1
-        if self.handled == self.total:
-            self.done.set()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "Timer"]
+__all__ = ["Clock", "SystemClock", "Timer", "parse_utc"]
 
 
 class Timer(Protocol):
@@ -57,3 +57,22 @@ class SystemClock:
         delay = when - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+def parse_utc(value: object) -> datetime | None:
+    """Read a time a message carried (ISO 8601 text or bytes, or a datetime) as aware UTC.
+
+    A time without a zone is taken as UTC; anything unreadable is None, never an error, so a
+    damaged header never keeps a message from its handler.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

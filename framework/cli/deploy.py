@@ -44,19 +44,16 @@ def provision(app_target: str, backend: str | None, env: str | None, check: bool
         )
     app = load_app(app_target)
     target = from_url(settings.backend)
-    registry = app.registry
-    total = len(registry.queues) + len(registry.topics) + len(registry.subscriptions)
-    if hasattr(target, "declare_mail_rules"):  # a backend whose broker receives mail (AWS)
-        total += len(registry.email_rules)
+    runtime = Runtime(app, target, workers=False, declare=not check)
+    total = runtime.declarations()
     done = 0
 
     def progress(what: str) -> None:
         nonlocal done
         done += 1
-        click.echo(f"[{done}/{max(total, done)}] {what}", err=True)
+        click.echo(f"[{done}/{total}] {what}", err=True)
 
     async def work() -> None:
-        runtime = Runtime(app, target, workers=False, declare=not check)
         await target.__aenter__()
         try:
             await runtime.declare(progress)

@@ -194,7 +194,12 @@ class Dispatcher:
             )
             self._observe(delivery, "poison", None, f"{exc.error_type}: {exc}")
             return False
-        mail = _summary(kwargs[self._mail_param.name]) if self._mail_param is not None else None
+        # Only observers (the dashboard) read the summary: no work for it otherwise.
+        mail = (
+            _summary(kwargs[self._mail_param.name])
+            if self._mail_param is not None and self._observers
+            else None
+        )
         if self._context_param is not None:
             kwargs[self._context_param.name] = self._context(delivery, lease)
         # The handler's duration is only logged at DEBUG or observed: skip the clock otherwise.
@@ -249,14 +254,13 @@ class Dispatcher:
             return True
         self.failed += 1
         outcome = after_failure(delivery, queue, error, self.clock.wall())
+        error_text = f"{type(error).__name__}: {error}"
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(delivery, outcome, error)
-            error_text = f"{type(error).__name__}: {error}"
             self._observe(delivery, "dead_letter", seconds, error_text, mail=mail)
         else:
             timed_out = isinstance(error, VisibilityTimeoutError)
             outcome_name: Outcome = "timeout" if timed_out else "retry"
-            error_text = f"{type(error).__name__}: {error}"
             self._observe(delivery, outcome_name, seconds, error_text, mail=mail)
             event(
                 self.logger,
@@ -266,7 +270,7 @@ class Dispatcher:
                 message_id=delivery.message_id,
                 receive_count=delivery.receive_count,
                 retry_in=outcome.delay,
-                error=f"{type(error).__name__}: {error}",
+                error=error_text,
             )
             await self.backend.release(delivery, delay=outcome.delay)
         return False

@@ -111,10 +111,27 @@ class Runtime:
             await self.backend.subscribe(sub)
             if progress is not None:
                 progress(f"subscription {sub.name!r} of topic {sub.topic!r}")
-        # A backend whose broker receives mail (AWS: SES receipt rules feeding the queues).
-        declare_mail_rules = getattr(self.backend, "declare_mail_rules", None)
-        if declare_mail_rules is not None and self.registry.email_rules:
+        declare_mail_rules = self._mail_rules_declarer()
+        if declare_mail_rules is not None:
             await declare_mail_rules(self.app.name, self.registry.email_rules, progress)
+
+    def _mail_rules_declarer(self) -> Any:
+        """The backend's ``declare_mail_rules`` when it has one and the app has mail rules.
+
+        A backend whose broker receives mail itself (AWS: SES receipt rules feeding the
+        queues) declares them; on the others the SMTP receiver applies the rules.
+        """
+        if not self.registry.email_rules:
+            return None
+        return getattr(self.backend, "declare_mail_rules", None)
+
+    def declarations(self) -> int:
+        """How many resources ``declare`` declares: one ``progress`` call each."""
+        registry = self.registry
+        count = len(registry.queues) + len(registry.topics) + len(registry.subscriptions)
+        if self._mail_rules_declarer() is not None:
+            count += len(registry.email_rules)
+        return count
 
     async def check_declared(self) -> None:
         """Raise MissingResourcesError if any resource the app declares is missing.

@@ -34,7 +34,7 @@ class _Mover:
     """
 
     def __init__(self, backend: Backend, dlq: str, to: str | None, sources: Sequence[str]) -> None:
-        self.backend, self.dlq = backend, dlq
+        self.backend = backend
         self.to, self.sources = to, sources
         self.fifo = dlq.endswith(".fifo")
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework.backends.base import AttributeValue, Delivery, Outgoing
+from framework.clock import parse_utc
 from framework.exceptions import InvalidMessageError, MessageTooLargeError
 
 __all__ = [
@@ -206,16 +207,6 @@ def _timestamp(value: object) -> datetime | None:
     return None if math.isnan(millis) else datetime.fromtimestamp(millis / 1000, UTC)
 
 
-def _datetime(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _meta(attributes: Mapping[str, Any]) -> dict[str, Any]:
     raw = attributes.get(META)
     if raw is None:
@@ -259,7 +250,7 @@ def decode(queue: str, message: Mapping[str, Any], *, now: datetime) -> Delivery
     if isinstance(packed, dict):
         attributes.update(packed)
     headers = meta.get("h")
-    sent_at = _datetime(meta.get("sent")) or _timestamp(system.get("SentTimestamp")) or now
+    sent_at = parse_utc(meta.get("sent")) or _timestamp(system.get("SentTimestamp")) or now
     first = _timestamp(system.get("ApproximateFirstReceiveTimestamp")) or now
     try:
         count = max(1, int(system.get("ApproximateReceiveCount", 1)))

@@ -16,6 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
 from framework.backends.base import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
+from framework.clock import parse_utc
 
 __all__ = [
     "ATTRIBUTES",
@@ -65,20 +66,6 @@ def receive_count(headers: Mapping[str, Any]) -> int:
     of this copy (absent, or 0, on its first delivery).
     """
     return _int(headers.get(RECEIVE_COUNT)) + _int(headers.get(DELIVERY_COUNT)) + 1
-
-
-def _datetime(value: object) -> datetime | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _text(value: object) -> str:
@@ -166,7 +153,7 @@ class Received:
         }
         if message.content_type:
             headers[CONTENT_TYPE] = message.content_type
-        sent_at = _datetime(raw.get(SENT_AT)) or message.timestamp or now
+        sent_at = parse_utc(raw.get(SENT_AT)) or message.timestamp or now
         if sent_at.tzinfo is None:
             sent_at = sent_at.replace(tzinfo=UTC)
         self.delivery = Delivery(
@@ -179,7 +166,7 @@ class Received:
             sent_at=sent_at,
             # A copy re-published by a release knows its first receipt; a broker redelivery
             # after a crash cannot, and starts again from now.
-            first_received_at=_datetime(raw.get(FIRST_RECEIVED_AT)) or now,
+            first_received_at=parse_utc(raw.get(FIRST_RECEIVED_AT)) or now,
             receipt=receipt,
             group_id=self.group_id,
             deduplication_id=_text(dedup) if dedup is not None else None,

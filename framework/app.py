@@ -6,14 +6,22 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from framework.backends.base import AttributeValue
 from framework.binding import bind
-from framework.exceptions import AppNotRunningError, DeclarationError
+from framework.exceptions import DeclarationError
+from framework.gateway.admin import ADMIN_PREFIX
+from framework.gateway.auth import Authorizer, authorizer_for
+from framework.gateway.cache import cache_for
+from framework.gateway.cors import CORS
+from framework.gateway.proxies import TrustedProxies
+from framework.gateway.throttle import throttles_for
+from framework.outgoing import PublishOptions, SendOptions
 from framework.registry import (
     ConsumerSpec,
     EmailRule,
+    GatewayOptions,
     QueueOptions,
     QueueSpec,
     Registry,
@@ -21,19 +29,20 @@ from framework.registry import (
     SubscriptionSpec,
     TopicSpec,
 )
-from framework.runtime.events import HandlerObserver
+from framework.runtime import Runtime
+from framework.runtime.events import Events
+from framework.runtime.lifecycle import DEFAULT_GRACE
 from framework.semantics.filter_policy import validate as validate_filter_policy
 from framework.smtp.config import RelayConfig, SMTPConfig
-from framework.smtp.outbound import Mailer
+from framework.smtp.outbound import Mailer, default_sender
 from framework.smtp.rules import RuleActions
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from framework.config import Settings
-    from framework.gateway.cors import CORS
+    from framework.gateway.app import Gateway
     from framework.gateway.routers import Router
-    from framework.runtime import Runtime
 
 __all__ = ["App"]
 
@@ -60,18 +69,39 @@ def _endpoint_name(endpoint: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", core).strip("-")[:40] or "endpoint"
 
 
-def _checked_gateway_options(cors: object, ranges: Sequence[str]) -> Sequence[str]:
+def _gateway_options(
+    cors: object,
+    ranges: Sequence[str],
+    max_body_size: object,
+    admin_token: str | None,
+) -> GatewayOptions:
     """Check the gateway's options now, at import, not when the gateway is first built."""
-    if cors is not None:
-        from framework.gateway.cors import CORS
-
-        if not isinstance(cors, CORS):
-            raise DeclarationError(f"App cors={cors!r} must be CORS(allow_origins=[...], ...)")
+    if cors is not None and not isinstance(cors, CORS):
+        raise DeclarationError(f"App cors={cors!r} must be CORS(allow_origins=[...], ...)")
     if ranges:
-        from framework.gateway.proxies import TrustedProxies
-
         TrustedProxies(ranges)
-    return ranges
+    if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0:
+        raise DeclarationError(
+            f"App max_body_size={max_body_size!r} must be a number of bytes (0 or more)"
+        )
+    return GatewayOptions(
+        cors=cors,
+        trusted_proxies=tuple(ranges),
+        max_body_size=max_body_size,
+        admin_token=admin_token,
+    )
+
+
+def _switch(option: str, doc: str) -> property:
+    """A boolean gateway option of the registry, readable and settable on the App."""
+
+    def get(app: App) -> bool:
+        return bool(getattr(app.registry.gateway, option))
+
+    def set_(app: App, value: bool) -> None:
+        app._set_gateway(**{option: bool(value)})
+
+    return property(get, set_, doc=doc)
 
 
 class App:
@@ -112,34 +142,65 @@ class App:
         trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.name = name
-        self.cors = cors
-        self.trusted_proxies = tuple(_checked_gateway_options(cors, trusted_proxies))
+        self.registry = Registry(
+            name=name,
+            gateway=_gateway_options(
+                cors,
+                trusted_proxies,
+                max_body_size,
+                admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None,
+            ),
+        )
         self._smtp = smtp
         self._smtp_in_code = smtp is not None
-        # Each receipt rule's reject_on/drop_on, by the rule's queue name.
-        self.email_actions: dict[str, RuleActions] = {}
-        self.max_body_size = max_body_size
-        self.handler_observers: list[HandlerObserver] = []
-        # Called with the runtime when the app starts and None when it stops (the dashboard's
-        # sampler runs in between).
-        self.runtime_observers: list[Callable[[Runtime | None], None]] = []
-        self.registry = Registry()
-        self.admin_token = admin_token or os.environ.get("FRAMEWORK_ADMIN_TOKEN") or None
-        local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "app"
+        # The hub the runtime, the gateway's metrics and dashboard, and the app itself share.
+        self.events: Events[Runtime] = Events(name)
         self.mail = Mailer(
-            self,
-            sender=mail_from or f"{local_part}@localhost",
+            lambda: self.runtime.backend,
+            sender=mail_from or default_sender(name),
             relay=mail_relay or RelayConfig.from_env(),
         )
-        self._runtime: Runtime | None = None
-        self._asgi: ASGIApp | None = None
+        self._gateway: Gateway | None = None
+        self._authorizers: dict[int, tuple[object, Authorizer]] = {}
 
-    # Per-route HTTP metrics and /metrics; set False before the gateway is built to drop both.
-    metrics: bool = True
-    # /openapi.json and /docs; set False before the gateway is built to serve neither.
-    openapi: bool = True
-    # /_framework/dashboard and its once-a-second sampler; set False before the gateway is built.
-    dashboard: bool = True
+    metrics = _switch("metrics", "Per-route HTTP metrics and ``/metrics`` (set before serving).")
+    openapi = _switch("openapi", "``/openapi.json`` and ``/docs`` (set before serving).")
+    dashboard = _switch("dashboard", "``/_framework/dashboard`` and its sampler.")
+
+    @property
+    def admin_token(self) -> str | None:
+        """The admin API's bearer token, or None (open)."""
+        return self.registry.gateway.admin_token
+
+    @admin_token.setter
+    def admin_token(self, token: str | None) -> None:
+        self._set_gateway(admin_token=token or None)
+
+    @property
+    def cors(self) -> CORS | None:
+        """The cross-origin policy of the gateway's routes."""
+        cors: CORS | None = self.registry.gateway.cors
+        return cors
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """The reverse proxies whose ``X-Forwarded-For`` the gateway believes."""
+        return self.registry.gateway.trusted_proxies
+
+    @property
+    def max_body_size(self) -> int:
+        """The largest HTTP request body the gateway accepts, in bytes."""
+        return self.registry.gateway.max_body_size
+
+    def _set_gateway(self, **changes: Any) -> None:
+        self.registry.gateway = replace(self.registry.gateway, **changes)
+        self._drop_gateway()
+
+    def _drop_gateway(self) -> None:
+        """Forget the built gateway (a route or an option changed): it is built again."""
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"
@@ -191,8 +252,9 @@ class App:
         """Serve the decorated function at ``path`` (under ``/VERSION`` when ``version`` is set).
 
         Raises:
-            DeclarationError: For a path without a leading '/', an unknown method, or a
-                handler parameter that cannot be bound.
+            DeclarationError: For a path without a leading '/' or under ``/_framework``, an
+                unknown method, a handler parameter that cannot be bound, or an ``auth=``,
+                ``throttle=`` or ``cache=`` that is not one of the documented forms.
         """
         if not path.startswith("/"):
             raise DeclarationError(f"route {path!r}: the path must start with '/'")
@@ -207,6 +269,13 @@ class App:
 
         def register(handler: H) -> H:
             binder = bind(handler, kind="route", path=path, methods=upper)
+            where = binder.handler_name
+            full_path = f"/{version}{path}" if version else path
+            if full_path == ADMIN_PREFIX or full_path.startswith(ADMIN_PREFIX + "/"):
+                raise DeclarationError(f"{where}: {full_path} is reserved for the admin API")
+            authorizer = self._authorizer(auth, where) if auth is not None else None
+            if cache is not None and "GET" not in upper:
+                raise DeclarationError(f"{where}: cache= only applies to GET routes")
             spec = RouteSpec(
                 path=path,
                 methods=upper,
@@ -214,9 +283,13 @@ class App:
                 binder=binder,
                 status_code=status_code,
                 version=version,
-                auth=auth,
-                throttle=throttle,
-                cache=cache,
+                auth=authorizer,
+                throttle=(
+                    throttles_for(throttle, where, authorizer is not None)
+                    if throttle is not None
+                    else None
+                ),
+                cache=cache_for(cache, where) if cache is not None else None,
                 name=name or handler.__name__,
             )
             for other in self.registry.routes:
@@ -226,10 +299,19 @@ class App:
                         f"served by {other.binder.handler_name}"
                     )
             self.registry.routes.append(spec)
-            self._asgi = None
+            self._drop_gateway()
             return handler
 
         return register
+
+    def _authorizer(self, auth: object, where: str) -> Authorizer:
+        """Check ``auth=``; the same value on several routes gives one authorizer (one scheme)."""
+        known = self._authorizers.get(id(auth))
+        if known is not None and known[0] is auth:
+            return known[1]
+        checked = authorizer_for(auth, where)
+        self._authorizers[id(auth)] = (auth, checked)
+        return checked
 
     def router(
         self,
@@ -247,7 +329,9 @@ class App:
         """
         from framework.gateway.routers import Router
 
-        return Router(self, prefix, version=version, auth=auth, throttle=throttle, cache=cache)
+        return Router(
+            self.route, prefix, version=version, auth=auth, throttle=throttle, cache=cache
+        )
 
     def queue(self, name: str, **options: Unpack[QueueOptions]) -> QueueSpec:
         """Declare a queue without a handler (to send to, or consume elsewhere)."""
@@ -347,9 +431,9 @@ class App:
         Raises:
             DeclarationError: For an unsupported endpoint or an invalid filter policy.
         """
-        from framework.runtime.endpoints import backoff, endpoint_handler
+        from framework.runtime.endpoint_delivery import backoff, endpoint_handler
 
-        handler = endpoint_handler(self, topic, endpoint)
+        handler = endpoint_handler(topic, endpoint)
         handler.__name__ = handler.__qualname__ = name or _endpoint_name(endpoint)
         options.setdefault("retry_delay", backoff)
         self.on_topic(
@@ -392,11 +476,12 @@ class App:
         def register(handler: H) -> H:
             with _named(handler):
                 spec = QueueSpec.from_options(f"email-{handler.__name__}", **options)
+                spec = replace(spec, carries_mail=True)
                 binder = bind(handler, kind="email")
             self.registry.add_consumer(ConsumerSpec(spec, handler, binder, kind="email"))
-            self.registry.email_rules.append(EmailRule(tuple(recipients), spec, stop=stop))
-            if actions is not None:
-                self.email_actions[spec.name] = actions
+            self.registry.email_rules.append(
+                EmailRule(tuple(recipients), spec, stop=stop, actions=actions)
+            )
             return handler
 
         return register
@@ -405,102 +490,93 @@ class App:
 
     @property
     def runtime(self) -> Runtime:
-        """The runtime the app is attached to.
+        """The runtime the app runs on now.
 
         Raises:
             AppNotRunningError: If the app is not running.
         """
-        if self._runtime is None:
-            raise AppNotRunningError(
-                f"app {self.name!r} is not running: start it with `framework run`, "
-                "`async with TestApp(app)` or `async with app.run(backend)`"
-            )
-        return self._runtime
+        return self.events.current()
 
-    def _attach(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        for observer in self.runtime_observers:
-            observer(runtime)
+    def run(
+        self,
+        backend: str | Any = "memory://",
+        *,
+        workers: bool = True,
+        declare: bool = True,
+        grace: float = DEFAULT_GRACE,
+    ) -> Runtime:
+        """Return a runtime for ``async with``: the app on ``backend`` (a URL or a backend).
 
-    def _detach(self, runtime: Runtime) -> None:
-        if self._runtime is runtime:
-            self._runtime = None
-            for observer in self.runtime_observers:
-                observer(None)
-
-    def run(self, backend: str | Any = "memory://", *, workers: bool = True) -> Runtime:
-        """Return a runtime for ``async with``: the app on ``backend`` (a URL or a backend)."""
+        Args:
+            backend: A backend URL, or a backend instance.
+            workers: Run the queue, topic and mail workers.
+            declare: Create what the app declares; with False, check that it exists.
+            grace: Seconds handlers in flight get to finish on stop (default 30).
+        """
         from framework.backends import from_url
-        from framework.runtime import Runtime
 
         instance = from_url(backend) if isinstance(backend, str) else backend
-        return Runtime(self, instance, workers=workers)
+        return Runtime(
+            self.registry,
+            instance,
+            events=self.events,
+            app=self,
+            workers=workers,
+            declare=declare,
+            grace=grace,
+        )
 
     @property
     def asgi(self) -> ASGIApp:
         """The HTTP gateway as an ASGI application, for any ASGI server."""
-        if self._asgi is None:
-            from framework.gateway import build
+        return self.gateway()
 
-            self._asgi = build(self)
-        return self._asgi
+    def gateway(self, *, clock: Callable[[], float] | None = None) -> Gateway:
+        """Return the app's gateway, built now from the registry if it was not yet.
 
-    async def send(
-        self,
-        queue: str,
-        body: object,
-        *,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        delay: float = 0,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+        Args:
+            clock: Wall-clock seconds for throttles, caches and quotas (tests pass their
+                own); a gateway with its own clock is built anew and not kept.
+        """
+        from framework.gateway import build
+
+        if clock is not None:
+            return build(self.registry, self.events, clock=clock)
+        if self._gateway is None:
+            self._gateway = build(self.registry, self.events)
+        return self._gateway
+
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send ``body`` to ``queue``; return the message id.
 
         Args:
             queue: A declared queue.
             body: A pydantic model, a dict or list (JSON), str or bytes.
-            attributes: Message attributes (str, int, float, bool), at most 10.
-            delay: Seconds (0-900) before the message becomes visible.
-            group_id: The FIFO message group (required on FIFO queues).
-            deduplication_id: The FIFO deduplication id (or use content-based deduplication).
+            **options: ``attributes`` (str, int, float, bool; at most 10), ``delay``
+                (seconds, 0-900, before the message becomes visible), ``group_id`` (the
+                FIFO message group, required on FIFO queues) and ``deduplication_id`` (or
+                use content-based deduplication).
 
         Raises:
             UnknownQueueError: If the queue is not declared.
             MessageTooLargeError: If body and attributes exceed the queue's limit.
             AppNotRunningError: If the app is not running.
         """
-        return await self.runtime.send(
-            queue,
-            body,
-            attributes=attributes,
-            delay=delay,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
-        )
+        return await self.events.current().send(queue, body, **options)
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        *,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+    async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Publish ``body`` to every matching subscription of ``topic``; return the message id.
+
+        Args:
+            topic: A declared topic.
+            body: A pydantic model, a dict or list (JSON), str or bytes.
+            **options: ``attributes``, ``group_id`` and ``deduplication_id``, as for ``send``.
 
         Raises:
             UnknownTopicError: If the topic is not declared.
             MessageTooLargeError: If body and attributes exceed 256 KiB.
         """
-        return await self.runtime.publish(
-            topic,
-            body,
-            attributes=attributes,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
-        )
+        return await self.events.current().publish(topic, body, **options)
 
     async def redrive(self, dlq: str, to: str | None = None, limit: int | None = None) -> int:
         """Move dead letters from ``dlq`` back to their source queue (or ``to``).

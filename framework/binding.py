@@ -142,6 +142,20 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+# Which handler kinds each special parameter can be given to, and what to use instead.
+_SPECIAL_KINDS = {
+    "context": ({"queue", "topic", "email"}, "a route has no message; use request: Request"),
+    "mail": ({"email"}, "only an @on_email handler gets the mail"),
+    "request": ({"route"}, "only a route has a request; use ctx: Context"),
+}
+
+
+def _check_special(name: str, kind: str, param: str, special: str) -> None:
+    kinds, instead = _SPECIAL_KINDS[special]
+    if kind not in kinds:
+        raise DeclarationError(f"{name}: parameter {param!r} cannot be bound: {instead}")
+
+
 def bind(
     handler: Callable[..., Any],
     *,
@@ -183,6 +197,7 @@ def bind(
         annotation = hints.get(p.name, Any)
         special = {Context: "context", Email: "mail", Request: "request"}.get(annotation)
         if special is not None:
+            _check_special(name, kind, p.name, special)
             source = special
         elif kind == "route" and p.name in path_names:
             source = "path"

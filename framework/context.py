@@ -6,9 +6,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, Unpack
 
-from framework.backends.base import (
+from framework.messages import (
     DLQ_ERROR_MESSAGE,
     DLQ_ERROR_TYPE,
     DLQ_RECEIVE_COUNT,
@@ -19,9 +19,27 @@ from framework.backends.base import (
 )
 
 if TYPE_CHECKING:
-    from framework.app import App
+    from framework.outgoing import PublishOptions, SendOptions
+    from framework.smtp.outbound import Mailer
 
-__all__ = ["Context", "DeadLetterInfo", "Message"]
+__all__ = ["AppHandle", "Context", "DeadLetterInfo", "Message"]
+
+
+class AppHandle(Protocol):
+    """**Protocol**: what a handler reaches through ``ctx.app``: sending, publishing, mail.
+
+    The ``App`` is one; so is a ``Runtime`` built without an ``App`` (in a test, on Lambda).
+    """
+
+    @property
+    def mail(self) -> Mailer:
+        """The app's mailer (``await ctx.app.mail.send(...)``)."""
+
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
+        """Send ``body`` to ``queue``; see ``App.send``."""
+
+    async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
+        """Publish ``body`` to ``topic``; see ``App.publish``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +118,7 @@ class Context:
     def __init__(
         self,
         *,
-        app: App,
+        app: AppHandle,
         message: Message,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         remaining: Callable[[], float],

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from framework.exceptions import DeclarationError
+from framework.smtp.rules import RuleActions
 
 if TYPE_CHECKING:
     from framework.binding import Binder
@@ -15,12 +16,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ConsumerSpec",
     "EmailRule",
+    "GatewayOptions",
     "QueueOptions",
     "QueueSpec",
     "Registry",
     "RouteSpec",
     "SubscriptionSpec",
     "TopicSpec",
+    "rules_for",
 ]
 
 RetryDelay = float | Callable[[int], float]
@@ -78,6 +81,9 @@ class QueueSpec:
     retry_delay: RetryDelay | None = None
     max_message_size: int = DEFAULT_MESSAGE_SIZE
     is_dead_letter_queue: bool = False
+    # Fed by a receipt rule (``@on_email``): the backend hands over received mail as the SMTP
+    # receiver stores it (on AWS it unwraps SES's notification).
+    carries_mail: bool = False
 
     @classmethod
     def from_options(cls, name: str, **options: Any) -> QueueSpec:
@@ -162,6 +168,7 @@ class QueueSpec:
             max_message_size=self.max_message_size,
             visibility_timeout=self.visibility_timeout,
             is_dead_letter_queue=True,
+            carries_mail=self.carries_mail,
         )
 
 
@@ -285,6 +292,7 @@ class EmailRule:
     recipients: tuple[str, ...]
     queue: QueueSpec
     stop: bool = False
+    actions: RuleActions | None = None
 
     def matches(self, address: str) -> bool:
         """True if ``address`` satisfies one of the rule's recipient conditions.
@@ -307,10 +315,50 @@ class EmailRule:
         return False
 
 
+def rules_for(rules: Sequence[EmailRule], recipient: str) -> list[EmailRule]:
+    """Return the rules matching ``recipient``, in order, up to and including a stop rule."""
+    chosen: list[EmailRule] = []
+    for rule in rules:
+        if rule.matches(recipient):
+            chosen.append(rule)
+            if rule.stop:
+                break
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """How the app's HTTP gateway is served, checked when the ``App`` is made.
+
+    Attributes:
+        cors: A ``framework.gateway.CORS``, or None for no cross-origin access.
+        trusted_proxies: CIDR ranges whose ``X-Forwarded-For`` names the client.
+        max_body_size: The largest request body accepted, in bytes (413 above).
+        admin_token: The bearer token of the admin API under ``/_framework/``, or None.
+        metrics: Per-route metrics and ``/metrics``.
+        openapi: ``/openapi.json`` and ``/docs``.
+        dashboard: ``/_framework/dashboard`` and its sampler.
+    """
+
+    cors: Any = None
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_size: int = 1_048_576
+    admin_token: str | None = None
+    metrics: bool = True
+    openapi: bool = True
+    dashboard: bool = True
+
+
 @dataclass(slots=True)
 class Registry:
-    """Everything an app declares, in declaration order."""
+    """Everything an app declares, in declaration order: the complete description of the app.
 
+    The runtime, the gateway, the SMTP receiver and the Lambda handler are built from it (and
+    their collaborators), never from the ``App``.
+    """
+
+    name: str = "app"
+    gateway: GatewayOptions = field(default_factory=GatewayOptions)
     queues: dict[str, QueueSpec] = field(default_factory=dict)
     topics: dict[str, TopicSpec] = field(default_factory=dict)
     subscriptions: list[SubscriptionSpec] = field(default_factory=list)

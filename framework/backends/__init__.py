@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import importlib
 
-from framework.backends.base import (
+from framework.backends.base import Backend, CanCheckDeclared, CanDeclareMailRules
+from framework.exceptions import MissingDependencyError, UnknownBackendError
+from framework.messages import (
     AttributeValue,
-    Backend,
-    CanCheckDeclared,
-    CanDeclareMailRules,
     DeadLetterReason,
     Delivery,
     Outgoing,
     OutgoingMail,
     QueueStats,
 )
-from framework.exceptions import MissingDependencyError, UnknownBackendError
 
 __all__ = [
     "AttributeValue",

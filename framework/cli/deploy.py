@@ -16,11 +16,10 @@ import click
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
 from framework.backends.aws.settings import physical_name
+from framework.cli.errors import one_line_errors
 from framework.cli.loading import load_app
-from framework.cli.main import _one_line_errors
 from framework.config import load_settings
 from framework.exceptions import ConfigError
-from framework.runtime import Runtime
 
 __all__ = ["export", "provision"]
 
@@ -30,7 +29,7 @@ __all__ = ["export", "provision"]
 @click.option("--backend", help="Backend URL: amqp://..., aws://REGION (FRAMEWORK_BACKEND).")
 @click.option("--env", "env", help="Profile from [tool.framework.env.NAME] in pyproject.toml.")
 @click.option("--check", is_flag=True, help="Create nothing: list what is missing, exit 1 if any.")
-@_one_line_errors
+@one_line_errors
 def provision(app_target: str, backend: str | None, env: str | None, check: bool) -> None:
     """Create APP's queues, dead-letter queues, topics and subscriptions on the backend.
 
@@ -44,7 +43,7 @@ def provision(app_target: str, backend: str | None, env: str | None, check: bool
         )
     app = load_app(app_target)
     target = from_url(settings.backend)
-    runtime = Runtime(app, target, workers=False, declare=not check)
+    runtime = app.run(target, workers=False, declare=not check)
     total = runtime.declarations()
     done = 0
 
@@ -78,7 +77,7 @@ def export() -> None:
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (stdout)."
 )
-@_one_line_errors
+@one_line_errors
 def cloudformation(app_target: str, output: str | None) -> None:
     """Print APP's queues, topics, subscriptions and mail rules as a CloudFormation template."""
     app = load_app(app_target)

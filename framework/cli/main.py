@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any, TypeVar
 
 import anyio
 import click
 
+from framework.cli.deploy import export, provision
+from framework.cli.errors import one_line_errors
 from framework.cli.loading import load_app
 from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings
-from framework.exceptions import FrameworkError
 from framework.logs import configure
 
 __all__ = ["cli", "main"]
@@ -23,20 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 LOCAL_SERVER = "http://127.0.0.1:8000"
-
-
-def _one_line_errors(command: F) -> F:
-    """Turn framework errors into one line on stderr and exit status 1, never a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except FrameworkError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -73,7 +59,7 @@ def cli() -> None:
 )
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
-@_one_line_errors
+@one_line_errors
 def run(
     app_target: str,
     backend: str | None,
@@ -163,7 +149,7 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
 )
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def queues(
     app_target: str | None,
     names: tuple[str, ...],
@@ -204,7 +190,7 @@ def queues(
 @click.option("--limit", type=click.IntRange(min=1), help="Move at most N messages.")
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def redrive(
     dlq: str,
     to: str | None,
@@ -263,7 +249,7 @@ def _producer_options(command: F) -> F:
 @_producer_options
 @click.option("--delay", type=click.FloatRange(0, 900), default=0, help="Seconds before visible.")
 @_ops_options
-@_one_line_errors
+@one_line_errors
 def send(queue: str, body: str, delay: float, **options: Any) -> None:
     """Send BODY (JSON, or text; - reads stdin) to QUEUE."""
     _produce("send", queue, body, {"delay": delay}, **options)
@@ -274,7 +260,7 @@ def send(queue: str, body: str, delay: float, **options: Any) -> None:
 @click.argument("body")
 @_producer_options
 @_ops_options
-@_one_line_errors
+@one_line_errors
 def publish(topic: str, body: str, **options: Any) -> None:
     """Publish BODY (JSON, or text; - reads stdin) to TOPIC."""
     _produce("publish", topic, body, {}, **options)
@@ -312,7 +298,7 @@ def _produce(
 @click.argument("queue")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_ops_options
-@_one_line_errors
+@one_line_errors
 def purge(
     queue: str,
     yes: bool,
@@ -334,7 +320,7 @@ def purge(
 @click.argument("app_target", metavar="[APP]", required=False)
 @_ops_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def routes(
     app_target: str | None,
     server: str | None,
@@ -357,14 +343,8 @@ def routes(
         click.echo(f"{methods:<12} {row['path']:<40} {row['handler']}")
 
 
-def _register() -> None:
-    from framework.cli.deploy import export, provision
-
-    cli.add_command(provision)
-    cli.add_command(export)
-
-
-_register()
+cli.add_command(provision)
+cli.add_command(export)
 
 
 def main() -> None:

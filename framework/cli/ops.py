@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import httpx
 
 from framework.backends import from_url
-from framework.backends.base import Backend, Outgoing
+from framework.backends.base import Backend
 from framework.exceptions import (
     BackendUnavailableError,
     ConfigError,
@@ -18,8 +18,9 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.messages import Outgoing
+from framework.outgoing import SendOptions, build_undeclared, options_of
 from framework.runtime import operations
-from framework.runtime.lifecycle import build_undeclared
 
 __all__ = ["BackendOps", "Ops", "Progress", "ServerOps", "parse_body"]
 
@@ -231,16 +232,7 @@ def _outgoing(
     kind: str, name: str, body: Any, options: Mapping[str, Any], *, limit: int
 ) -> Outgoing:
     """Build a message for a queue or topic from the CLI's options."""
-    return build_undeclared(
-        kind,
-        name,
-        body,
-        limit,
-        attributes=options.get("attributes"),
-        delay=options.get("delay") or 0,
-        group_id=options.get("group_id"),
-        deduplication_id=options.get("deduplication_id"),
-    )
+    return build_undeclared(kind, name, body, limit, **options_of(options, SendOptions))
 
 
 def routes_of(app: Any) -> list[dict[str, Any]]:

@@ -122,11 +122,11 @@ async def serve(
 
                 outer.start_soon(watch)
                 try:
-                    async with Runtime(
-                        app, backend, workers=workers, declare=declare, grace=grace
+                    async with app.run(
+                        backend, workers=workers, declare=declare, grace=grace
                     ) as runtime:
                         started = True
-                        receiver = await _start_receiver(runtime, host, smtp_port)
+                        receiver = await _start_receiver(app, runtime, host, smtp_port)
                         event(
                             log,
                             logging.INFO,
@@ -158,11 +158,13 @@ async def serve(
     event(log, logging.INFO, "app.stopped", app=app.name)
 
 
-async def _start_receiver(runtime: Runtime, host: str, port: int | None) -> Receiver | None:
+async def _start_receiver(
+    app: App, runtime: Runtime, host: str, port: int | None
+) -> Receiver | None:
     """Start the SMTP receiver when there is a port and the app has ``@on_email`` handlers."""
-    if port is None or not runtime.app.registry.email_rules:
+    if port is None or not app.registry.email_rules:
         return None
-    receiver = Receiver(runtime, host=host, port=port)
+    receiver = Receiver(app.registry, runtime.backend, app.smtp, host=host, port=port)
     try:
         await receiver.start()
     except OSError as exc:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -63,15 +64,15 @@ from framework.gateway.errors import HTTPError, RequestValidationError, field_er
 from framework.gateway.inputs import check_json_content_type, header, read_body
 from framework.gateway.responses import send_json
 from framework.gateway.routing import Endpoint
-from framework.registry import DEFAULT_MESSAGE_SIZE
+from framework.outgoing import PublishOptions, SendOptions, build_undeclared, options_of
+from framework.registry import DEFAULT_MESSAGE_SIZE, Registry
 from framework.runtime import operations
-from framework.runtime.lifecycle import build_undeclared
+from framework.runtime.events import Events
 
 if TYPE_CHECKING:
-    from framework.app import App
     from framework.runtime import Runtime
 
-__all__ = ["ADMIN_PREFIX", "admin_routes"]
+__all__ = ["ADMIN_PREFIX", "AdminTarget", "admin_routes"]
 
 ADMIN_PREFIX = "/_framework"
 
@@ -127,19 +128,36 @@ class Selection(BaseModel):
     message_ids: list[str] = Field(max_length=1000)
 
 
-Operation = Callable[["App", Scope, Receive, int], Awaitable[tuple[int, Any]]]
-"""An admin operation: ``(app, scope, receive, max body size)`` to ``(status, JSON data)``."""
+@dataclass(frozen=True, slots=True)
+class AdminTarget:
+    """What the admin operations act on: the app's description and its running runtime."""
+
+    registry: Registry
+    events: Events[Runtime]
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime running now.
+
+        Raises:
+            AppNotRunningError: If the app is not running (the API answers 503).
+        """
+        return self.events.current()
+
+
+Operation = Callable[[AdminTarget, Scope, Receive, int], Awaitable[tuple[int, Any]]]
+"""An admin operation: ``(target, scope, receive, max body size)`` to ``(status, JSON data)``."""
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def admin_routes(
-    app: App, max_body_size: int, dashboard: Operation | None = None
+    target: AdminTarget, max_body_size: int, dashboard: Operation | None = None
 ) -> list[tuple[str, tuple[str, ...], Endpoint]]:
     """Return the admin API's routes as ``(path, methods, endpoint)``.
 
     Args:
-        app: The app whose runtime the operations act on.
+        target: The app (and its runtime, once running) the operations act on.
         max_body_size: The largest request body accepted, in bytes.
         dashboard: The operation serving ``GET /_framework/dashboard/state``, if any.
     """
@@ -157,16 +175,16 @@ def admin_routes(
     if dashboard is not None:
         ops.append(("GET", "/dashboard/state", dashboard))
     return [
-        (ADMIN_PREFIX + path, (method,), _endpoint(app, op, max_body_size))
+        (ADMIN_PREFIX + path, (method,), _endpoint(target, op, max_body_size))
         for method, path, op in ops
     ]
 
 
-def _endpoint(app: App, operation: Operation, limit: int) -> Endpoint:
+def _endpoint(target: AdminTarget, operation: Operation, limit: int) -> Endpoint:
     async def endpoint(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        _authorize(app.admin_token, header(scope, b"authorization"))
+        _authorize(target.registry.gateway.admin_token, header(scope, b"authorization"))
         try:
-            status, data = await operation(app, scope, receive, limit)
+            status, data = await operation(target, scope, receive, limit)
         except FrameworkError as exc:
             for kind, code in _STATUS:
                 if isinstance(exc, kind):
@@ -207,28 +225,25 @@ async def _json(scope: Scope, receive: Receive, limit: int, model: type[M], *, e
 # --- operations ---------------------------------------------------------------------------
 
 
-async def _health(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    return 200, {"status": "ok", "app": app.name}
+async def _health(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    return 200, {"status": "ok", "app": target.registry.name}
 
 
-async def _queues(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    stats = await operations.queue_stats(app.runtime.backend)
+async def _queues(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    stats = await operations.queue_stats(target.runtime.backend)
     return 200, {"queues": [s.as_dict() for s in stats]}
 
 
-async def _send(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
+async def _send(target: AdminTarget, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = target.runtime
     name: str = scope["path_params"]["name"]
     m = await _json(scope, receive, limit, QueueMessage, empty=False)
     if name in runtime.registry.queues:
-        message_id = await runtime.send(
-            name,
-            m.body,
-            attributes=m.attributes,
-            delay=m.delay or 0,
-            group_id=m.group_id,
-            deduplication_id=m.deduplication_id,
-        )
+        message_id = await runtime.send(name, m.body, **options_of(m.model_dump(), SendOptions))
     else:
         message_id = await _send_undeclared(runtime, name, m)
     return 201, {"message_id": message_id}
@@ -237,29 +252,18 @@ async def _send(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[i
 async def _send_undeclared(runtime: Runtime, name: str, m: QueueMessage) -> str:
     """Send to a queue the backend has but this app does not declare (another app's queue)."""
     message = build_undeclared(
-        "queue",
-        name,
-        m.body,
-        DEFAULT_MESSAGE_SIZE,
-        attributes=m.attributes,
-        delay=m.delay or 0,
-        group_id=m.group_id,
-        deduplication_id=m.deduplication_id,
+        "queue", name, m.body, DEFAULT_MESSAGE_SIZE, **options_of(m.model_dump(), SendOptions)
     )
     return await runtime.backend.send(name, message)
 
 
-async def _publish(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
+async def _publish(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    runtime = target.runtime
     name: str = scope["path_params"]["name"]
     m = await _json(scope, receive, limit, TopicMessage, empty=False)
-    message_id = await runtime.publish(
-        name,
-        m.body,
-        attributes=m.attributes,
-        group_id=m.group_id,
-        deduplication_id=m.deduplication_id,
-    )
+    message_id = await runtime.publish(name, m.body, **options_of(m.model_dump(), PublishOptions))
     return 201, {"message_id": message_id}
 
 
@@ -292,8 +296,8 @@ def _query_limit(scope: Scope, default: int, most: int) -> int:
     return int(raw)
 
 
-async def _peek(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
+async def _peek(target: AdminTarget, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+    runtime = target.runtime
     name: str = scope["path_params"]["name"]
     count = _query_limit(scope, 10, 100)
     await _known(runtime, name)
@@ -301,8 +305,10 @@ async def _peek(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[i
     return 200, {"messages": [message_json(d) for d in deliveries]}
 
 
-async def _delete(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
+async def _delete(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    runtime = target.runtime
     name: str = scope["path_params"]["name"]
     chosen = await _json(scope, receive, limit, Selection, empty=False)
     await _known(runtime, name)
@@ -310,8 +316,10 @@ async def _delete(app: App, scope: Scope, receive: Receive, limit: int) -> tuple
     return 200, {"deleted": deleted, "not_found": missing}
 
 
-async def _redrive(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    runtime = app.runtime
+async def _redrive(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    runtime = target.runtime
     name: str = scope["path_params"]["name"]
     r = await _json(scope, receive, limit, Redrive, empty=True)
     await _known(runtime, name, r.to)
@@ -334,10 +342,14 @@ async def _redrive(app: App, scope: Scope, receive: Receive, limit: int) -> tupl
     return 200, {"moved": moved}
 
 
-async def _purge(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
+async def _purge(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
     name: str = scope["path_params"]["name"]
-    return 200, {"purged": await app.runtime.backend.purge(name)}
+    return 200, {"purged": await target.runtime.backend.purge(name)}
 
 
-async def _routes(app: App, scope: Scope, receive: Receive, limit: int) -> tuple[int, Any]:
-    return 200, {"routes": [spec.as_dict() for spec in app.registry.routes]}
+async def _routes(
+    target: AdminTarget, scope: Scope, receive: Receive, limit: int
+) -> tuple[int, Any]:
+    return 200, {"routes": [spec.as_dict() for spec in target.registry.routes]}

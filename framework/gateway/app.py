@@ -1,4 +1,4 @@
-"""The gateway: an ASGI application serving an App's routes and the admin API.
+"""The gateway: an ASGI application serving an app's routes and the admin API.
 
 It is one callable, not a middleware stack: it gives the request its id, finds the endpoint,
 and turns whatever goes wrong into a JSON error response. Everything else was decided when it
@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from framework.exceptions import DeclarationError
-from framework.gateway.admin import ADMIN_PREFIX, admin_routes
-from framework.gateway.auth import authorizer_for, guarded
-from framework.gateway.cache import cache_for, cached
+from framework.gateway.admin import AdminTarget, admin_routes
+from framework.gateway.auth import guarded
+from framework.gateway.cache import cached
 from framework.gateway.cors import CORSPolicy
 from framework.gateway.dashboard import Dashboard
 from framework.gateway.endpoints import route_endpoint
@@ -29,11 +28,12 @@ from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import Endpoint, RouteTable
-from framework.gateway.throttle import throttled, throttles_for
+from framework.gateway.throttle import throttled
+from framework.runtime.events import Events
 
 if TYPE_CHECKING:
-    from framework.app import App
-    from framework.registry import RouteSpec
+    from framework.registry import Registry, RouteSpec
+    from framework.runtime import Runtime
 
 __all__ = ["Gateway", "build"]
 
@@ -41,14 +41,14 @@ log = logging.getLogger("framework.gateway")
 
 
 class Gateway:
-    """The HTTP gateway of ``app``, an ASGI application any ASGI server can serve.
+    """The HTTP gateway of an app, an ASGI application any ASGI server can serve.
 
     Every response carries ``X-Request-ID``: the request's own when it is a sane token (1-128
     characters of ``[A-Za-z0-9._-]``), else a new uuid4 hex. A handler taking
     ``request: Request`` finds it in ``request.state.request_id``.
 
     Errors are JSON ``{"detail": ...}``: 404 and 405 (with ``Allow``), 413 for a body over
-    ``app.max_body_size`` bytes (default 1 MiB), 415 for a body that is not JSON, 422 with field
+    ``max_body_size`` bytes (default 1 MiB), 415 for a body that is not JSON, 422 with field
     errors for invalid input, and 500 ``{"detail": "internal server error", "request_id": ...}``
     for any exception a handler raises, framework errors included (an unknown queue, or a
     message that ``app.send`` refuses, is a bug in the server, not in the request). A handler
@@ -66,28 +66,32 @@ class Gateway:
     is one of the app's ``trusted_proxies`` (never otherwise), and a CORS preflight is answered
     when the app has ``cors=``; CORS headers are then added to every answer.
 
-    Args:
-        app: The app whose routes to serve.
-        clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
+    Built from the registry alone (its routes in their checked forms, its gateway options)
+    and the events hub, which tells it the running runtime and the settled deliveries: it
+    never reads the ``App``. ``close`` unsubscribes it from the hub.
 
-    Raises:
-        DeclarationError: If a route cannot be served: a path under ``/_framework``, a
-            parameter a route cannot give, or an ``auth=``, ``throttle=`` or ``cache=`` that
-            is not one of the documented forms.
+    Args:
+        registry: The app's description: routes and gateway options.
+        events: The app's events hub.
+        clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
     """
 
-    def __init__(self, app: App, *, clock: Callable[[], float] = time.time) -> None:
-        self.app = app
+    def __init__(
+        self,
+        registry: Registry,
+        events: Events[Runtime],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        options = registry.gateway
+        self.registry = registry
         self.clock = clock
-        self.max_body_size = _max_body_size(app)
-        self.cors = CORSPolicy(app.cors) if app.cors is not None else None
-        self.proxies = TrustedProxies(app.trusted_proxies) if app.trusted_proxies else None
-        self.metrics = Metrics(app) if app.metrics else None
+        self.max_body_size = options.max_body_size
+        self.cors = CORSPolicy(options.cors) if options.cors is not None else None
+        self.proxies = TrustedProxies(options.trusted_proxies) if options.trusted_proxies else None
+        self.metrics = Metrics(events) if options.metrics else None
         self.routes = RouteTable()
-        for spec in app.registry.routes:
-            where = spec.binder.handler_name
-            if spec.full_path == ADMIN_PREFIX or spec.full_path.startswith(ADMIN_PREFIX + "/"):
-                raise DeclarationError(f"{where}: {spec.full_path} is reserved for the admin API")
+        for spec in registry.routes:
             endpoint = self._pipeline(spec)
             # HEAD first: adding GET would otherwise claim HEAD before an explicit HEAD.
             for method in sorted(spec.methods, key=lambda m: m != "HEAD"):
@@ -97,35 +101,41 @@ class Gateway:
                     served = self.metrics.instrument(endpoint, spec.full_path, method, version)
                 self.routes.add(spec.full_path, (method,), served)
         # The app's own routes at these paths win: adding ours would refuse to build.
-        taken = {spec.full_path for spec in app.registry.routes}
+        taken = {spec.full_path for spec in registry.routes}
         built_in: list[tuple[str, Endpoint]] = []
         if self.metrics is not None:
             built_in.append((METRICS_PATH, self.metrics.endpoint))
-        if app.openapi:
-            openapi = OpenAPI(app)
+        if options.openapi:
+            openapi = OpenAPI(registry)
             built_in += [(OPENAPI_PATH, openapi.document), (DOCS_PATH, openapi.page)]
         for path, endpoint in built_in:
             if path not in taken:
                 self.routes.add(path, ("GET",), endpoint)
-        self.dashboard = Dashboard(app, self.metrics) if app.dashboard else None
+        self.dashboard = Dashboard(registry, events, self.metrics) if options.dashboard else None
         state = self.dashboard.state_operation if self.dashboard is not None else None
-        for path, methods, endpoint in admin_routes(app, self.max_body_size, state):
+        target = AdminTarget(registry, events)
+        for path, methods, endpoint in admin_routes(target, self.max_body_size, state):
             self.routes.add(path, methods, endpoint)
         for path, endpoint in self.dashboard.routes() if self.dashboard is not None else ():
             self.routes.add(path, ("GET",), endpoint)
 
+    def close(self) -> None:
+        """Stop observing the app's events (the gateway is being replaced)."""
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.dashboard is not None:
+            self.dashboard.close()
+
     def _pipeline(self, spec: RouteSpec) -> Endpoint:
         """Chain what the route declares, outermost first: authorizer, throttles, cache, handler.
 
-        Only declared stages are chained, so a route without them pays nothing for them.
+        Only declared stages are chained, so a route without them pays nothing for them. The
+        forms were checked when the route was declared (``App.route``).
         """
-        where = spec.binder.handler_name
-        authorizer = authorizer_for(spec.auth, where) if spec.auth is not None else None
+        authorizer = spec.auth
         endpoint = route_endpoint(spec, self.max_body_size, authorized=authorizer is not None)
         if spec.cache is not None:
-            if "GET" not in spec.methods:
-                raise DeclarationError(f"{where}: cache= only applies to GET routes")
-            settings = cache_for(spec.cache, where)
+            settings = spec.cache
             metrics = self.metrics
             counted = (
                 metrics.cache_counter(spec.full_path, spec.version or "")
@@ -134,8 +144,7 @@ class Gateway:
             )
             endpoint = cached(endpoint, settings, self.clock, counted)
         if spec.throttle is not None:
-            limits = throttles_for(spec.throttle, where, authorizer is not None)
-            endpoint = throttled(endpoint, limits, self.clock)
+            endpoint = throttled(endpoint, spec.throttle, self.clock)
         if authorizer is not None:
             endpoint = guarded(endpoint, authorizer, self.clock)
         return endpoint
@@ -190,28 +199,21 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1000})
 
 
-def build(app: App, *, clock: Callable[[], float] = time.time) -> Gateway:
-    """Return the gateway for ``app``: its routes, ``/metrics``, then the admin API.
+def build(
+    registry: Registry, events: Events[Runtime], *, clock: Callable[[], float] = time.time
+) -> Gateway:
+    """Return the gateway for an app: its routes, ``/metrics``, then the admin API.
 
     Args:
-        app: The app whose routes to serve.
+        registry: The app's description.
+        events: The app's events hub.
         clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
-
-    Raises:
-        DeclarationError: If a route cannot be served (see ``Gateway``).
     """
-    return Gateway(app, clock=clock)
+    return Gateway(registry, events, clock=clock)
 
 
 def _uncounted(hit: bool) -> None:
     """Count nothing: the app has metrics off."""
-
-
-def _max_body_size(app: App) -> int:
-    size = app.max_body_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise DeclarationError(f"app.max_body_size must be a number of bytes, not {size!r}")
-    return size
 
 
 def _log_error(scope: Scope, rid: str, exc: BaseException) -> None:

@@ -29,7 +29,6 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from framework.exceptions import AppNotRunningError
 from framework.gateway.dashboard_data import (
     latency_quantile,
     queue_rows,
@@ -39,11 +38,12 @@ from framework.gateway.dashboard_data import (
 from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.runtime import operations
-from framework.runtime.events import HandlerEvent
+from framework.runtime.events import Events, HandlerEvent
 
 if TYPE_CHECKING:
-    from framework.app import App
+    from framework.gateway.admin import AdminTarget
     from framework.gateway.metrics import Metrics, RouteTotals
+    from framework.registry import Registry
     from framework.runtime import Runtime
 
 __all__ = ["DASHBOARD_PATH", "HISTORY", "Dashboard"]
@@ -84,7 +84,9 @@ class Dashboard:
     """The dashboard's state: recent failures and mail, and a sampled history.
 
     Args:
-        app: The app shown.
+        registry: The app shown.
+        events: The app's events hub: settled deliveries, and the runtime whose task group
+            runs the sampler while the app runs.
         metrics: The gateway's metrics, for route rates and latency (None: no route numbers).
         interval: Seconds between samples.
         clock: Wall-clock seconds.
@@ -92,13 +94,15 @@ class Dashboard:
 
     def __init__(
         self,
-        app: App,
+        registry: Registry,
+        events: Events[Runtime],
         metrics: Metrics | None,
         *,
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app = app
+        self.registry = registry
+        self.events = events
         self.metrics = metrics
         self.interval = interval
         self.clock = clock
@@ -111,14 +115,20 @@ class Dashboard:
         self.failed = 0
         self._last: _Sample | None = None
         self._samples: deque[_Sample] = deque(maxlen=16)  # for rates over a few seconds
-        self._task: asyncio.Task[None] | None = None
+        # The sampler now running, if any: a new start or ``close`` ends the old one's loop.
+        self._sampler: object | None = None
         self._pages: dict[str, bytes] = {}
-        self._mail_queues = {rule.queue.name for rule in app.registry.email_rules}
-        # One dashboard per app: a gateway built again replaces the old one's hooks.
-        app.handler_observers[:] = [h for h in app.handler_observers if not _ours(h)]
-        app.runtime_observers[:] = [h for h in app.runtime_observers if not _ours(h)]
-        app.handler_observers.append(self.observe_handler)
-        app.runtime_observers.append(self.runtime_changed)
+        self._mail_queues = {rule.queue.name for rule in registry.email_rules}
+        self._unsubscribe = (
+            events.observe_handlers(self.observe_handler),
+            events.observe_runtime(self.runtime_changed),
+        )
+
+    def close(self) -> None:
+        """Stop observing and sampling (the gateway is being replaced)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._sampler = None
 
     # --- hooks ---------------------------------------------------------------------------
 
@@ -145,27 +155,19 @@ class Dashboard:
             self.mail.appendleft(record)
 
     def runtime_changed(self, runtime: Runtime | None) -> None:
-        """Start sampling when the app starts, stop when it stops."""
-        self._stop()
+        """Start sampling in the runtime's task group when the app starts; stop when it stops."""
+        self._sampler = None
         if runtime is not None:
-            self._start(runtime)
+            token = self._sampler = object()
+            runtime.spawn(lambda: self._run(runtime, token))
 
-    def _start(self, runtime: Runtime) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # attached outside an event loop: sample on demand only
-            return
-        self._task = loop.create_task(self._run(runtime), name="framework.dashboard.sampler")
-
-    def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _run(self, runtime: Runtime) -> None:
-        """Sample every ``interval`` seconds until cancelled; a failed read skips one point."""
-        while True:
+    async def _run(self, runtime: Runtime, token: object) -> None:
+        """Sample every ``interval`` seconds while ``token`` is the sampler; a failed read
+        skips one point."""
+        while self._sampler is token:
             await asyncio.sleep(self.interval)
+            if self._sampler is not token:
+                return
             try:
                 await self.sample(runtime)
             except Exception as exc:  # a broker hiccup must not end the sampling
@@ -207,17 +209,14 @@ class Dashboard:
         Raises:
             BackendUnavailableError: If the backend cannot be read.
         """
-        app = self.app
-        try:
-            runtime: Runtime | None = app.runtime
-        except AppNotRunningError:
-            runtime = None
+        registry = self.registry
+        runtime = self.events.running
         if runtime is not None and (
             self._last is None or self.clock() - self._last.t > 2 * self.interval
         ):
             await self.sample(runtime)  # nothing sampled lately (the gateway came late)
         last = self._last
-        queues = queue_rows(app, last.queues if last and runtime else {}, self._queue_rates())
+        queues = queue_rows(registry, last.queues if last and runtime else {}, self._queue_rates())
         now_routes = self.metrics.route_totals() if self.metrics is not None else []
         old = self._window(10.0)
         now = self.clock()
@@ -226,22 +225,22 @@ class Dashboard:
         if span < self.interval / 2:  # no sample old enough yet: rates since the start
             before, span = [], now - self.started
         return {
-            "app": app.name,
+            "app": registry.name,
             "running": runtime is not None,
             "time": now,
             "interval": self.interval,
             "queues": queues,
-            "topics": topic_rows(app),
-            "routes": route_rows(app, now_routes, before, span),
+            "topics": topic_rows(registry),
+            "routes": route_rows(registry, now_routes, before, span),
             "email": {
                 "rules": [
                     {
                         "recipients": list(rule.recipients),
                         "queue": rule.queue.name,
-                        "handler": _consumer_name(app, rule.queue.name),
+                        "handler": _consumer_name(registry, rule.queue.name),
                         "stop": rule.stop,
                     }
-                    for rule in app.registry.email_rules
+                    for rule in registry.email_rules
                 ],
                 "recent": list(self.mail),
             },
@@ -281,7 +280,7 @@ class Dashboard:
         return endpoint
 
     async def state_operation(
-        self, app: App, scope: Scope, receive: Receive, limit: int
+        self, target: AdminTarget, scope: Scope, receive: Receive, limit: int
     ) -> tuple[int, Any]:
         """The admin operation behind ``GET /_framework/dashboard/state?since=T``."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -291,8 +290,8 @@ class Dashboard:
         return 200, await self.state(since)
 
 
-def _consumer_name(app: App, queue: str) -> str | None:
-    consumer = app.registry.consumers.get(queue)
+def _consumer_name(registry: Registry, queue: str) -> str | None:
+    consumer = registry.consumers.get(queue)
     return consumer.name if consumer is not None else None
 
 
@@ -343,8 +342,3 @@ def _point(old: _Sample | None, new: _Sample) -> dict[str, Any]:
         point["p50"] = latency_quantile(buckets, 0.5)
         point["p99"] = latency_quantile(buckets, 0.99)
     return point
-
-
-def _ours(hook: object) -> bool:
-    """True for a bound method of a Dashboard (an earlier gateway's)."""
-    return isinstance(getattr(hook, "__self__", None), Dashboard)

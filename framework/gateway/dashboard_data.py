@@ -9,7 +9,8 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from framework.backends.base import (
+from framework.gateway.metrics import BOUNDS
+from framework.messages import (
     DLQ_ERROR_MESSAGE,
     DLQ_ERROR_TYPE,
     DLQ_HEADERS,
@@ -18,11 +19,10 @@ from framework.backends.base import (
     DLQ_TIME,
     Delivery,
 )
-from framework.gateway.metrics import BOUNDS
 
 if TYPE_CHECKING:
-    from framework.app import App
     from framework.gateway.metrics import RouteTotals
+    from framework.registry import Registry
 
 __all__ = ["latency_quantile", "message_json", "queue_rows", "route_rows", "topic_rows"]
 
@@ -53,16 +53,17 @@ def latency_quantile(buckets: Sequence[int], q: float) -> float | None:
 
 
 def queue_rows(
-    app: App, stats: Mapping[str, Mapping[str, Any]], rates: Mapping[str, tuple[float, float]]
+    registry: Registry,
+    stats: Mapping[str, Mapping[str, Any]],
+    rates: Mapping[str, tuple[float, float]],
 ) -> list[dict[str, Any]]:
     """Return every queue's stats with its rates, role and handler, sorted by name.
 
     Args:
-        app: The app, for which queues it handles and which are dead-letter queues.
+        registry: The app, for which queues it handles and which are dead-letter queues.
         stats: ``QueueStats.as_dict()`` by queue name, as last sampled.
         rates: ``(in, out)`` messages per second by queue name.
     """
-    registry = app.registry
     dead_letter_queues = {q.get("dead_letter_queue") for q in stats.values()}
     dead_letter_queues |= {n for n, s in registry.queues.items() if s.is_dead_letter_queue}
     rows = []
@@ -83,9 +84,8 @@ def queue_rows(
     return rows
 
 
-def topic_rows(app: App) -> list[dict[str, Any]]:
+def topic_rows(registry: Registry) -> list[dict[str, Any]]:
     """Return the app's topics with their subscriptions and filter policies."""
-    registry = app.registry
     rows = []
     for name, topic in registry.topics.items():
         subscriptions = []
@@ -108,12 +108,12 @@ def topic_rows(app: App) -> list[dict[str, Any]]:
 
 
 def route_rows(
-    app: App, now: Sequence[RouteTotals], before: Sequence[RouteTotals], span: float
+    registry: Registry, now: Sequence[RouteTotals], before: Sequence[RouteTotals], span: float
 ) -> list[dict[str, Any]]:
     """Return each declared route and method with its rates over the last ``span`` seconds.
 
     Args:
-        app: The app whose routes to list, in declaration order.
+        registry: The app whose routes to list, in declaration order.
         now: The routes' counters now.
         before: The same counters ``span`` seconds ago (empty: since the start).
         span: Seconds between ``before`` and ``now``; 0 gives rates of 0.
@@ -126,7 +126,7 @@ def route_rows(
     current = {(r.route, r.method): r for r in now}
     old = {(r.route, r.method): r for r in before}
     rows = []
-    for spec in app.registry.routes:
+    for spec in registry.routes:
         for method in spec.methods:
             row: dict[str, Any] = {
                 "method": method,

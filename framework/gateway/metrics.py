@@ -34,16 +34,15 @@ from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from framework.exceptions import AppNotRunningError
 from framework.gateway.errors import ClientDisconnectedError, HTTPError
 from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import ThrottledError
 from framework.runtime import operations
-from framework.runtime.events import HandlerEvent
+from framework.runtime.events import Events, HandlerEvent
 
 if TYPE_CHECKING:
-    from framework.app import App
+    from framework.runtime import Runtime
 
 __all__ = ["BOUNDS", "METRICS_PATH", "Metrics", "RouteTotals"]
 
@@ -144,11 +143,12 @@ class Metrics:
     """The gateway's metrics in their own registry.
 
     Args:
-        app: The app, whose runtime's backend gives the queue gauges.
+        events: The app's events hub: settled deliveries feed the handler metrics, and the
+            running runtime's backend gives the queue gauges.
     """
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, events: Events[Runtime]) -> None:
+        self.events = events
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.routes: list[_RouteStats] = []
@@ -194,12 +194,7 @@ class Metrics:
             ["queue", "handler", "outcome"],
             registry=r,
         )
-        # One observer per app: a gateway built again (routes added later) replaces the old one.
-        observers = app.handler_observers
-        observers[:] = [
-            o for o in observers if not isinstance(getattr(o, "__self__", None), Metrics)
-        ]
-        observers.append(self.observe_handler)
+        self.close = events.observe_handlers(self.observe_handler)
 
     def route_totals(self) -> list[RouteTotals]:
         """Return a copy of every timed route's counts and latency buckets (for the dashboard)."""
@@ -274,10 +269,7 @@ class Metrics:
 
     async def endpoint(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Serve ``GET /metrics``: refresh the queue gauges, then the registry as text."""
-        try:
-            runtime = self.app.runtime
-        except AppNotRunningError:
-            runtime = None
+        runtime = self.events.running
         if runtime is not None:
             for gauge in self.queue.values():
                 gauge.clear()  # queues purged or gone since the last scrape disappear

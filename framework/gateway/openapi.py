@@ -20,13 +20,13 @@ from pydantic_core import to_json
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from framework.gateway.auth import Authorizer, authorizer_for
+from framework.gateway.auth import Authorizer
 from framework.gateway.endpoints import is_principal
 from framework.gateway.responses import JSON, send_bytes
 from framework.registry import RouteSpec
 
 if TYPE_CHECKING:
-    from framework.app import App
+    from framework.registry import Registry
 
 __all__ = ["DOCS_PATH", "OPENAPI_PATH", "OpenAPI", "document"]
 
@@ -136,11 +136,11 @@ def _operation(
     return op
 
 
-def document(app: App) -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of ``app``'s routes.
+def document(registry: Registry) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of an app's routes.
 
     Args:
-        app: The app; its routes are assumed valid (the gateway was built from them).
+        registry: The app; its routes are valid (checked when they were declared).
 
     Returns:
         The document as JSON-ready data.
@@ -149,22 +149,22 @@ def document(app: App) -> dict[str, Any]:
     security: dict[int, str] = {}
     schemes: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
-    for spec in app.registry.routes:
+    for spec in registry.routes:
         if spec.auth is not None and id(spec.auth) not in security:
-            authorizer: Authorizer = authorizer_for(spec.auth, spec.binder.handler_name)
+            authorizer: Authorizer = spec.auth
             name = f"{type(authorizer).__name__}{len(schemes) + 1}"
             security[id(spec.auth)] = name
             schemes[name] = authorizer.security_scheme()
         path = _CONVERTOR.sub(r"{\1}", spec.full_path)
         for method in spec.methods:
             paths.setdefault(path, {})[method.lower()] = _operation(spec, method, schemas, security)
-    versions = sorted({spec.version or "unversioned" for spec in app.registry.routes})
+    versions = sorted({spec.version or "unversioned" for spec in registry.routes})
     components: dict[str, Any] = {"schemas": dict(sorted(schemas.components.items()))}
     if schemes:
         components["securitySchemes"] = schemes
     return {
         "openapi": "3.1.0",
-        "info": {"title": app.name, "version": getattr(app, "version", "0.1.0")},
+        "info": {"title": registry.name, "version": "0.1.0"},
         "tags": [{"name": v} for v in versions],
         "paths": paths,
         "components": components,
@@ -172,21 +172,21 @@ def document(app: App) -> dict[str, Any]:
 
 
 class OpenAPI:
-    """The endpoints of ``/openapi.json`` and ``/docs`` for ``app``; the document is made once.
+    """The endpoints of ``/openapi.json`` and ``/docs`` for an app; the document is made once.
 
     Args:
-        app: The app to describe.
+        registry: The app to describe.
     """
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self._json: bytes | None = None
         self._page: bytes | None = None
 
     async def document(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Serve ``GET /openapi.json``."""
         if self._json is None:
-            self._json = to_json(document(self.app))
+            self._json = to_json(document(self.registry))
         await send_bytes(send, 200, self._json, JSON, request_id)
 
     async def page(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:

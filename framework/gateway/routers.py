@@ -9,12 +9,9 @@ does not give its own. A route can opt out of the router's authorizer with ``aut
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from framework.exceptions import DeclarationError
-
-if TYPE_CHECKING:
-    from framework.app import App
 
 __all__ = ["PUBLIC", "Router"]
 
@@ -36,7 +33,7 @@ class Router:
     """Routes under one prefix and version, with shared gateway options.
 
     Args:
-        app: The app the routes are declared on.
+        declare: What declares a route: the app's ``route`` decorator factory.
         prefix: The path put in front of every route's (``""`` or starting with ``/``, not
             ending with one).
         version: The version of the router's routes (served under ``/VERSION/PREFIX/...``).
@@ -50,7 +47,7 @@ class Router:
 
     def __init__(
         self,
-        app: App,
+        declare: Callable[..., Callable[[Any], Any]],
         prefix: str = "",
         *,
         version: str | None = None,
@@ -62,7 +59,7 @@ class Router:
             raise DeclarationError(
                 f"router prefix {prefix!r} must start with '/' and not end with one"
             )
-        self.app = app
+        self._declare = declare
         self.prefix = prefix
         self.version = version
         self.auth = auth
@@ -96,7 +93,7 @@ class Router:
         chosen_auth = None if auth is PUBLIC else auth if auth is not None else self.auth
         # GET-only defaults: a router's cache does not make its POST routes fail to build.
         is_get = "GET" in (m.upper() for m in methods)
-        return self.app.route(
+        return self._declare(
             self.prefix + path if path != "/" or not self.prefix else self.prefix,
             methods=methods,
             status_code=status_code,

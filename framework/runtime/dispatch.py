@@ -6,24 +6,21 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from framework.backends.base import Backend, Delivery
+from framework.backends.base import Backend
 from framework.binding import PoisonBodyError
 from framework.clock import Clock, Timer
-from framework.context import Context, Message
+from framework.context import AppHandle, Context, Message
 from framework.logs import FieldsAdapter, event
+from framework.messages import Delivery
 from framework.registry import ConsumerSpec
-from framework.runtime.events import HandlerEvent, Outcome
+from framework.runtime.events import Events, HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
-from framework.smtp.parsing import Email, Envelope, envelope_from_headers, parse
-from framework.smtp.ses import from_notification
-
-if TYPE_CHECKING:
-    from framework.app import App
+from framework.smtp.parsing import Email, envelope_from_headers, parse
 
 __all__ = ["Dispatcher", "Lease", "VisibilityTimeoutError"]
 
@@ -137,8 +134,11 @@ class Dispatcher:
     ``lease`` starts a delivery's deadline and ``handle`` runs it; ``__call__`` does both.
     """
 
-    def __init__(self, app: App, backend: Backend, consumer: ConsumerSpec) -> None:
+    def __init__(
+        self, backend: Backend, consumer: ConsumerSpec, events: Events[Any], app: AppHandle
+    ) -> None:
         self.app = app
+        self.events = events
         self.backend = backend
         self.clock = backend.clock
         self.consumer = consumer
@@ -149,8 +149,8 @@ class Dispatcher:
         self._context_param = consumer.binder.param("context")
         self._mail_param = consumer.binder.param("mail")
         self.watchdog = _Watchdog(backend.clock)
-        # The app's list itself, so observers added after start (a gateway built late) count.
-        self._observers = app.handler_observers
+        # The hub's list itself, so observers added after start (a gateway built late) count.
+        self._observers = events.handler_observers
         self._handler_name = consumer.name
         self.handled = 0
         self.failed = 0
@@ -286,20 +286,17 @@ class Dispatcher:
     ) -> None:
         if not self._observers:
             return
-        happened = HandlerEvent(
-            queue=delivery.queue,
-            handler=self._handler_name,
-            seconds=seconds,
-            outcome=outcome,
-            receive_count=delivery.receive_count,
-            error=error,
-            mail=mail,
+        self.events.settled(
+            HandlerEvent(
+                queue=delivery.queue,
+                handler=self._handler_name,
+                seconds=seconds,
+                outcome=outcome,
+                receive_count=delivery.receive_count,
+                error=error,
+                mail=mail,
+            )
         )
-        for observer in self._observers:
-            try:
-                observer(happened)
-            except Exception:  # an observer's bug must never change a message's fate
-                log.exception("observer.failed", extra={"fields": {"queue": delivery.queue}})
 
     async def _run_sync(self, lease: Lease, kwargs: dict[str, Any]) -> BaseException | None:
         """Run a sync handler in a thread under a cancel scope that the watchdog cancels."""
@@ -332,7 +329,7 @@ class Dispatcher:
             kwargs[binder.body.name] = binder.decode(delivery.body, delivery.content_type)
         mail = self._mail_param
         if mail is not None:
-            kwargs[mail.name] = parse(*_mail_of(delivery))
+            kwargs[mail.name] = parse(delivery.body, envelope_from_headers(delivery.headers))
         return kwargs
 
     def _context(self, delivery: Delivery, lease: Lease) -> Context:
@@ -371,15 +368,6 @@ class Dispatcher:
             )
             return
         await self.backend.dead_letter(delivery, reason=reason)
-
-
-def _mail_of(delivery: Delivery) -> tuple[bytes, Envelope]:
-    """The raw mail and its envelope: stored by the receiver, or sent by SES through SNS."""
-    if delivery.content_type != "message/rfc822":
-        received = from_notification(delivery.body)
-        if received is not None:
-            return received
-    return delivery.body, envelope_from_headers(delivery.headers)
 
 
 def _summary(mail: Email) -> dict[str, str]:

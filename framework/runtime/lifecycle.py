@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, Unpack
 
 import anyio
 from anyio.abc import TaskGroup
 
-from framework.backends.base import CONTENT_TYPE, AttributeValue, Backend, Outgoing, QueueStats
-from framework.codec import encode, ensure_fits
+from framework.backends.base import Backend
+from framework.context import AppHandle
 from framework.exceptions import (
+    AppNotRunningError,
     ConfigError,
-    InvalidMessageError,
     MissingResourcesError,
     UnknownQueueError,
     UnknownTopicError,
 )
 from framework.logs import event
-from framework.registry import QueueSpec
+from framework.messages import QueueStats
+from framework.outgoing import PublishOptions, SendOptions, build
+from framework.registry import QueueSpec, Registry
 from framework.runtime import operations
 from framework.runtime.dispatch import Dispatcher
+from framework.runtime.events import Events
 from framework.runtime.worker import POLL_WAIT, Worker
-
-if TYPE_CHECKING:
-    from framework.app import App
+from framework.smtp.outbound import Mailer, default_sender
 
 __all__ = ["Runtime"]
 
@@ -39,46 +40,103 @@ class Runtime:
 
     Use it as an async context manager; leaving it stops receiving, waits up to ``grace``
     seconds for handlers in flight, then cancels the rest and releases their messages.
+
+    It is built from the app's description and its collaborators, never from the ``App``
+    (``App.run`` builds one); a test or the Lambda handler can build it the same way.
+
+    Args:
+        registry: What the app declares.
+        backend: Where its queues and topics live (entered and left with the runtime).
+        events: The hub told of settled deliveries and of the start and stop (default: a
+            new one).
+        app: What handlers reach as ``ctx.app`` (default: the runtime itself, which has
+            ``send``, ``publish`` and ``mail`` too).
+        mail: The mailer of ``ctx.app.mail`` when ``app`` is not given (default: the
+            backend's transport, from ``NAME@localhost``).
+        workers: Run the queue, topic and mail workers.
+        declare: Create what the registry declares; with False, check it exists.
+        grace: Seconds handlers in flight get to finish when the runtime stops.
+        poll_wait: The longest one receive waits, in seconds.
     """
 
     def __init__(
         self,
-        app: App,
+        registry: Registry,
         backend: Backend,
         *,
+        events: Events[Runtime] | None = None,
+        app: AppHandle | None = None,
+        mail: Mailer | None = None,
         workers: bool = True,
         declare: bool = True,
         grace: float = DEFAULT_GRACE,
         poll_wait: float = POLL_WAIT,
     ) -> None:
-        self.app = app
+        self.registry = registry
         self.backend = backend
-        self.registry = app.registry
+        self.events: Events[Runtime] = events if events is not None else Events(registry.name)
+        self.mail = mail or Mailer(lambda: backend, sender=default_sender(registry.name))
+        # What handlers reach as ``ctx.app``: the App when it built the runtime, else this.
+        self.app: AppHandle = app if app is not None else self
         self.run_workers = workers
         self.declare_resources = declare
         self.grace = grace
         self.poll_wait = poll_wait
         self.workers: list[Worker] = []
         self._stack: list[TaskGroup] = []
+        self._services: TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
         await self.backend.__aenter__()
         try:
             await self.declare()
+            services = anyio.create_task_group()
+            await services.__aenter__()
+            self._services = services
             if self.run_workers:
                 await self._start_workers()
         except BaseException:
+            await self._stop_services()
             await self.backend.__aexit__(None, None, None)
             raise
-        self.app._attach(self)
+        self.events.started(self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
+            # Handlers finishing within the grace period may still send: the app stays
+            # attached until they are done.
             await self.stop()
+            self.events.stopped(self)
+            await self._stop_services()
         finally:
-            self.app._detach(self)
             await self.backend.__aexit__(*exc_info)
+
+    def spawn(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` in the runtime's task group until it returns or the runtime stops.
+
+        For what lives as long as the app runs beside the workers (the dashboard's sampler):
+        it is cancelled when the runtime stops, and its failure is logged, never raised.
+
+        Raises:
+            AppNotRunningError: If the runtime is not running.
+        """
+        if self._services is None:
+            raise AppNotRunningError(f"app {self.registry.name!r} is not running")
+
+        async def guarded() -> None:
+            try:
+                await work()
+            except Exception:
+                log.exception("service.failed", extra={"fields": {"service": repr(work)}})
+
+        self._services.start_soon(guarded)
+
+    async def _stop_services(self) -> None:
+        services, self._services = self._services, None
+        if services is not None:
+            services.cancel_scope.cancel()
+            await services.__aexit__(None, None, None)
 
     async def declare(self, progress: Callable[[str], None] | None = None) -> None:
         """Create every queue, topic and subscription the app declares (idempotent).
@@ -113,7 +171,7 @@ class Runtime:
                 progress(f"subscription {sub.name!r} of topic {sub.topic!r}")
         declare_mail_rules = self._mail_rules_declarer()
         if declare_mail_rules is not None:
-            await declare_mail_rules(self.app.name, self.registry.email_rules, progress)
+            await declare_mail_rules(self.registry.name, self.registry.email_rules, progress)
 
     def _mail_rules_declarer(self) -> Any:
         """The backend's ``declare_mail_rules`` when it has one and the app has mail rules.
@@ -154,7 +212,7 @@ class Runtime:
         )
         missing_mail_rules = getattr(self.backend, "missing_mail_rules", None)
         if missing_mail_rules is not None and self.registry.email_rules:
-            missing += await missing_mail_rules(self.app.name, self.registry.email_rules)
+            missing += await missing_mail_rules(self.registry.name, self.registry.email_rules)
         if missing:
             raise MissingResourcesError(missing)
 
@@ -167,7 +225,7 @@ class Runtime:
         for consumer in self.registry.consumers.values():
             worker = Worker(
                 self.backend,
-                Dispatcher(self.app, self.backend, consumer),
+                Dispatcher(self.backend, consumer, self.events, self.app),
                 poll_wait=self.poll_wait,
             )
             self.workers.append(worker)
@@ -210,40 +268,20 @@ class Runtime:
             )
         return spec
 
-    async def send(
-        self,
-        queue: str,
-        body: object,
-        *,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        delay: float = 0,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Encode ``body`` and send it to ``queue``; see ``App.send``."""
         spec = self._queue_spec(queue)
-        message = build_outgoing(
+        message = build(
             f"queue {queue!r}",
             body,
-            attributes,
             spec.max_message_size,
             fifo=spec.fifo,
             content_dedup=spec.content_based_deduplication,
-            delay=delay,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
+            **options,
         )
         return await self.backend.send(queue, message)
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        *,
-        attributes: Mapping[str, AttributeValue] | None = None,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+    async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Encode ``body`` and publish it to ``topic``; see ``App.publish``."""
         spec = self.registry.topics.get(topic)
         if spec is None:
@@ -252,15 +290,13 @@ class Runtime:
                 f"topic {topic!r} is not declared (declared: {known}); "
                 "add @app.on_topic(...) or app.topic(...)"
             )
-        message = build_outgoing(
+        message = build(
             f"topic {topic!r}",
             body,
-            attributes,
             spec.max_message_size,
             fifo=spec.fifo,
             content_dedup=spec.content_based_deduplication,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
+            **options,
         )
         return await self.backend.publish(topic, message)
 
@@ -279,126 +315,3 @@ class Runtime:
             s.name: s
             for s in await operations.queue_stats(self.backend, list(self.registry.queues))
         }
-
-
-class _ReadOnlyDict(dict[str, Any]):
-    """A dict that refuses changes: one instance is shared by many messages.
-
-    A ``dict`` rather than a ``MappingProxyType`` because backends may hand headers to client
-    libraries (and ``json``) that accept only dicts.
-    """
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("shared by many messages and read-only: copy it to change it")
-
-    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
-
-
-# One headers dict per content type, shared: saves a dict (about 180 bytes) per queued message.
-_HEADERS: dict[str, Mapping[str, str]] = {}
-_NO_ATTRIBUTES: Mapping[str, AttributeValue] = _ReadOnlyDict()
-
-
-def _headers(content_type: str) -> Mapping[str, str]:
-    headers = _HEADERS.get(content_type)
-    if headers is None:
-        headers = _HEADERS[content_type] = _ReadOnlyDict({CONTENT_TYPE: content_type})
-    return headers
-
-
-def build_outgoing(
-    where: str,
-    body: object,
-    attributes: Mapping[str, AttributeValue] | None,
-    limit: int,
-    *,
-    fifo: bool = False,
-    content_dedup: bool = False,
-    delay: float = 0,
-    group_id: str | None = None,
-    deduplication_id: str | None = None,
-) -> Outgoing:
-    """Encode and check a message for ``where`` (a queue or topic), as SQS/SNS would.
-
-    Raises:
-        MessageTooLargeError: If body plus attributes exceed ``limit`` bytes.
-        InvalidMessageError: For FIFO rules broken (no group id, no deduplication id, a delay).
-    """
-    data, content_type = encode(body)
-    if attributes:
-        attrs: Mapping[str, AttributeValue] = dict(attributes)
-        _check_attributes(where, attrs)
-        ensure_fits(where, data, attrs, limit)
-    else:
-        attrs = _NO_ATTRIBUTES
-        if len(data) > limit:
-            ensure_fits(where, data, attrs, limit)
-    if delay and not 0 <= delay <= 900:
-        raise InvalidMessageError(f"{where}: delay={delay} must be 0 to 900 seconds")
-    if fifo:
-        if not group_id:
-            raise InvalidMessageError(f"{where} is FIFO: pass group_id=... to send to it")
-        if deduplication_id is None and not content_dedup:
-            raise InvalidMessageError(
-                f"{where} is FIFO without content_based_deduplication: pass deduplication_id=..."
-            )
-        if delay:
-            raise InvalidMessageError(
-                f"{where} is FIFO: per-message delay is not supported (set the queue's delay)"
-            )
-    return Outgoing(
-        body=data,
-        attributes=attrs,
-        headers=_headers(content_type),
-        delay=delay,
-        group_id=group_id,
-        deduplication_id=deduplication_id,
-    )
-
-
-def build_undeclared(
-    kind: str,
-    name: str,
-    body: object,
-    limit: int,
-    *,
-    attributes: Mapping[str, AttributeValue] | None = None,
-    delay: float = 0,
-    group_id: str | None = None,
-    deduplication_id: str | None = None,
-) -> Outgoing:
-    """Build a message for a queue or topic whose options the caller does not know.
-
-    FIFO is read from the ``.fifo`` name, and content-based deduplication is left to the
-    backend, which refuses a message it cannot deduplicate.
-    """
-    fifo = name.endswith(".fifo")
-    return build_outgoing(
-        f"{kind} {name!r}",
-        body,
-        attributes,
-        limit,
-        fifo=fifo,
-        content_dedup=fifo,
-        delay=delay,
-        group_id=group_id,
-        deduplication_id=deduplication_id,
-    )
-
-
-def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
-    if len(attributes) > 10:
-        raise InvalidMessageError(
-            f"{where}: at most 10 message attributes are allowed, got {len(attributes)}"
-        )
-    for key, value in attributes.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidMessageError(
-                f"{where}: attribute names must be non-empty strings, got {key!r}"
-            )
-        items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(v, str | int | float | bool) for v in items):
-            raise InvalidMessageError(
-                f"{where}: attribute {key!r} is a {type(value).__name__}; "
-                "use str, int, float, bool or a list of them"
-            )

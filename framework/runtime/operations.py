@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
-from framework.backends.base import Backend, Delivery, QueueStats
+from framework.backends.base import Backend
 from framework.logs import event
+from framework.messages import Delivery, QueueStats
 from framework.semantics.redrive import redriven, target_of
 
 __all__ = ["delete_selected", "peek", "queue_stats", "redrive", "redrive_selected"]

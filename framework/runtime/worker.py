@@ -18,8 +18,9 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
-from framework.backends.base import Backend, Delivery
+from framework.backends.base import Backend
 from framework.logs import event
+from framework.messages import Delivery
 from framework.runtime.dispatch import Dispatcher, Lease
 
 __all__ = ["Worker"]

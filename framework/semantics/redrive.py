@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from framework.backends.base import DLQ_HEADERS, DLQ_SOURCE, Delivery, Outgoing
 from framework.exceptions import UnknownQueueError
+from framework.messages import DLQ_HEADERS, DLQ_SOURCE, Delivery, Outgoing
 
 __all__ = ["redriven", "target_of"]
 

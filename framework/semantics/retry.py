@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from framework.backends.base import DeadLetterReason, Delivery
+from framework.messages import DeadLetterReason, Delivery
 from framework.registry import QueueSpec
 from framework.semantics.visibility import VisibilityTimeoutError
 

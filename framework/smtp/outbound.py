@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from framework.backends.base import OutgoingMail
 from framework.exceptions import MailError
+from framework.messages import OutgoingMail
 
 if TYPE_CHECKING:
-    from framework.app import App
     from framework.smtp.config import RelayConfig
     from framework.smtp.transport import SMTPTransport
 
-__all__ = ["Mailer"]
+__all__ = ["MailTransport", "Mailer", "default_sender"]
 
 # One plain ASCII address (RFC 5322 dot-atom local part, a dotted or local domain). Matched with
 # fullmatch: '$' would also match before a trailing newline, which ends a header block.
@@ -47,18 +46,38 @@ def _no_newlines(name: str, value: str) -> str:
     return value
 
 
+def default_sender(app_name: str) -> str:
+    """The From address of an app without ``mail_from``: its name as a local part, at localhost."""
+    local_part = re.sub(r"[^A-Za-z0-9._-]+", "-", app_name).strip("-.") or "app"
+    return f"{local_part}@localhost"
+
+
+class MailTransport(Protocol):
+    """**Protocol**: what hands a rendered mail on (a backend, or the SMTP relay)."""
+
+    async def send_mail(self, mail: OutgoingMail) -> str:
+        """Send ``mail``; return its message id."""
+
+
 class Mailer:
     """Sends mail through an SMTP relay when one is configured, else the running app's backend
     (SES on AWS, the outbox on memory).
 
     Args:
-        app: The app whose backend sends mail when there is no relay.
+        transport: Returns what sends mail when there is no relay: the running app's backend
+            (called per mail, so a mailer made before the app starts finds it).
         sender: The default From address.
         relay: An SMTP relay, used instead of the backend's transport.
     """
 
-    def __init__(self, app: App, *, sender: str, relay: RelayConfig | None = None) -> None:
-        self._app = app
+    def __init__(
+        self,
+        transport: Callable[[], MailTransport],
+        *,
+        sender: str,
+        relay: RelayConfig | None = None,
+    ) -> None:
+        self._backend = transport
         self.sender = sender
         self.relay = relay
         self._transport: SMTPTransport | None = None
@@ -138,7 +157,7 @@ class Mailer:
             message_id=message_id,
         )
         if self.relay is None:
-            return await self._app.runtime.backend.send_mail(mail)
+            return await self._backend().send_mail(mail)
         if self._transport is None:
             # Imported here so that ``import framework`` does not load aiosmtplib.
             from framework.smtp.transport import SMTPTransport

@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from framework.backends.base import CONTENT_TYPE, Outgoing
 from framework.exceptions import ConfigError
 from framework.logs import event
+from framework.messages import CONTENT_TYPE, Outgoing
+from framework.registry import Registry, rules_for
 from framework.smtp import parsing
 from framework.smtp.config import DEFAULT_MAX_SIZE, SMTPConfig
 from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS
-from framework.smtp.rules import rules_for
 from framework.smtp.scanning import Verdicts, scan
 
 if TYPE_CHECKING:
-    from framework.runtime import Runtime
+    from framework.backends.base import Backend
 
 __all__ = ["DEFAULT_MAX_SIZE", "Receiver"]
 
@@ -64,11 +64,13 @@ class _Connection(SMTP):
 class _Handler:
     """aiosmtpd's handler hooks, bound to the running app's rules and backend."""
 
-    def __init__(self, runtime: Runtime, config: SMTPConfig) -> None:
-        self.runtime = runtime
-        self.rules = runtime.registry.email_rules
+    def __init__(self, registry: Registry, backend: Backend, config: SMTPConfig) -> None:
+        self.backend = backend
+        self.rules = registry.email_rules
         self.config = config
-        self.actions = runtime.app.email_actions
+        self.actions = {
+            rule.queue.name: rule.actions for rule in self.rules if rule.actions is not None
+        }
         if self.actions and not config.scanners:
             raise ConfigError(
                 f"receipt rule(s) {', '.join(sorted(self.actions))} act on verdicts "
@@ -131,7 +133,7 @@ class _Handler:
                 return refusal
         try:
             for queue, recipients in per_queue.items():
-                await self.runtime.backend.send(
+                await self.backend.send(
                     queue,
                     Outgoing(body=raw, headers={**headers, RCPT_TO: ",".join(recipients)}),
                 )
@@ -210,24 +212,27 @@ class Receiver:
     """An SMTP server on the running loop, feeding the app's ``@on_email`` queues.
 
     Args:
-        runtime: The running app.
+        registry: The app's description: its receipt rules, their queues and actions.
+        backend: Where accepted mail is queued (the running app's backend).
+        config: Limits, IP rules, TLS and AUTH (the app's ``smtp`` config).
         host: The address to listen on.
         port: The port (0 picks a free one; ``start`` returns it).
-        config: Limits, IP rules, TLS and AUTH (default: the app's ``smtp`` config).
     """
 
     def __init__(
         self,
-        runtime: Runtime,
+        registry: Registry,
+        backend: Backend,
+        config: SMTPConfig,
         *,
         host: str = "127.0.0.1",
         port: int = 8025,
-        config: SMTPConfig | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.registry = registry
+        self.backend = backend
         self.host = host
         self.port = port
-        self.config = config or runtime.app.smtp
+        self.config = config
         self._server: asyncio.Server | None = None
         self._handler: _Handler | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
@@ -242,7 +247,7 @@ class Receiver:
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
         config = self.config
-        handler = self._handler = _Handler(self.runtime, config)
+        handler = self._handler = _Handler(self.registry, self.backend, config)
         tls = self._tls_context()
         authenticator = _authenticator(config)
 

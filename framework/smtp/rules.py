@@ -1,6 +1,7 @@
-"""Receipt rules, evaluated in order as SES does: which rules (and queues) a recipient reaches.
+"""What a receipt rule does with the scanners' verdicts (which rules a recipient reaches is
+``framework.registry.rules_for``).
 
-A rule may also act on the scanners' verdicts, for the mail it would receive: ``drop_on`` keeps
+A rule may act on the scanners' verdicts, for the mail it would receive: ``drop_on`` keeps
 the mail from its queue alone (other rules the mail reaches still get it), ``reject_on`` refuses
 the whole mail with ``550 5.7.1``, since SMTP answers ``DATA`` once for every recipient.
 """
@@ -11,21 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from framework.exceptions import DeclarationError
-from framework.registry import EmailRule
 from framework.smtp.scanning import Verdict, Verdicts, check_actions, first_action
 
-__all__ = ["RuleActions", "rules_for"]
-
-
-def rules_for(rules: Sequence[EmailRule], recipient: str) -> list[EmailRule]:
-    """Return the rules matching ``recipient``, in order, up to and including a stop rule."""
-    chosen: list[EmailRule] = []
-    for rule in rules:
-        if rule.matches(recipient):
-            chosen.append(rule)
-            if rule.stop:
-                break
-    return chosen
+__all__ = ["RuleActions"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ import ssl
 
 import aiosmtplib
 
-from framework.backends.base import OutgoingMail
 from framework.exceptions import MailError
 from framework.logs import event
+from framework.messages import OutgoingMail
 from framework.smtp.config import RelayConfig
 
 __all__ = ["SMTPTransport"]

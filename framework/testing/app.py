@@ -12,7 +12,7 @@ import anyio
 import httpx
 
 from framework.backends import from_url
-from framework.backends.base import OutgoingMail, QueueStats
+from framework.messages import OutgoingMail, QueueStats
 from framework.runtime import Runtime
 from framework.smtp.parsing import Email, parse
 from framework.smtp.receiver import Receiver
@@ -55,7 +55,15 @@ class TestApp:
             self.backend.clock = self.clock
             poll_wait = 1.0
         self.receiver: Receiver | None = None
-        self.runtime = Runtime(app, self.backend, workers=workers, grace=grace, poll_wait=poll_wait)
+        self.runtime = Runtime(
+            app.registry,
+            self.backend,
+            events=app.events,
+            app=app,
+            workers=workers,
+            grace=grace,
+            poll_wait=poll_wait,
+        )
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app.asgi), base_url="http://testserver"
         )
@@ -64,7 +72,7 @@ class TestApp:
         await self.runtime.__aenter__()
         try:
             if self.app.registry.email_rules:
-                self.receiver = Receiver(self.runtime, port=0)
+                self.receiver = Receiver(self.app.registry, self.backend, self.app.smtp, port=0)
                 await self.receiver.start()
             await self.http.__aenter__()
         except BaseException:

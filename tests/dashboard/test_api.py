@@ -171,7 +171,7 @@ async def test_queue_rates_count_what_came_in_and_what_was_handled() -> None:
     app, _, _ = make_app()
     now = [1000.0]
     async with TestApp(app) as t:
-        dashboard = Dashboard(app, None, clock=lambda: now[0])
+        dashboard = Dashboard(app.registry, app.events, None, clock=lambda: now[0])
         await dashboard.sample(t.runtime)
         for n in range(4):
             await app.send("jobs", Job(id=str(n)))
@@ -188,21 +188,21 @@ async def test_queue_rates_count_what_came_in_and_what_was_handled() -> None:
 
 
 async def test_sampler_runs_while_the_app_runs_and_stops_with_it() -> None:
-    """A task samples every interval while the runtime is attached, and is gone after."""
+    """The sampler runs in the runtime's task group every interval, and stops with it."""
     app, _, _ = make_app()
     gateway = cast(Gateway, app.asgi)
-    assert gateway.dashboard is not None
-    gateway.dashboard.interval = 0.02
+    dashboard = gateway.dashboard
+    assert dashboard is not None
+    dashboard.interval = 0.02
     async with TestApp(app, workers=False):
-        task = gateway.dashboard._task
-        assert task is not None
         for _ in range(500):
-            if len(gateway.dashboard.history) >= 3:
+            if len(dashboard.history) >= 3:
                 break
             await asyncio.sleep(0.01)
-        assert len(gateway.dashboard.history) >= 3
-    assert gateway.dashboard._task is None
-    assert task.cancelling() or task.done()
+        assert len(dashboard.history) >= 3
+    stopped_at = len(dashboard.history)
+    await asyncio.sleep(0.1)  # five intervals: a sampler still running would add points
+    assert len(dashboard.history) == stopped_at
 
 
 async def test_state_while_the_app_is_stopped_says_not_running() -> None:

@@ -24,7 +24,6 @@ import uvicorn
 
 from framework import App
 from framework.backends import from_url
-from framework.runtime import Runtime
 
 from .shop import make_app
 
@@ -71,7 +70,7 @@ def live() -> Iterator[Live]:
             app.asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"
         )
         server = uvicorn.Server(config)
-        async with Runtime(app, from_url("memory://"), grace=1):
+        async with app.run(from_url("memory://"), grace=1):
             serving = asyncio.create_task(server.serve())
             for _ in range(1500):  # 15 s at most
                 if server.started or serving.done():

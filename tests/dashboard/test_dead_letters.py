@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from framework.backends.base import DLQ_SOURCE, Outgoing
 from framework.exceptions import UnknownQueueError
+from framework.messages import DLQ_SOURCE, Outgoing
 from framework.runtime import operations
 from framework.testing import TestApp
 

@@ -24,5 +24,5 @@ class FakeClock:
 
 def client(app: App, clock: FakeClock | None = None) -> httpx.AsyncClient:
     """Return an HTTP client on a fresh gateway for ``app`` running on ``clock``."""
-    gateway = Gateway(app, clock=clock or FakeClock())
+    gateway = Gateway(app.registry, app.events, clock=clock or FakeClock())
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://t")

@@ -90,7 +90,7 @@ async def test_repeated_header_gives_a_list_every_value_and_a_scalar_them_joined
 
 async def test_non_ascii_header_bytes_do_not_fail_the_request() -> None:
     """A header with bytes outside ASCII is read as latin-1, never a 500."""
-    gateway = Gateway(app)
+    gateway = Gateway(app.registry, app.events)
     sent: list[MutableMapping[str, Any]] = []
     scope = {
         "type": "http",
@@ -171,7 +171,7 @@ async def test_header_marker_class_without_call_works_too() -> None:
     async def x(x_key: Annotated[str, Header]) -> str:
         return x_key
 
-    transport = httpx.ASGITransport(app=Gateway(other))
+    transport = httpx.ASGITransport(app=Gateway(other.registry, other.events))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         answer = await c.get("/x", headers={"X-Key": "k"})
     assert answer.text == "k"

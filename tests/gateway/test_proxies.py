@@ -30,7 +30,7 @@ async def search(request: Request) -> dict[str, Any]:
 def peer(ip: str, gateway: Gateway | None = None) -> httpx.AsyncClient:
     """A client whose socket peer is ``ip``."""
     transport = httpx.ASGITransport(
-        app=gateway or Gateway(app, clock=FakeClock()), client=(ip, 4711)
+        app=gateway or Gateway(app.registry, app.events, clock=FakeClock()), client=(ip, 4711)
     )
     return httpx.AsyncClient(transport=transport, base_url="http://t")
 
@@ -99,7 +99,7 @@ async def test_ipv6_proxy_range_is_trusted() -> None:
 
 async def test_throttle_counts_the_forwarded_client_not_the_proxy() -> None:
     """Two clients behind one proxy have their own buckets; a spoof does not buy a new one."""
-    gateway = Gateway(app, clock=FakeClock())
+    gateway = Gateway(app.registry, app.events, clock=FakeClock())
     async with peer("10.0.0.7", gateway) as proxy:
 
         async def status(forwarded: str) -> int:
@@ -124,7 +124,9 @@ async def test_without_trusted_proxies_the_header_is_ignored() -> None:
         assert request.client is not None
         return request.client.host
 
-    transport = httpx.ASGITransport(app=Gateway(plain), client=("10.0.0.7", 1))
+    transport = httpx.ASGITransport(
+        app=Gateway(plain.registry, plain.events), client=("10.0.0.7", 1)
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         answer = await c.get("/who", headers={"X-Forwarded-For": "198.51.100.4"})
     assert answer.text == "10.0.0.7"
@@ -138,7 +140,9 @@ async def test_error_log_names_the_forwarded_client(caplog: pytest.LogCaptureFix
     async def boom() -> None:
         raise RuntimeError("boom")
 
-    transport = httpx.ASGITransport(app=Gateway(failing), client=("10.0.0.7", 1))
+    transport = httpx.ASGITransport(
+        app=Gateway(failing.registry, failing.events), client=("10.0.0.7", 1)
+    )
     with caplog.at_level(logging.ERROR, logger="framework.gateway"):
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             answer = await c.get("/boom", headers={"X-Forwarded-For": "198.51.100.4"})

@@ -67,7 +67,7 @@ async def test_key_buckets_are_separate_per_principal() -> None:
 async def test_client_buckets_are_separate_per_address() -> None:
     """Each client address has its own bucket behind the route's shared one."""
     app = throttled_app()
-    gateway = Gateway(app, clock=FakeClock())
+    gateway = Gateway(app.registry, app.events, clock=FakeClock())
 
     def from_ip(ip: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=gateway, client=(ip, 1234))
@@ -85,14 +85,13 @@ async def test_client_buckets_are_separate_per_address() -> None:
 
 
 def test_per_key_throttle_without_auth_is_refused() -> None:
-    """Throttle(per="key") needs an authorizer to name the key, and says so at build time."""
+    """Throttle(per="key") needs an authorizer to name the key, and says so at the decorator."""
     app = App("bad")
 
-    @app.route("/x", throttle=Throttle(rate=1, per="key"))
-    async def x() -> None: ...
-
     with pytest.raises(DeclarationError, match="needs auth="):
-        _ = app.asgi
+
+        @app.route("/x", throttle=Throttle(rate=1, per="key"))
+        async def x() -> None: ...
 
 
 @pytest.mark.parametrize(
@@ -103,11 +102,10 @@ def test_throttle_in_an_unknown_form_is_refused(value: object) -> None:
     """throttle= takes Throttle objects only, so a typo never leaves a route unthrottled."""
     app = App("bad")
 
-    @app.route("/x", throttle=value)
-    async def x() -> None: ...
-
     with pytest.raises(DeclarationError, match="must be Throttle"):
-        _ = app.asgi
+
+        @app.route("/x", throttle=value)
+        async def x() -> None: ...
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import aiosmtplib
 import pytest
 
 from framework import App, Email
-from framework.backends.base import Outgoing
+from framework.messages import Outgoing
 from framework.testing import TestApp
 
 CLIENTS = 50

@@ -7,8 +7,7 @@ import smtplib
 import pytest
 
 from framework import App, Email
-from framework.registry import EmailRule, QueueSpec
-from framework.smtp.rules import rules_for
+from framework.registry import EmailRule, QueueSpec, rules_for
 from framework.testing import TestApp
 
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 from framework.backends import Backend, DeadLetterReason, Delivery, Outgoing, QueueStats, from_url
 from framework.backends.aws import AWSBackend
-from framework.backends.base import CanCheckDeclared, OutgoingMail
+from framework.backends.base import CanCheckDeclared
 from framework.backends.memory import MemoryBackend
 from framework.backends.rabbitmq import RabbitMQBackend
 from framework.clock import Clock
+from framework.messages import OutgoingMail
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.testing import VirtualClock
 

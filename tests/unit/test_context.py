@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework.backends.base import (
+from framework.context import DeadLetterInfo, Message
+from framework.messages import (
     CONTENT_TYPE,
     DLQ_RECEIVE_COUNT,
     DLQ_SOURCE,
@@ -14,7 +15,6 @@ from framework.backends.base import (
     DeadLetterReason,
     Delivery,
 )
-from framework.context import DeadLetterInfo, Message
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from framework import App, AppNotRunningError, MailError
-from framework.backends.base import OutgoingMail
 from framework.backends.memory import MemoryBackend
+from framework.messages import OutgoingMail
 from framework.testing import TestApp
 
 

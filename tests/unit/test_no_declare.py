@@ -1,4 +1,4 @@
-"""``Runtime(declare=False)``: nothing is created; the app starts only if everything exists."""
+"""``App.run(declare=False)``: nothing is created; the app starts only if everything exists."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pydantic import BaseModel
 
 from framework import App, MissingResourcesError
 from framework.backends.memory import MemoryBackend
-from framework.runtime import Runtime
 
 
 class Job(BaseModel):
@@ -31,7 +30,7 @@ def make_app() -> App:
 async def test_missing_resources_are_listed_and_nothing_is_created() -> None:
     backend = MemoryBackend()
     with pytest.raises(MissingResourcesError) as caught:
-        async with Runtime(make_app(), backend, declare=False):
+        async with make_app().run(backend, declare=False):
             pass
     assert caught.value.missing == [
         "queue 'jobs'",
@@ -47,10 +46,10 @@ async def test_missing_resources_are_listed_and_nothing_is_created() -> None:
 async def test_the_app_starts_when_everything_was_provisioned_before() -> None:
     backend = MemoryBackend()
     provisioned: list[str] = []
-    await Runtime(make_app(), backend, workers=False).declare(provisioned.append)
+    await make_app().run(backend, workers=False).declare(provisioned.append)
     assert len(provisioned) == 6
     app = make_app()
-    async with Runtime(app, backend, declare=False) as runtime:
+    async with app.run(backend, declare=False) as runtime:
         await app.send("jobs", Job(id=1))
         assert (await runtime.stats())["jobs"].depth + (await runtime.stats())[
             "jobs"
@@ -60,12 +59,12 @@ async def test_the_app_starts_when_everything_was_provisioned_before() -> None:
 async def test_a_subscription_missing_alone_is_reported() -> None:
     backend = MemoryBackend()
     app = make_app()
-    runtime = Runtime(app, backend, workers=False)
+    runtime = app.run(backend, workers=False)
     for spec in app.registry.queues.values():
         await backend.declare_queue(spec)
     for topic in app.registry.topics.values():
         await backend.declare_topic(topic)
     with pytest.raises(MissingResourcesError, match="subscription 'audit' of topic 'events'"):
-        await Runtime(app, backend, declare=False).check_declared()
+        await app.run(backend, declare=False).check_declared()
     await runtime.declare()
-    await Runtime(app, backend, declare=False).check_declared()
+    await app.run(backend, declare=False).check_declared()

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from framework.backends.base import (
+from framework.codec import JSON, OCTETS, TEXT
+from framework.exceptions import UnknownQueueError
+from framework.messages import (
     CONTENT_TYPE,
     DLQ_ERROR_MESSAGE,
     DLQ_ERROR_TYPE,
@@ -19,8 +21,6 @@ from framework.backends.base import (
     DeadLetterReason,
     Delivery,
 )
-from framework.codec import JSON, OCTETS, TEXT
-from framework.exceptions import UnknownQueueError
 from framework.registry import QueueSpec, SubscriptionSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import (

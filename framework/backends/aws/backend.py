@@ -11,12 +11,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
-from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
 from framework.exceptions import (
     InvalidMessageError,
     UnknownQueueError,
 )
+from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import (
     DEFAULT_MESSAGE_SIZE,
     MAX_DELAY,
@@ -29,8 +29,9 @@ from framework.semantics.fanout import matching
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE
 from .messages import decode, encode_checked, fifo_arguments
+from .notifications import unwrap_mail
+from .outbound_mail import SESSender
 from .receipt import ReceiptRules
-from .ses import Mailer
 from .settings import Settings
 from .sns import Topics, missing, queue_policy
 from .sqs import (
@@ -74,7 +75,7 @@ class AWSBackend:
         self._client: Any = None
         self._queues: Queues | None = None
         self._topics: Topics | None = None
-        self._mailer: Mailer | None = None
+        self._mailer: SESSender | None = None
         self._receipt: ReceiptRules | None = None
         self._deleter: Deleter | None = None
         self._filters: dict[str, SubscriptionSpec] = {}
@@ -116,7 +117,7 @@ class AWSBackend:
         self._stack = stack
         self._queues = Queues(self._client, declare=settings.declare)
         self._topics = Topics(sns, declare=settings.declare, filtering=settings.filtering)
-        self._mailer = Mailer(ses)
+        self._mailer = SESSender(ses)
         self._receipt = ReceiptRules(
             receiving, self._queues, self._topics, declare=settings.declare
         )
@@ -235,6 +236,8 @@ class AWSBackend:
                 raise
             now = self.clock.wall()
             out = [decode(queue, m, now=now) for m in response.get("Messages") or ()]
+            if spec is not None and spec.carries_mail:
+                out = [unwrap_mail(delivery) for delivery in out]
             if subscription is not None:
                 out = await self._wanted(subscription, out)
             for delivery in out:

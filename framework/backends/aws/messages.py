@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from framework.backends.base import AttributeValue, Delivery, Outgoing
 from framework.clock import parse_utc
 from framework.exceptions import InvalidMessageError, MessageTooLargeError
+from framework.messages import AttributeValue, Delivery, Outgoing
 
 __all__ = [
     "MAX_ATTRIBUTES",

@@ -15,8 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from framework.backends.base import QueueStats
 from framework.exceptions import DeclarationError, FrameworkError, UnknownQueueError
+from framework.messages import QueueStats
 from framework.registry import QueueSpec
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE, native_max_receive_count

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from framework.backends.base import Delivery
+from framework.messages import Delivery
 
 from .sqs import is_stale_receipt
 

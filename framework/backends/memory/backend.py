@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Self
 
-from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
 from framework.exceptions import UnknownQueueError, UnknownTopicError
 from framework.logs import event
+from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow

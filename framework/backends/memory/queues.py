@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from framework.backends.base import AttributeValue, Delivery, Outgoing, QueueStats
 from framework.clock import Clock
+from framework.messages import AttributeValue, Delivery, Outgoing, QueueStats
 from framework.registry import QueueSpec
 from framework.semantics.fifo import DeduplicationWindow
 

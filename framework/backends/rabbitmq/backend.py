@@ -25,10 +25,10 @@ from aio_pika.exceptions import (
     PublishError,
 )
 
-from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
 from framework.exceptions import MailError, UnknownQueueError, UnknownTopicError
 from framework.logs import event
+from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow

@@ -19,8 +19,8 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from framework.backends.base import Delivery
 from framework.logs import event
+from framework.messages import Delivery
 
 from .messages import GROUP_ID, Received
 

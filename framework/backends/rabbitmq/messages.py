@@ -15,8 +15,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
-from framework.backends.base import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
 from framework.clock import parse_utc
+from framework.messages import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
 
 __all__ = [
     "ATTRIBUTES",

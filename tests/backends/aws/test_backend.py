@@ -15,7 +15,14 @@ pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
 
 from framework.backends.aws import AWSBackend
 from framework.backends.aws.messages import META
-from framework.backends.base import (
+from framework.exceptions import (
+    DeclarationError,
+    InvalidMessageError,
+    MailError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
+from framework.messages import (
     DLQ_ERROR_TYPE,
     DLQ_SOURCE,
     AttributeValue,
@@ -23,13 +30,6 @@ from framework.backends.base import (
     Delivery,
     Outgoing,
     OutgoingMail,
-)
-from framework.exceptions import (
-    DeclarationError,
-    InvalidMessageError,
-    MailError,
-    UnknownQueueError,
-    UnknownTopicError,
 )
 from framework.registry import QueueSpec, Registry, SubscriptionSpec, TopicSpec
 

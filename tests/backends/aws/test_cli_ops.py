@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
 
 from framework.backends.aws import AWSBackend
-from framework.backends.base import DLQ_HEADERS, DeadLetterReason, Delivery, Outgoing
+from framework.messages import DLQ_HEADERS, DeadLetterReason, Delivery, Outgoing
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.runtime import Runtime
 from tests.backends.aws.cli_app import make_app
@@ -218,7 +218,14 @@ async def test_a_workers_dead_letters_are_redriven_and_handled(
 
     results = tmp_path / "results"
     app = make_app(names.queue, names.topic, str(results), str(failing))
-    async with Runtime(app, AWSBackend.from_url(aws_url), poll_wait=1.0, grace=1.0):
+    async with Runtime(
+        app.registry,
+        AWSBackend.from_url(aws_url),
+        events=app.events,
+        app=app,
+        poll_wait=1.0,
+        grace=1.0,
+    ):
         await until(dead(len(bad) + 1), 30, "the worker's dead letters")
     await asyncio.sleep(1.5)  # its last long poll ends
     assert {line.split()[1] for line in results.read_text().splitlines()} == set(good)

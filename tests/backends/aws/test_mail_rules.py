@@ -69,7 +69,7 @@ async def test_rules_topics_and_subscriptions_are_declared_in_order(
     app's order, the same rule as the CloudFormation export's; the set is not activated."""
     app = mail_app(token)
     lines: list[str] = []
-    runtime = Runtime(app, backend, workers=False)
+    runtime = app.run(backend, workers=False)
     await runtime.declare(lines.append)
     rules = app.registry.email_rules
     rule_set = receipt_rule_set(app.name)
@@ -123,12 +123,12 @@ async def test_rules_topics_and_subscriptions_are_declared_in_order(
 
 async def test_declaring_again_converges(backend: AWSBackend, token: str) -> None:
     """A second start keeps one rule per handler, and brings changed recipients up to date."""
-    await Runtime(mail_app(token), backend, workers=False).declare()
+    await mail_app(token).run(backend, workers=False).declare()
     changed = mail_app(token)
     changed.registry.email_rules[1] = EmailRule(
         ("other.example",), changed.registry.email_rules[1].queue
     )
-    await Runtime(changed, backend, workers=False).declare()
+    await changed.run(backend, workers=False).declare()
     ses: Any = backend.receipt_rules.ses
     rule_set = receipt_rule_set(changed.name)
     stored = (await ses.describe_receipt_rule_set(RuleSetName=rule_set))["Rules"]
@@ -143,7 +143,7 @@ async def test_no_declare_lists_missing_mail_resources(
     app = mail_app(token)
     async with AWSBackend.from_url(aws_url) as checker:
         with pytest.raises(MissingResourcesError) as caught:
-            await Runtime(app, checker, workers=False, declare=False).check_declared()
+            await app.run(checker, workers=False, declare=False).check_declared()
     queues = [rule.queue.name for rule in app.registry.email_rules]
     rule_set = receipt_rule_set(app.name)
     mail_lines = [line for line in caught.value.missing if not line.startswith("queue ")]
@@ -156,16 +156,16 @@ async def test_no_declare_lists_missing_mail_resources(
         f"SES receipt rule '{queues[0]}' of rule set '{rule_set}'",
         f"SES receipt rule '{queues[1]}' of rule set '{rule_set}'",
     ]
-    await Runtime(app, backend, workers=False).declare()
+    await app.run(backend, workers=False).declare()
     async with AWSBackend.from_url(aws_url) as checker:
-        await Runtime(app, checker, workers=False, declare=False).check_declared()
+        await app.run(checker, workers=False, declare=False).check_declared()
 
 
 async def test_mail_rules_0_declares_no_mail_resources(aws_url: str, token: str) -> None:
     """With ``mail_rules=0`` the queues are declared, SES and the mail topics are left alone."""
     app = mail_app(token)
     async with AWSBackend.from_url(f"{aws_url}&mail_rules=0") as backend:
-        await Runtime(app, backend, workers=False).declare()
+        await app.run(backend, workers=False).declare()
         assert await backend.missing_mail_rules(app.name, app.registry.email_rules) == []
     async with AWSBackend.from_url(aws_url) as plain:
         absent = await plain.missing_mail_rules(app.name, app.registry.email_rules)
@@ -218,7 +218,14 @@ async def test_an_ses_notification_on_the_topic_reaches_the_handler(
     message["Subject"] = "Order 42"
     message.set_content("Two boxes, please.")
     raw = message.as_bytes()
-    async with Runtime(app, AWSBackend.from_url(aws_url), poll_wait=1.0, grace=1.0) as runtime:
+    async with Runtime(
+        app.registry,
+        AWSBackend.from_url(aws_url),
+        events=app.events,
+        app=app,
+        poll_wait=1.0,
+        grace=1.0,
+    ) as runtime:
         backend = runtime.backend
         assert isinstance(backend, AWSBackend)
         [rule, _] = app.registry.email_rules

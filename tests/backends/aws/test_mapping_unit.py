@@ -19,8 +19,8 @@ from framework.backends.aws.sqs import (
     redrive_policy,
     seconds,
 )
-from framework.backends.base import AttributeValue, Outgoing
 from framework.exceptions import ConfigError, InvalidMessageError
+from framework.messages import AttributeValue, Outgoing
 from framework.registry import QueueSpec, SubscriptionSpec
 
 SENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

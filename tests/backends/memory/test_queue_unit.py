@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from framework.backends.base import Outgoing
 from framework.backends.memory.queues import MemoryQueue
+from framework.messages import Outgoing
 from framework.registry import QueueSpec
 from framework.testing import VirtualClock
 

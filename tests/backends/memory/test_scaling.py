@@ -21,9 +21,9 @@ import anyio
 import pytest
 from anyio.lowlevel import checkpoint
 
-from framework.backends.base import Outgoing
 from framework.backends.memory import MemoryBackend
 from framework.clock import Timer
+from framework.messages import Outgoing
 from framework.registry import QueueSpec
 from framework.testing.clock import VirtualClock
 

@@ -27,9 +27,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from framework.backends.base import CONTENT_TYPE, Outgoing
 from framework.backends.rabbitmq import RabbitMQBackend
 from framework.backends.rabbitmq.topology import delay_milliseconds, delay_queue_name
+from framework.messages import CONTENT_TYPE, Outgoing
 from framework.registry import QueueSpec
 
 __all__ = [

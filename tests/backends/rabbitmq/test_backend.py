@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from framework.backends.base import DeadLetterReason, Outgoing
 from framework.backends.rabbitmq import RabbitMQBackend
 from framework.backends.rabbitmq.messages import ATTRIBUTES, RECEIVE_COUNT
 from framework.exceptions import MailError, UnknownQueueError
+from framework.messages import DeadLetterReason, Outgoing
 from framework.registry import QueueSpec
 
 pytestmark = pytest.mark.rabbitmq
@@ -171,7 +171,7 @@ async def test_purge_deletes_ready_delayed_and_held_messages(backend: RabbitMQBa
 
 async def test_send_mail_is_refused_with_the_reason(backend: RabbitMQBackend) -> None:
     """amqp:// has no mail transport of its own, and says to configure a relay."""
-    from framework.backends.base import OutgoingMail
+    from framework.messages import OutgoingMail
 
     with pytest.raises(MailError, match="FRAMEWORK_MAIL_RELAY"):
         await backend.send_mail(OutgoingMail("a@b.c", ("d@e.f",), b"", "<id@x>"))

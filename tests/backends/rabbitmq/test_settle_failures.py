@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from framework.backends.base import DeadLetterReason, Outgoing
 from framework.backends.rabbitmq import RabbitMQBackend
 from framework.exceptions import UnknownQueueError
+from framework.messages import DeadLetterReason, Outgoing
 from framework.registry import QueueSpec
 
 pytestmark = pytest.mark.rabbitmq

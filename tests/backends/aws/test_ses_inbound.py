@@ -1,15 +1,16 @@
-"""Mail received by SES reaches the same ``@on_email`` handler through SNS and the rule's queue."""
+"""Mail received by SES: the AWS backend unwraps SES's notification into the receiver's shape."""
 
 from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from framework import App, Email
+from framework.backends.aws.notifications import from_notification, unwrap_mail
+from framework.messages import Delivery
+from framework.smtp.parsing import envelope_from_headers, parse
 from framework.smtp.scanning import Verdict
-from framework.smtp.ses import from_notification
-from framework.testing import TestApp
 
 
 def raw_mail() -> bytes:
@@ -87,21 +88,37 @@ def test_anything_else_is_not_an_ses_notification() -> None:
     assert from_notification(json.dumps(without_content).encode()) is None
 
 
-async def test_the_on_email_handler_gets_mail_that_ses_published() -> None:
-    app = App("ses-inbound")
-    seen: list[Email] = []
-
-    @app.on_email(["support@example.com"])
-    async def support(mail: Email) -> None:
-        seen.append(mail)
-
-    async with TestApp(app) as test:
-        await app.send("email-support", sns_wrapped(ses_received(raw_mail(), spam="FAIL")))
-        await test.drain()
-    (mail,) = seen
+def test_the_backend_hands_over_the_mail_as_the_smtp_receiver_stores_it() -> None:
+    """``unwrap_mail`` turns SES's notification into the receiver's shape: the raw mail as
+    ``message/rfc822`` with the envelope in headers, so the dispatcher parses both alike."""
+    now = datetime.now(UTC)
+    delivery = Delivery(
+        queue="email-support",
+        message_id="m-1",
+        body=sns_wrapped(ses_received(raw_mail(), spam="FAIL")),
+        attributes={},
+        headers={},
+        receive_count=1,
+        sent_at=now,
+        first_received_at=now,
+        receipt="r-1",
+    )
+    stored = unwrap_mail(delivery)
+    assert stored.content_type == "message/rfc822"
+    assert stored.body == raw_mail()
+    mail = parse(stored.body, envelope_from_headers(stored.headers))
     assert mail.subject == "Printer on fire"
     assert mail.from_ == "ann@example.org"
     assert mail.envelope.rcpt_to == ("support@example.com",)
+    assert mail.envelope.mail_from == "bounce@example.org"
     assert mail.verdicts.spam is Verdict.FAIL
     assert mail.text is not None
     assert mail.text.strip() == "It is on fire."
+    assert unwrap_mail(stored) is stored  # a raw mail (redriven, say) is left as it is
+
+
+def test_a_body_that_is_no_ses_notification_is_left_for_the_dispatcher_to_refuse() -> None:
+    """Anything else on a mail queue comes through unchanged, for the dispatcher to handle."""
+    now = datetime.now(UTC)
+    delivery = Delivery("email-support", "m-2", b'{"a": 1}', {}, {}, 1, now, now, "r-2")
+    assert unwrap_mail(delivery) is delivery

@@ -7,18 +7,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from framework.backends.base import OutgoingMail
 from framework.exceptions import MailError
 from framework.logs import event
+from framework.messages import OutgoingMail
 
 from .sqs import error_code
 
-__all__ = ["Mailer"]
+__all__ = ["SESSender"]
 
 log = logging.getLogger("framework.backends.aws")
 
 
-class Mailer:
+class SESSender:
     """Sends ``OutgoingMail`` with SES v2 ``SendEmail`` (raw content)."""
 
     def __init__(self, client: Any, *, configuration_set: str | None = None) -> None:

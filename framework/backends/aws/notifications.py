@@ -6,7 +6,9 @@ encoding, and the rule's SQS queue subscribes to that topic without raw delivery
 on the queue is then an SNS notification whose ``Message`` is SES's "Received" notification:
 the envelope (``mail.source``, ``receipt.recipients``), SES's scan verdicts and the whole mail,
 base64-encoded, in ``content``. ``from_notification`` turns it back into the raw mail and the
-same ``Envelope`` the framework's own receiver stores, so one handler serves both.
+same ``Envelope`` the framework's own receiver stores, and ``unwrap_mail`` hands the dispatcher
+a delivery of the very shape the receiver queues (the raw mail, ``message/rfc822``, with the
+envelope in headers), so one handler serves both and the runtime knows no AWS format.
 
 See https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html
 """
@@ -16,12 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from typing import Any
 
-from framework.smtp.parsing import Envelope
+from framework.messages import CONTENT_TYPE, Delivery
+from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS, Envelope
 from framework.smtp.scanning import Verdict, Verdicts
 
-__all__ = ["from_notification"]
+__all__ = ["from_notification", "unwrap_mail"]
+
+MAIL = "message/rfc822"
 
 # SES's receipt verdict fields, by the framework's check names.
 _VERDICTS = {
@@ -93,3 +99,26 @@ def from_notification(body: bytes) -> tuple[bytes, Envelope] | None:
         verdicts=_verdicts(receipt),
     )
     return raw, envelope
+
+
+def unwrap_mail(delivery: Delivery) -> Delivery:
+    """Return ``delivery`` as the SMTP receiver would have queued it, if SES's notification.
+
+    A delivery that is not one (already a raw mail, say, redriven from a dead-letter queue)
+    is returned unchanged; the dispatcher then refuses what is not a mail as poison.
+    """
+    if delivery.content_type == MAIL:
+        return delivery
+    received = from_notification(delivery.body)
+    if received is None:
+        return delivery
+    raw, envelope = received
+    headers = {
+        **delivery.headers,
+        CONTENT_TYPE: MAIL,
+        MAIL_FROM: envelope.mail_from,
+        RCPT_TO: ",".join(envelope.rcpt_to),
+        PEER: envelope.peer,
+        VERDICTS: envelope.verdicts.to_header(),
+    }
+    return replace(delivery, body=raw, headers=headers)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from framework.context import Context
 from framework.exceptions import DeclarationError, FrameworkError
 from framework.smtp.outbound import check_address
-
-if TYPE_CHECKING:
-    from framework.app import App
 
 __all__ = ["EndpointError", "backoff", "endpoint_handler"]
 
@@ -33,12 +30,13 @@ def backoff(receive_count: int) -> float:
 
 
 def endpoint_handler(
-    app: App, topic: str, endpoint: str, *, timeout: float = 10.0
+    topic: str, endpoint: str, *, timeout: float = 10.0
 ) -> Callable[[bytes, Context], Awaitable[None]]:
     """Return the handler that delivers ``topic``'s messages to ``endpoint``.
 
+    A ``mailto:`` delivery is sent by the running app's mailer (``ctx.app.mail``).
+
     Args:
-        app: The app (its mailer sends ``mailto:`` deliveries).
         topic: The topic, named in the delivery's headers or subject.
         endpoint: ``http://...``, ``https://...`` or ``mailto:ADDRESS``.
         timeout: Seconds an HTTP endpoint gets to answer.
@@ -54,7 +52,7 @@ def endpoint_handler(
             raise DeclarationError(f"topic {topic!r}: endpoint {endpoint!r}: {exc}") from None
 
         async def mail(body: bytes, ctx: Context) -> None:
-            await app.mail.send(
+            await ctx.app.mail.send(
                 to=address,
                 subject=f"{topic} notification",
                 text=body.decode("utf-8", "replace"),

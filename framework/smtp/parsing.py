@@ -17,7 +17,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 
-from framework.smtp.scanning import Verdicts
+from framework.smtp.scanning import Envelope, Verdicts
 
 __all__ = ["Attachment", "Email", "Envelope", "parse"]
 
@@ -48,17 +48,6 @@ class Attachment:
     def size(self) -> int:
         """The attachment's size in bytes."""
         return len(self.content)
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """The SMTP transaction: who it said the mail was from and to, the peer's address, and the
-    verdicts of the receiver's scanners (all ``DISABLED`` when none is configured)."""
-
-    mail_from: str = ""
-    rcpt_to: tuple[str, ...] = ()
-    peer: str = ""
-    verdicts: Verdicts = field(default_factory=Verdicts)
 
 
 @dataclass(frozen=True, slots=True)

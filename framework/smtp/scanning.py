@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from framework.exceptions import MissingDependencyError
 from framework.logs import event
 
-if TYPE_CHECKING:
-    from framework.smtp.parsing import Envelope
-
-__all__ = ["CHECKS", "Scanner", "Verdict", "Verdicts", "dkim_scanner", "first_action", "scan"]
+__all__ = [
+    "CHECKS",
+    "Envelope",
+    "Scanner",
+    "Verdict",
+    "Verdicts",
+    "dkim_scanner",
+    "first_action",
+    "scan",
+]
 
 log = logging.getLogger("framework.smtp")
 
@@ -69,6 +75,17 @@ class Verdicts:
             if name in CHECKS and verdict in Verdict.__members__:
                 found[name] = Verdict(verdict)
         return cls(**found)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP transaction: who it said the mail was from and to, the peer's address, and the
+    verdicts of the receiver's scanners (all ``DISABLED`` when none is configured)."""
+
+    mail_from: str = ""
+    rcpt_to: tuple[str, ...] = ()
+    peer: str = ""
+    verdicts: Verdicts = field(default_factory=Verdicts)
 
 
 def check_actions(where: str, actions: Mapping[str, Any]) -> dict[str, frozenset[Verdict]]:

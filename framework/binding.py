@@ -121,17 +121,6 @@ class Binder:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PoisonBodyError(str(exc), error_type=type(exc).__name__) from exc
 
-    def decode_request(self, raw: bytes) -> Any:
-        """Validate an HTTP request body as JSON against the body parameter.
-
-        Raises:
-            ValidationError: With field errors, for malformed JSON too.
-        """
-        assert self.body is not None
-        if self.body_adapter is None:
-            return raw
-        return self.body_adapter.validate_json(raw)
-
 
 def _summarise(exc: ValidationError) -> str:
     parts = []
@@ -301,8 +290,3 @@ def _is_scalar_list(annotation: Any) -> bool:
 
 
 _SCALARS = (str, int, float, bool)
-
-
-def call_args(binder: Binder, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Return keyword arguments for the handler from values keyed by source."""
-    return {p.name: values[p.source] for p in binder.params if p.source in values}

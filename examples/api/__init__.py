@@ -15,9 +15,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from framework import App
-from framework.gateway.auth import APIKey, APIKeyAuth, CustomAuth, JWTAuth, JWTKey, Principal
-from framework.gateway.cache import Cache
-from framework.gateway.throttle import Throttle, UsagePlan
+from framework.gateway import (
+    APIKey,
+    APIKeyAuth,
+    Cache,
+    CustomAuth,
+    JWTAuth,
+    JWTKey,
+    Principal,
+    Throttle,
+    UsagePlan,
+)
 
 app = App("api")
 

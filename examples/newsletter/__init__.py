@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, field_validator
 
-from framework import App, Context, Email
-from framework.exceptions import MailError
-from framework.smtp import RelayConfig, SMTPConfig
-from framework.smtp.outbound import check_address
+from framework import App, Context, Email, MailError
+from framework.smtp import RelayConfig, SMTPConfig, check_address
 
 # --8<-- [start:config]
 SMTP = SMTPConfig(

@@ -173,9 +173,3 @@ async def _start_receiver(
             "pass --smtp-port or --no-smtp"
         ) from None
     return receiver
-
-
-def check_port(port: int) -> None:
-    """Raise ConfigError for a port outside 0-65535."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port {port} is not a TCP port (0-65535)")

@@ -22,12 +22,12 @@ from framework.semantics.retry import DeadLetter, after_failure, before_handling
 from framework.semantics.visibility import VisibilityTimeoutError, expired
 from framework.smtp.parsing import Email, envelope_from_headers, parse
 
-__all__ = ["Dispatcher", "Lease", "VisibilityTimeoutError"]
+__all__ = ["Dispatcher", "HandlerLease", "VisibilityTimeoutError"]
 
 log = logging.getLogger("framework.runtime")
 
 
-class Lease:
+class HandlerLease:
     """One delivery's deadline, and how to cancel its handler when the deadline passes.
 
     An async handler runs in the worker's own task, which the watchdog cancels natively
@@ -80,12 +80,12 @@ class _Watchdog:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._leases: dict[Lease, None] = {}
+        self._leases: dict[HandlerLease, None] = {}
         self._timer: Timer | None = None
         self._at = math.inf  # when the timer fires
         self._at_count = 0  # how many armed leases have their deadline at ``_at``
 
-    def arm(self, lease: Lease) -> None:
+    def arm(self, lease: HandlerLease) -> None:
         self._leases[lease] = None
         deadline = lease.deadline
         if deadline < self._at:
@@ -93,7 +93,7 @@ class _Watchdog:
         elif deadline == self._at:
             self._at_count += 1
 
-    def disarm(self, lease: Lease) -> None:
+    def disarm(self, lease: HandlerLease) -> None:
         if lease not in self._leases:  # already fired, or disarmed twice
             return
         del self._leases[lease]
@@ -155,13 +155,13 @@ class Dispatcher:
         self.handled = 0
         self.failed = 0
 
-    def lease(self, delivery: Delivery, received_at: float) -> Lease:
+    def lease(self, delivery: Delivery, received_at: float) -> HandlerLease:
         """Start ``delivery``'s deadline: its handler is cancelled at the visibility timeout."""
-        lease = Lease(self, delivery, received_at + self.queue.visibility_timeout)
+        lease = HandlerLease(self, delivery, received_at + self.queue.visibility_timeout)
         self.watchdog.arm(lease)
         return lease
 
-    def abandon(self, lease: Lease) -> None:
+    def abandon(self, lease: HandlerLease) -> None:
         """Stop watching a lease whose delivery will not be handled (it is being released)."""
         self.watchdog.disarm(lease)
 
@@ -169,7 +169,7 @@ class Dispatcher:
         """Handle ``delivery``; True if it was acknowledged."""
         return await self.handle(self.lease(delivery, received_at))
 
-    async def handle(self, lease: Lease, task: asyncio.Task[Any] | None = None) -> bool:
+    async def handle(self, lease: HandlerLease, task: asyncio.Task[Any] | None = None) -> bool:
         """Handle a leased delivery in ``task`` (the current task); True if it was acknowledged."""
         delivery = lease.delivery
         queue = self.queue
@@ -298,7 +298,7 @@ class Dispatcher:
             )
         )
 
-    async def _run_sync(self, lease: Lease, kwargs: dict[str, Any]) -> BaseException | None:
+    async def _run_sync(self, lease: HandlerLease, kwargs: dict[str, Any]) -> BaseException | None:
         """Run a sync handler in a thread under a cancel scope that the watchdog cancels."""
         scope = lease.scope = anyio.CancelScope()
         error: BaseException | None = None
@@ -316,7 +316,7 @@ class Dispatcher:
             return expired(self.queue.visibility_timeout)
         return error
 
-    async def _release_cancelled(self, lease: Lease) -> None:
+    async def _release_cancelled(self, lease: HandlerLease) -> None:
         """Cancelled from outside (shutdown past its grace period): give the message back."""
         self.watchdog.disarm(lease)
         with anyio.CancelScope(shield=True):
@@ -332,7 +332,7 @@ class Dispatcher:
             kwargs[mail.name] = parse(delivery.body, envelope_from_headers(delivery.headers))
         return kwargs
 
-    def _context(self, delivery: Delivery, lease: Lease) -> Context:
+    def _context(self, delivery: Delivery, lease: HandlerLease) -> Context:
         return Context(
             app=self.app,
             message=Message.from_delivery(delivery),

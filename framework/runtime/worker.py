@@ -21,7 +21,7 @@ from anyio.lowlevel import checkpoint
 from framework.backends.base import Backend
 from framework.logs import event
 from framework.messages import Delivery
-from framework.runtime.dispatch import Dispatcher, Lease
+from framework.runtime.dispatch import Dispatcher, HandlerLease
 
 __all__ = ["Worker"]
 
@@ -47,7 +47,7 @@ class Worker:
         self.idle.set()
         self._stopping = anyio.CancelScope()
         self._slot_freed: asyncio.Future[None] | None = None
-        self._inbox: deque[Lease] = deque()
+        self._inbox: deque[HandlerLease] = deque()
         self._sleeping: deque[asyncio.Future[None]] = deque()  # idle handler tasks' wake-ups
         self._waking = False  # a handler task was woken and has not looked at the inbox yet
         self._offering = False  # an offer of the inbox's rest to another handler is scheduled

@@ -1,9 +1,21 @@
-"""Mail: the parsed ``Email``, receipt rules and the receiver, outbound mail.
+"""Mail: the parsed ``Email``, its envelope and verdicts, the receiver's and relay's config.
 
-The receiver's and the relay's configuration are importable from here:
-``from framework.smtp import RelayConfig, SMTPConfig``.
+``from framework.smtp import Email, RelayConfig, SMTPConfig, Verdict, check_address``.
 """
 
 from framework.smtp.config import RelayConfig, SMTPConfig
+from framework.smtp.outbound import check_address
+from framework.smtp.parsing import Attachment, Email
+from framework.smtp.scanning import Envelope, Scanner, Verdict, Verdicts
 
-__all__ = ["RelayConfig", "SMTPConfig"]
+__all__ = [
+    "Attachment",
+    "Email",
+    "Envelope",
+    "RelayConfig",
+    "SMTPConfig",
+    "Scanner",
+    "Verdict",
+    "Verdicts",
+    "check_address",
+]

@@ -1,19 +1,29 @@
-"""Tests for the public surface: ``__all__`` of framework, framework.testing, framework.backends."""
+"""Tests for the public surface: ``__all__`` of framework, framework.testing, framework.backends,
+framework.gateway and framework.smtp; the examples use nothing else."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
-import framework.backends.base
 import framework.exceptions
+import framework.messages
 
-PACKAGES = ["framework", "framework.testing", "framework.backends"]
+PACKAGES = [
+    "framework",
+    "framework.backends",
+    "framework.gateway",
+    "framework.smtp",
+    "framework.testing",
+]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def exported(package: str) -> list[str]:
@@ -25,9 +35,14 @@ def exported(package: str) -> list[str]:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_all_is_sorted_without_duplicates(package: str) -> None:
-    """Each package's ``__all__`` is sorted and names every export once."""
+    """Each package's ``__all__`` is sorted (constants, classes, functions: ruff's order) and
+    names every export once."""
     names = exported(package)
-    assert names == sorted(names)
+
+    def key(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+    assert names == sorted(names, key=key)
     assert len(names) == len(set(names))
 
 
@@ -105,5 +120,27 @@ def test_every_framework_error_is_exported_from_framework() -> None:
 
 
 def test_backend_contract_types_are_exported_from_backends() -> None:
-    """Every value type of the backend contract is importable from ``framework.backends``."""
-    assert set(framework.backends.base.__all__) <= set(exported("framework.backends"))
+    """The backend protocols and every message value type are importable from
+    ``framework.backends``."""
+    values = {n for n in framework.messages.__all__ if not n.isupper()}
+    protocols = {"Backend", "CanCheckDeclared", "CanDeclareMailRules"}
+    assert values | protocols <= set(exported("framework.backends"))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.rglob("*.py")), ids=lambda p: p.stem)
+def test_examples_import_only_public_modules(path: Path) -> None:
+    """An example imports the framework only through its public packages."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+        if name == "framework" or name.startswith("framework.")
+    }
+    assert used <= set(PACKAGES), f"{path.name} imports {sorted(used - set(PACKAGES))}"

@@ -32,7 +32,7 @@ from .messages import decode, encode_checked, fifo_arguments
 from .notifications import unwrap_mail
 from .outbound_mail import SESSender
 from .receipt import ReceiptRules
-from .settings import Settings
+from .settings import AWSSettings
 from .sns import Topics, missing, queue_policy
 from .sqs import (
     Queues,
@@ -63,12 +63,12 @@ MIN_WAIT = 1
 class AWSBackend:
     """Queues on SQS, topics on SNS, outgoing mail on SES v2, shared by every process.
 
-    Build it with ``from_url("aws://REGION?options")`` (options: see ``Settings``) and use it
+    Build it with ``from_url("aws://REGION?options")`` (options: see ``AWSSettings``) and use it
     as an async context manager: entering opens the clients, leaving closes them (messages in
     flight become visible again when their visibility timeout ends, as on SQS).
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: AWSSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -84,7 +84,7 @@ class AWSBackend:
     @classmethod
     def from_url(cls, url: str) -> Self:
         """Build a backend for ``aws://REGION?options`` (not yet connected)."""
-        return cls(Settings.from_url(url))
+        return cls(AWSSettings.from_url(url))
 
     async def __aenter__(self) -> Self:
         settings = self.settings

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from framework.exceptions import ConfigError
 
-__all__ = ["Filtering", "Settings", "physical_name"]
+__all__ = ["AWSSettings", "Filtering", "physical_name"]
 
 Filtering = Literal["native", "subscriber"]
 
@@ -44,7 +44,7 @@ def _flag(name: str, value: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class AWSSettings:
     """What ``aws://REGION?options`` asks for.
 
     Options:
@@ -75,7 +75,7 @@ class Settings:
     profile: str | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> Settings:
+    def from_url(cls, url: str) -> AWSSettings:
         """Parse ``aws://REGION?options``.
 
         Raises:

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
 
 from framework.backends.aws.messages import META, decode, encode
-from framework.backends.aws.settings import Settings, physical_name
+from framework.backends.aws.settings import AWSSettings, physical_name
 from framework.backends.aws.sns import queue_policy, subscription_attributes
 from framework.backends.aws.sqs import (
     is_stale_receipt,
@@ -40,7 +40,7 @@ def received(message: Outgoing, **system: str) -> dict[str, Any]:
 
 def test_url_gives_region_endpoint_and_options() -> None:
     """``aws://REGION?endpoint_url=...&declare=0&filtering=subscriber`` is parsed whole."""
-    s = Settings.from_url(
+    s = AWSSettings.from_url(
         "aws://eu-west-1?endpoint_url=http://127.0.0.1:5000&declare=0&filtering=subscriber"
     )
     assert (s.region, s.endpoint_url, s.declare, s.filtering) == (
@@ -58,18 +58,22 @@ def test_url_gives_region_endpoint_and_options() -> None:
 def test_bad_url_is_refused_with_config_error(url: str) -> None:
     """A bad region, an unknown option or a bad value raises ConfigError."""
     with pytest.raises(ConfigError):
-        Settings.from_url(url)
+        AWSSettings.from_url(url)
 
 
 def test_emulator_without_credentials_gets_dummy_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     """With an endpoint and no credentials in the environment, the ``testing`` pair is used."""
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(variable, raising=False)
-    options = Settings.from_url("aws://us-east-1?endpoint_url=http://127.0.0.1:1").client_options()
+    options = AWSSettings.from_url(
+        "aws://us-east-1?endpoint_url=http://127.0.0.1:1"
+    ).client_options()
     assert options["aws_access_key_id"] == "testing"
-    assert "aws_access_key_id" not in Settings.from_url("aws://us-east-1").client_options()
+    assert "aws_access_key_id" not in AWSSettings.from_url("aws://us-east-1").client_options()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    options = Settings.from_url("aws://us-east-1?endpoint_url=http://127.0.0.1:1").client_options()
+    options = AWSSettings.from_url(
+        "aws://us-east-1?endpoint_url=http://127.0.0.1:1"
+    ).client_options()
     assert "aws_access_key_id" not in options
 
 

@@ -16,7 +16,7 @@ import click
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
 from framework.backends.aws.settings import physical_name
-from framework.cli.errors import one_line_errors
+from framework.cli.failures import one_line_errors
 from framework.cli.loading import load_app
 from framework.config import load_settings
 from framework.exceptions import ConfigError

@@ -11,7 +11,7 @@ import anyio
 import click
 
 from framework.cli.deploy import export, provision
-from framework.cli.errors import one_line_errors
+from framework.cli.failures import one_line_errors
 from framework.cli.loading import load_app
 from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings

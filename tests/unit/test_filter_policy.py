@@ -352,7 +352,8 @@ def test_binary_attribute_counts_as_absent() -> None:
 def test_exists_true_needs_a_non_null_non_empty_value_in_the_body() -> None:
     """A body key set to null, "", [] or [null] does not exist for ``exists: true``."""
     policy = {"store": [{"exists": True}]}
-    for empty in (None, "", [], [None], {}):
+    empties: list[Any] = [None, "", [], [None], {}]
+    for empty in empties:
         assert not body(policy, {"store": empty, "other": 1}), empty
     assert body(policy, {"store": 0})
     assert body(policy, {"store": False})

@@ -102,6 +102,12 @@ class _Handler:
     async def _enqueue(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         peer = _peer_address(session.peer)
+        # Refused here, before any scanner or queue sees it: a mail the handlers' parser would
+        # not read in full (too many parts or header lines) is the sender's to fix.
+        complexity = parsing.too_complex(raw)
+        if complexity is not None:
+            event(log, logging.INFO, "mail.too_complex", peer=peer, reason=complexity)
+            return f"554 5.6.0 Message refused: {complexity}"
         headers = {
             CONTENT_TYPE: "message/rfc822",
             MAIL_FROM: envelope.mail_from or "",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -16,6 +19,8 @@ from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings
 from framework.exceptions import FrameworkError
 from framework.logs import configure
+from framework.redact import mask_text
+from framework.runtime.operations import check_redrive_target
 
 __all__ = ["cli", "main"]
 
@@ -26,17 +31,35 @@ LOCAL_SERVER = "http://127.0.0.1:8000"
 
 
 def _one_line_errors(command: F) -> F:
-    """Turn framework errors into one line on stderr and exit status 1, never a traceback."""
+    """Turn any error into one ``error: ...`` line on stderr and exit status 1, never a
+    traceback (``FRAMEWORK_TRACEBACK=1`` prints it too); URL secrets are masked in both."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except FrameworkError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("FRAMEWORK_TRACEBACK"):
+                text = "".join(traceback.format_exception(exc))
+                click.echo(mask_text(text.rstrip()), err=True)
+            click.echo(f"error: {mask_text(_describe(exc))}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _describe(exc: BaseException) -> str:
+    """What to say of ``exc``: a framework error's own text, else its type and message in one
+    line."""
+    # A task group wraps what failed inside it: show the one error that started it.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, FrameworkError):
+        return str(exc)  # worded for this: a list of missing resources spans lines on purpose
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())  # one line, whatever the library put in its message
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
@@ -137,6 +160,7 @@ def _ops_options(command: F) -> F:
 
 def _ops(server: str | None, backend: str | None, env: str | None, token: str | None) -> Ops:
     """Choose where the queues are: an explicit flag, then the profile and environment."""
+    _quiet_libraries()
     if server:
         return ServerOps(server, token)
     settings = load_settings(env=env, overrides={"backend": backend})
@@ -145,13 +169,26 @@ def _ops(server: str | None, backend: str | None, env: str | None, token: str | 
     return ServerOps(settings.server or LOCAL_SERVER, token)
 
 
+def _quiet_libraries() -> None:
+    """One-shot commands: the framework's warnings structured, client libraries' lines never.
+
+    A client library that logs its connection failure (aiormq's "error when creating
+    transport") would print a bare line through logging's last resort beside the one
+    ``error:`` line that already says it; the framework's own logger keeps its handler.
+    """
+    configure("warning")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
 def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--attribute")
-        parsed = parse_body(value)
+        parsed = parse_body(value, what=f"attribute {key!r}")
         attributes[key] = parsed if isinstance(parsed, int | float | bool) else value
     return attributes
 
@@ -216,6 +253,7 @@ def redrive(
     as_json: bool,
 ) -> None:
     """Move dead letters from DLQ back to their source queue, oldest first."""
+    check_redrive_target(dlq, to)  # before connecting anywhere
     ops = _ops(server, backend, env, token)
     interactive = sys.stderr.isatty()
     shown = 0

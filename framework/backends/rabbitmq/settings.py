@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from framework.exceptions import ConfigError
+from framework.redact import mask_url
 
 __all__ = ["Settings"]
 
@@ -76,7 +77,9 @@ class Settings:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigError(f"not a RabbitMQ URL: {url!r} (expected amqp://... or amqps://...)")
+            raise ConfigError(
+                f"not a RabbitMQ URL: {mask_url(url)!r} (expected amqp://... or amqps://...)"
+            )
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]

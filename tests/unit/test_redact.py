@@ -66,3 +66,10 @@ def test_settings_repr_masks_the_backend_url() -> None:
     assert "hunter2" not in shown
     assert ":pw@" not in shown
     assert "amqp://guest:***@h/" in shown
+
+
+def test_rabbitmq_settings_repr_hides_the_broker_url() -> None:
+    """The RabbitMQ backend's settings keep the URL (with its password) out of their repr."""
+    from framework.backends.rabbitmq.settings import Settings as RabbitSettings
+
+    assert "hunter2" not in repr(RabbitSettings.from_url("amqp://guest:hunter2@h/"))

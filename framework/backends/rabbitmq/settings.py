@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from framework.exceptions import ConfigError
@@ -60,7 +60,7 @@ class Settings:
       ``framework-<pid>-<random>``.
     """
 
-    url: str
+    url: str = field(repr=False)  # it carries the password
     queue_expires: float | None = None
     delete_on_exit: bool = False
     lease_grace: float = 5.0

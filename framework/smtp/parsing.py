@@ -192,7 +192,11 @@ def _walk(message: EmailMessage, defects: list[str]) -> list[EmailMessage]:
             continue
         children = part.get_payload()
         if isinstance(children, list):
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend(
+                (child, depth + 1)
+                for child in reversed(children)
+                if isinstance(child, EmailMessage)  # the modern policy makes every part one
+            )
     return found
 
 

@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -63,7 +64,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(work)
+    with _one_shot_logging():
+        return anyio.run(work)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,7 +162,6 @@ def _ops_options(command: F) -> F:
 
 def _ops(server: str | None, backend: str | None, env: str | None, token: str | None) -> Ops:
     """Choose where the queues are: an explicit flag, then the profile and environment."""
-    _quiet_libraries()
     if server:
         return ServerOps(server, token)
     settings = load_settings(env=env, overrides={"backend": backend})
@@ -169,17 +170,32 @@ def _ops(server: str | None, backend: str | None, env: str | None, token: str | 
     return ServerOps(settings.server or LOCAL_SERVER, token)
 
 
-def _quiet_libraries() -> None:
-    """One-shot commands: the framework's warnings structured, client libraries' lines never.
+@contextmanager
+def _one_shot_logging() -> Iterator[None]:
+    """For a one-shot command: the framework's warnings structured, client libraries' never.
 
     A client library that logs its connection failure (aiormq's "error when creating
     transport") would print a bare line through logging's last resort beside the one
-    ``error:`` line that already says it; the framework's own logger keeps its handler.
+    ``error:`` line that already says it. Everything is put back afterwards, so a command
+    run in-process (a test's CliRunner) leaves logging as it found it.
     """
-    configure("warning")
+    framework = logging.getLogger("framework")
+    if framework.handlers:  # configured already (``framework run``): leave it alone
+        yield
+        return
+    saved = (framework.handlers[:], framework.level, framework.propagate)
     root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.NullHandler())
+    null = logging.NullHandler() if not root.handlers else None
+    configure("warning")
+    if null is not None:
+        root.addHandler(null)
+    try:
+        yield
+    finally:
+        framework.handlers[:], level, framework.propagate = saved
+        framework.setLevel(level)
+        if null is not None:
+            root.removeHandler(null)
 
 
 def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:

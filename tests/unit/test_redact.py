@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from framework.config import Settings
-from framework.logs import configure, event
+from framework.logs import StructuredFormatter, event
 from framework.redact import mask_text, mask_url
 
 
@@ -43,18 +43,25 @@ def test_mask_text_masks_every_url_in_a_message() -> None:
 
 @pytest.mark.parametrize("json_lines", [False, True])
 def test_log_lines_and_tracebacks_are_masked(json_lines: bool) -> None:
-    """A log line, its fields and its traceback never carry a URL's password."""
-    configure("info", json_lines=json_lines)
+    """A log line, its fields and its traceback never carry a URL's password.
+
+    The framework's formatter (what ``configure`` installs) on a logger of this test's own,
+    so the framework's logging is left as it was.
+    """
     stream = io.StringIO()
-    handler = logging.getLogger("framework").handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    log = logging.getLogger("framework.test")
-    event(log, logging.INFO, "backend.connecting", url="amqp://guest:hunter2@h/")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(StructuredFormatter(json_lines=json_lines))
+    log = logging.getLogger(f"redact-test-{json_lines}")
+    log.addHandler(handler)
+    log.propagate = False
     try:
-        raise ConnectionError("refused by amqp://guest:hunter2@h/")
-    except ConnectionError:
-        log.exception("backend.failed")
+        event(log, logging.WARNING, "backend.connecting", url="amqp://guest:hunter2@h/")
+        try:
+            raise ConnectionError("refused by amqp://guest:hunter2@h/")
+        except ConnectionError:
+            log.exception("backend.failed")
+    finally:
+        log.removeHandler(handler)
     output = stream.getvalue()
     assert "hunter2" not in output
     assert output.count("guest:***@h/") >= 2

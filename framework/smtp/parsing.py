@@ -44,7 +44,7 @@ _INLINE_PARTS = 4
 MAX_CONCURRENT_PARSES = 2
 
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
-_DASHES = re.compile(rb"^--([^\r\n]*)", re.MULTILINE)
+_EOL = re.compile(rb"[\r\n]")
 
 # Headers carrying the SMTP envelope beside the raw mail on the queue.
 MAIL_FROM = "mail-from"
@@ -288,8 +288,9 @@ def _count(raw: bytes) -> tuple[int, int]:
 
     A part starts at each delimiter line of a declared boundary (``--BOUNDARY``; the parser
     splits on nothing else), whether or not it has headers of its own. Header lines are those
-    of the top header block and of each part's, continuation lines included. Only ``find``
-    and short slices: each step is a short C call, so a thread doing this yields the GIL.
+    of the top header block and of each part's, continuation lines included. Lines end as the
+    parser ends them: CRLF, LF or a lone CR. Only ``find``, short searches and short slices:
+    each step is a short C call, so a thread doing this yields the GIL.
     """
     lower = raw.lower()
     boundaries: set[bytes] = set()
@@ -304,30 +305,48 @@ def _count(raw: bytes) -> tuple[int, int]:
     parts, headers = 1, _header_lines(raw, 0, MAX_HEADER_LINES)
     if not boundaries:
         return parts, headers
-    at = 0 if raw.startswith(b"--") else raw.find(b"\n--")
+    # The next "--" at a line start after LF and after CR, each searched again only once used.
+    after_lf, after_cr = raw.find(b"\n--"), raw.find(b"\r--")
+    at = 0 if raw.startswith(b"--") else _first(after_lf, after_cr)
     while at != -1 and parts <= MAX_PARTS:
-        start = at + (3 if raw[at] == 10 else 2)  # past "\n--" or a leading "--"
-        end = raw.find(b"\n", start)
-        end = len(raw) if end == -1 else end
-        rest = raw[start:end].rstrip(b"\r \t")
+        start = at + (2 if at == 0 and raw.startswith(b"--") else 3)
+        end, following = _line_end(raw, start)
+        rest = raw[start:end].rstrip(b" \t")
         if rest in boundaries:
             parts += 1
-            headers += _header_lines(raw, end + 1, MAX_HEADER_LINES - headers)
-        at = raw.find(b"\n--", end)
+            headers += _header_lines(raw, following, MAX_HEADER_LINES - headers)
+        if after_lf != -1 and after_lf < end:
+            after_lf = raw.find(b"\n--", end)
+        if after_cr != -1 and after_cr < end:
+            after_cr = raw.find(b"\r--", end)
+        at = _first(after_lf, after_cr)
     return parts, headers
+
+
+def _first(*positions: int) -> int:
+    """The smallest of ``positions`` that is not -1, else -1."""
+    found = [p for p in positions if p != -1]
+    return min(found) if found else -1
+
+
+def _line_end(raw: bytes, at: int) -> tuple[int, int]:
+    """Where the line at ``at`` ends, and where the next one starts."""
+    match = _EOL.search(raw, at)
+    if match is None:
+        return len(raw), len(raw)
+    end = match.start()
+    return end, end + (2 if raw.startswith(b"\r\n", end) else 1)
 
 
 def _header_lines(raw: bytes, start: int, budget: int) -> int:
     """Lines of the header block at ``start`` (up to a blank line), counting to ``budget`` + 1."""
     lines, at = 0, start
-    while lines <= budget:
-        end = raw.find(b"\n", at)
-        if end == -1:
-            return lines + (at < len(raw))
-        if end == at or (end == at + 1 and raw[at] == 13):  # a blank line ends the block
+    while lines <= budget and at < len(raw):
+        end, following = _line_end(raw, at)
+        if end == at:  # a blank line ends the block
             return lines
         lines += 1
-        at = end + 1
+        at = following
     return lines
 
 

@@ -46,6 +46,15 @@ def test_parts_without_content_type_count() -> None:
     assert mail.defects[0].startswith("MIME structure: more than")
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r"], ids=["LF", "CR"])
+def test_parts_count_whatever_the_line_endings(newline: bytes) -> None:
+    """The parser also splits on bare LF and bare CR, and so does the count."""
+    raw = MANY_BARE_PARTS.replace(b"\r\n", newline)
+    assert too_complex(raw) == f"MIME structure: more than {parsing.MAX_PARTS} parts"
+    headers = (b"X-Pad: y" + newline) * 2000
+    assert too_complex(b"Subject: s" + newline + headers + newline + b"body") is not None
+
+
 def test_parts_within_the_limit_are_read() -> None:
     """A mail of 200 bare parts is within limits and parsed in full."""
     raw = HEAD + b"--B\r\n\r\nx\r\n" * 200 + b"--B--\r\n"

@@ -414,7 +414,8 @@ async def parse_off_loop(raw: bytes, envelope: Envelope | None = None) -> Email:
     The parser is pure Python, so the thread yields the interpreter every few milliseconds
     and the event loop keeps serving HTTP, SMTP and other handlers while a big mail parses.
     """
-    if len(raw) <= _INLINE_BYTES and raw.count(b"\n--") < _INLINE_PARTS:
+    # Any "--" may start a part (after LF, CR or CRLF): few of them, few parts.
+    if len(raw) <= _INLINE_BYTES and raw.count(b"--") <= _INLINE_PARTS:
         return parse(raw, envelope)
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.exceptions import ConfigError
+from framework.redact import mask_text
 from framework.smtp.config import SMTPConfig, SMTPTable
 
 __all__ = ["Settings", "find_pyproject", "load_settings", "load_smtp_config"]
@@ -38,6 +39,15 @@ class Settings:
     log_level: str = "info"
     server: str | None = None
     smtp: SMTPTable | None = None  # [tool.framework.smtp] with the profile's; None without one
+
+    def __repr__(self) -> str:
+        # The backend URL may carry a password or a secret key: never in a repr, a log or a
+        # traceback's locals.
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("backend", "server"):
+            if values[name] is not None:
+                values[name] = mask_text(values[name])
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -108,7 +118,7 @@ def load_settings(
     try:
         return Settings(**merged)
     except TypeError as exc:
-        raise ConfigError(f"invalid settings: {exc}") from None
+        raise ConfigError(f"invalid settings: {mask_text(str(exc))}") from None
 
 
 def _smtp(table: Mapping[str, Any], env: str | None, path: Path | None) -> SMTPTable | None:

@@ -10,6 +10,7 @@ __all__ = [
     "FrameworkError",
     "InvalidFilterPolicyError",
     "InvalidMessageError",
+    "InvalidRedriveError",
     "MailError",
     "MessageTooLargeError",
     "MissingDependencyError",
@@ -58,6 +59,10 @@ class UnknownTopicError(FrameworkError):
 
 class InvalidMessageError(FrameworkError):
     """A message cannot be sent as given (attributes, delay, FIFO ids)."""
+
+
+class InvalidRedriveError(FrameworkError):
+    """A redrive that cannot do what it says: moving a dead-letter queue's messages into itself."""
 
 
 class MessageTooLargeError(InvalidMessageError):

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from framework.redact import mask_text
+
 __all__ = ["FieldsAdapter", "configure", "event"]
 
 _SECRET_KEYS = ("password", "secret", "token", "authorization", "api_key")
@@ -46,6 +48,11 @@ class StructuredFormatter(logging.Formatter):
         self.json_lines = json_lines
 
     def format(self, record: logging.LogRecord) -> str:
+        # Every line, tracebacks included, with URL passwords and secret query values masked:
+        # a client library's error can quote the URL it was given.
+        return mask_text(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         fields = _redact(dict(getattr(record, "fields", {})))
         if self.json_lines:
             data = {

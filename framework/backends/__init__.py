@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from urllib.parse import urlsplit
 
 from framework.backends.base import Backend, CanCheckDeclared, CanDeclareMailRules
-from framework.exceptions import MissingDependencyError, UnknownBackendError
+from framework.exceptions import ConfigError, MissingDependencyError, UnknownBackendError
 from framework.messages import (
     AttributeValue,
     DeadLetterReason,
@@ -14,6 +15,7 @@ from framework.messages import (
     OutgoingMail,
     QueueStats,
 )
+from framework.redact import mask_url as _mask_url
 
 __all__ = [
     "AttributeValue",
@@ -41,12 +43,17 @@ def from_url(url: str) -> Backend:
 
     Raises:
         UnknownBackendError: For a scheme no backend serves.
+        ConfigError: For a URL that cannot be parsed (a port that is not a number).
         MissingDependencyError: When the backend's optional extra is not installed.
     """
     scheme, sep, _ = url.partition("://")
     if not sep or scheme not in _SCHEMES:
         known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
-        raise UnknownBackendError(f"no backend for {url!r} (known: {known})")
+        raise UnknownBackendError(f"no backend for {_mask_url(url)!r} (known: {known})")
+    try:
+        urlsplit(url).port  # noqa: B018 - parses the port, which is what can fail
+    except ValueError as exc:
+        raise ConfigError(f"backend URL {_mask_url(url)!r} is malformed: {exc}") from None
     target, extra = _SCHEMES[scheme]
     module_name, _, class_name = target.partition(":")
     try:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import sys
 
-import anyio
 import click
 
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
 from framework.backends.aws.settings import physical_name
-from framework.cli.failures import one_line_errors
+from framework.cli.command import one_line_errors, run_once
 from framework.cli.loading import load_app
 from framework.config import load_settings
 from framework.exceptions import ConfigError
@@ -59,7 +58,7 @@ def provision(app_target: str, backend: str | None, env: str | None, check: bool
         finally:
             await target.__aexit__(None, None, None)
 
-    anyio.run(work)
+    run_once(work)
     scheme = settings.backend.partition("://")[0]
     if check:
         click.echo(f"all {total} resources exist on {scheme}://")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio
 import click
 
+from framework.cli.command import one_line_errors, run_once
 from framework.cli.deploy import export, provision
-from framework.cli.failures import one_line_errors
 from framework.cli.loading import load_app
 from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings
 from framework.logs import configure
+from framework.runtime.operations import check_redrive_target
 
 __all__ = ["cli", "main"]
 
@@ -23,10 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 LOCAL_SERVER = "http://127.0.0.1:8000"
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(work)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +102,7 @@ def run(
             grace=settings.grace,
         )
 
-    _run(work)
+    run_once(work)
 
 
 def _ops_options(command: F) -> F:
@@ -137,7 +133,7 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--attribute")
-        parsed = parse_body(value)
+        parsed = parse_body(value, what=f"attribute {key!r}")
         attributes[key] = parsed if isinstance(parsed, int | float | bool) else value
     return attributes
 
@@ -166,7 +162,7 @@ def queues(
     """
     ops = _ops(server, backend, env, token)
     chosen = [*(load_app(app_target).registry.queues if app_target else ()), *names]
-    rows = _run(lambda: ops.queues(chosen))
+    rows = run_once(lambda: ops.queues(chosen))
     if not rows and not chosen:
         click.echo(
             "no queues known here (a RabbitMQ broker cannot list its queues over AMQP: "
@@ -202,6 +198,7 @@ def redrive(
     as_json: bool,
 ) -> None:
     """Move dead letters from DLQ back to their source queue, oldest first."""
+    check_redrive_target(dlq, to)  # before connecting anywhere
     ops = _ops(server, backend, env, token)
     interactive = sys.stderr.isatty()
     shown = 0
@@ -217,7 +214,7 @@ def redrive(
             else:
                 click.echo(line, err=True)
 
-    moved = _run(lambda: ops.redrive(dlq, to, limit, progress))
+    moved = run_once(lambda: ops.redrive(dlq, to, limit, progress))
     if interactive and shown:
         click.echo("", err=True)
     if as_json:
@@ -290,7 +287,7 @@ def _produce(
     }
     text = sys.stdin.read() if body == "-" else body
     produce = ops.send if verb == "send" else ops.publish
-    message_id = _run(lambda: produce(target, parse_body(text), options))
+    message_id = run_once(lambda: produce(target, parse_body(text), options))
     click.echo(message_id)
 
 
@@ -312,7 +309,7 @@ def purge(
         click.echo("nothing purged", err=True)
         sys.exit(1)
     ops = _ops(server, backend, env, token)
-    count = _run(lambda: ops.purge(queue))
+    count = run_once(lambda: ops.purge(queue))
     click.echo(f"purged {count} message{'s' if count != 1 else ''} from {queue}")
 
 
@@ -334,7 +331,7 @@ def routes(
         rows = routes_of(load_app(app_target))
     else:
         ops = _ops(server, backend, env, token)
-        rows = _run(ops.routes)
+        rows = run_once(ops.routes)
     if as_json:
         click.echo(json.dumps({"routes": rows}, indent=2))
         return

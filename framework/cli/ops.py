@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -20,15 +21,43 @@ from framework.exceptions import (
 )
 from framework.messages import Outgoing
 from framework.outgoing import SendOptions, build_undeclared, options_of
+from framework.redact import mask_text, mask_url
 from framework.runtime import operations
 
 __all__ = ["BackendOps", "Ops", "Progress", "ServerOps", "parse_body"]
 
 
-def parse_body(text: str) -> Any:
-    """Read a command-line body: JSON when it parses as JSON, else the text itself."""
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def parse_body(text: str, what: str = "body") -> Any:
+    """Read a command-line body: JSON when it parses as JSON, else the text itself.
+
+    Python's JSON reader takes ``NaN``, ``Infinity`` and ``1e400`` (as infinity), which no
+    JSON peer can read back (they would travel as ``null``): they are refused, not guessed at.
+
+    Raises:
+        InvalidMessageError: For a non-finite number, naming it.
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=int)
+    except _NotFinite as exc:
+        raise InvalidMessageError(
+            f"{what} {text[:60]!r} holds {exc}, which is not a finite number and cannot be "
+            "sent as JSON; quote it to send it as a string"
+        ) from None
     except ValueError:
         return text
 
@@ -78,7 +107,7 @@ class ServerOps:
                 response = await client.request(method, f"/_framework{path}", json=payload)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(
-                f"cannot reach {self.url}: {exc or type(exc).__name__} "
+                f"cannot reach {mask_url(self.url)}: {mask_text(str(exc)) or type(exc).__name__} "
                 "(is `framework run` serving there?)"
             ) from None
         try:
@@ -92,13 +121,15 @@ class ServerOps:
             )
         if response.status_code in (401, 403):
             raise ConfigError(
-                f"{self.url} refused the admin token ({response.status_code}): "
+                f"{mask_url(self.url)} refused the admin token ({response.status_code}): "
                 "pass --token or set FRAMEWORK_ADMIN_TOKEN"
             )
         if response.status_code in (400, 413, 422):
             raise InvalidMessageError(str(data.get("detail", data)))
         if response.status_code >= 300:
-            raise FrameworkError(f"{self.url} answered {response.status_code}: {data}")
+            raise FrameworkError(
+                f"{mask_url(self.url)} answered {response.status_code}: {mask_text(str(data))}"
+            )
         return data
 
     async def queues(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -166,8 +197,24 @@ class BackendOps:
 
     async def _with(self, work: Callable[[Backend], Any]) -> Any:
         backend = from_url(self.url)
-        async with backend:
-            return await work(backend)
+        try:
+            await backend.__aenter__()
+        except FrameworkError:
+            raise
+        except Exception as exc:
+            # Wrong credentials, a refused or silent port, a bad virtual host: the client
+            # library's own error, in one line, with the URL it was about (password masked).
+            raise BackendUnavailableError(
+                f"cannot connect to {mask_url(self.url)}: {type(exc).__name__}: "
+                f"{mask_text(str(exc))}"
+            ) from None
+        try:
+            result = await work(backend)
+        except BaseException as exc:
+            await backend.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await backend.__aexit__(None, None, None)
+        return result
 
     async def queues(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Return queue stats from the broker: of ``names``, or of every queue it can list.

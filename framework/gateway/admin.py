@@ -55,6 +55,7 @@ from framework.exceptions import (
     BackendUnavailableError,
     FrameworkError,
     InvalidMessageError,
+    InvalidRedriveError,
     MessageTooLargeError,
     UnknownQueueError,
     UnknownTopicError,
@@ -82,6 +83,7 @@ _STATUS: tuple[tuple[type[FrameworkError], int], ...] = (
     (UnknownTopicError, 404),
     (MessageTooLargeError, 413),
     (InvalidMessageError, 400),
+    (InvalidRedriveError, 400),
     (AppNotRunningError, 503),
     (BackendUnavailableError, 503),
 )

@@ -20,7 +20,7 @@ from framework.registry import ConsumerSpec
 from framework.runtime.events import Events, HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
-from framework.smtp.parsing import Email, envelope_from_headers, parse
+from framework.smtp.parsing import Email, envelope_from_headers, parse_off_loop, too_complex
 
 __all__ = ["Dispatcher", "HandlerLease", "VisibilityTimeoutError"]
 
@@ -187,6 +187,8 @@ class Dispatcher:
                 return False
         try:
             kwargs = self._arguments(delivery)
+            if self._mail_param is not None:
+                kwargs[self._mail_param.name] = await _parse_mail(delivery)
         except PoisonBodyError as exc:
             self.watchdog.disarm(lease)
             await self._dead_letter(
@@ -327,9 +329,6 @@ class Dispatcher:
         kwargs: dict[str, Any] = {}
         if binder.body is not None:
             kwargs[binder.body.name] = binder.decode(delivery.body, delivery.content_type)
-        mail = self._mail_param
-        if mail is not None:
-            kwargs[mail.name] = parse(delivery.body, envelope_from_headers(delivery.headers))
         return kwargs
 
     def _context(self, delivery: Delivery, lease: HandlerLease) -> Context:
@@ -368,6 +367,19 @@ class Dispatcher:
             )
             return
         await self.backend.dead_letter(delivery, reason=reason)
+
+
+async def _parse_mail(delivery: Delivery) -> Email:
+    """The delivery's mail, parsed off the event loop; a mail over the parsing limits is poison.
+
+    Parsing it could only be refused again on every retry, so it is dead-lettered at once,
+    with the limit it broke as the reason.
+    """
+    raw, envelope = delivery.body, envelope_from_headers(delivery.headers)
+    reason = too_complex(raw)
+    if reason is not None:
+        raise PoisonBodyError(reason, error_type="MailTooComplex")
+    return await parse_off_loop(raw, envelope)
 
 
 def _summary(mail: Email) -> dict[str, str]:

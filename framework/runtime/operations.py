@@ -13,11 +13,19 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from framework.backends.base import Backend
+from framework.exceptions import InvalidRedriveError
 from framework.logs import event
 from framework.messages import Delivery, QueueStats
 from framework.semantics.redrive import redriven, target_of
 
-__all__ = ["delete_selected", "peek", "queue_stats", "redrive", "redrive_selected"]
+__all__ = [
+    "check_redrive_target",
+    "delete_selected",
+    "peek",
+    "queue_stats",
+    "redrive",
+    "redrive_selected",
+]
 
 log = logging.getLogger("framework.operations")
 
@@ -81,7 +89,9 @@ async def redrive(
 
     Raises:
         UnknownQueueError: If ``dlq``, ``to`` or a recorded source queue does not exist.
+        InvalidRedriveError: If ``to`` is ``dlq`` itself.
     """
+    check_redrive_target(dlq, to)
     moved = 0
     seen: set[str] = set()
     mover = _Mover(backend, dlq, to, sources)
@@ -108,6 +118,22 @@ async def redrive(
                 progress(moved)
     event(log, logging.INFO, "queue.redriven", queue=dlq, to=to, moved=moved)
     return moved
+
+
+def check_redrive_target(dlq: str, to: str | None) -> None:
+    """Refuse a redrive of ``dlq`` into itself, before any message is touched.
+
+    Moving a queue's messages into itself would only count them and raise their receive
+    counts, and report them as moved.
+
+    Raises:
+        InvalidRedriveError: If ``to`` is ``dlq``.
+    """
+    if to == dlq:
+        raise InvalidRedriveError(
+            f"cannot redrive {dlq!r} to itself: omit 'to' to send each message back to its "
+            "source queue, or name another queue"
+        )
 
 
 async def _on_selected(
@@ -201,7 +227,9 @@ async def redrive_selected(
 
     Raises:
         UnknownQueueError: If ``to`` or a recorded source queue does not exist.
+        InvalidRedriveError: If ``to`` is ``dlq`` itself.
     """
+    check_redrive_target(dlq, to)
     mover = _Mover(backend, dlq, to, sources)
     moved = 0
 

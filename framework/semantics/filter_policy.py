@@ -118,9 +118,14 @@ def matches(
             return not any(branches)
         flat = _flatten_body(body)
         lookup = lambda path: flat.get(".".join(path))  # noqa: E731
+        nonempty = bool(flat)
     else:
         lookup = lambda path: _attribute_values(attributes, path[0])  # noqa: E731
-    return any(all(_leaf_matches(rules, lookup(path)) for path, rules in b) for b in branches)
+        nonempty = any(_attribute_values(attributes, name) is not None for name in attributes)
+    return any(
+        all(_leaf_matches(rules, lookup(path), nonempty=nonempty) for path, rules in branch)
+        for branch in branches
+    )
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -396,10 +401,22 @@ def _flatten_body(body: Mapping[str, Any]) -> dict[str, list[Any]]:
     return flat
 
 
-def _leaf_matches(rules: tuple[_Rule, ...], values: list[Any] | None) -> bool:
+def _has_value(values: list[Any] | None) -> bool:
+    """Whether a key "exists" as AWS's key matching defines it: some non-null, non-empty value.
+
+    An empty array never reaches here (it flattens to nothing, so its key is absent).
+    """
+    return values is not None and any(value is not None and value != "" for value in values)
+
+
+def _leaf_matches(rules: tuple[_Rule, ...], values: list[Any] | None, *, nonempty: bool) -> bool:
     for rule in rules:
         if rule.op == "exists":
-            if rule.arg == (values is not None):
+            # AWS: "exists": true needs a non-null, non-empty value; "exists": false matches only
+            # a message with at least one attribute (a body with at least one property), so an
+            # empty attribute set matches neither. False is exactly the complement of true there.
+            present = _has_value(values)
+            if present if rule.arg else (nonempty and not present):
                 return True
         # Every other rule, anything-but included, needs the key present: AWS does not deliver
         # a message lacking the key even to {"anything-but": ...} (add {"exists": false} for that).
@@ -426,6 +443,8 @@ def _rule_matches(rule: _Rule, value: Any) -> bool:
     if op == "equals":
         return _same(arg, value)
     if op == "anything-but":
+        if value is None:
+            return False  # null is no value (see _has_value); [null] names it exactly
         # Applied per element: a String.Array passes when any element is outside the list.
         # (AWS's prose once said "none of the elements", but its examples, which we follow,
         # deliver ["rugby", "baseball"] to anything-but ["rugby", "tennis"].)

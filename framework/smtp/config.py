@@ -79,7 +79,15 @@ class SMTPConfig:
             ``AUTH PLAIN LOGIN`` (only after STARTTLS unless ``auth_require_tls`` is False).
         auth_required: Refuse mail from clients that have not authenticated (530).
         auth_require_tls: Offer AUTH only over TLS, so passwords never cross in clear text.
-        timeout: Seconds of client silence before the connection is closed.
+        timeout: Seconds a client has for each command: from one command to the end of the
+            next valid command line (aiosmtpd's timer, reset by a whole valid command, never
+            by a byte; a line dripped byte by byte is cut off when it runs out).
+        data_timeout: Seconds for the whole message after ``DATA``, from the command to the
+            final dot, however steadily the bytes arrive.
+        session_timeout: Seconds a connection may last in all: then ``421 4.4.2`` and close,
+            so a client that keeps sending valid commands (``NOOP``) cannot hold it forever.
+        max_auth_failures: Failed ``AUTH`` attempts (wrong credentials) one connection may
+            make; the last gets ``535`` then ``421 4.7.0`` and the connection is closed.
         scanners: Async callables run on each mail at DATA, in order, giving verdicts
             (``spam``, ``virus``, ``spf``, ``dkim``, ``dmarc``); see ``framework.smtp.scanning``.
         reject_on: ``{check: [verdict, ...]}``: refuse a mail with such a verdict with
@@ -101,6 +109,9 @@ class SMTPConfig:
     auth_required: bool = False
     auth_require_tls: bool = True
     timeout: float = 300.0
+    data_timeout: float = 600.0
+    session_timeout: float = 1800.0
+    max_auth_failures: int = 3
     scanners: Sequence[Scanner] = ()
     reject_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
     drop_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -120,6 +131,14 @@ class SMTPConfig:
             raise ConfigError(
                 f"SMTPConfig.max_line_length must be at least 80 bytes (RFC 5321 asks for 1001), "
                 f"not {self.max_line_length}"
+            )
+        for name in ("timeout", "data_timeout", "session_timeout"):
+            seconds = getattr(self, name)
+            if not seconds > 0 or seconds == float("inf"):
+                raise ConfigError(f"SMTPConfig.{name} must be a positive number of seconds")
+        if self.max_auth_failures < 1:
+            raise ConfigError(
+                f"SMTPConfig.max_auth_failures must be at least 1, not {self.max_auth_failures}"
             )
         object.__setattr__(self, "allowed", _networks("allow", self.allow))
         object.__setattr__(self, "blocked", _networks("block", self.block))
@@ -178,6 +197,9 @@ FILE_KEYS: dict[str, tuple[type, ...]] = {
     "tls_key": (str,),
     "require_tls": (bool,),
     "timeout": (int, float),
+    "data_timeout": (int, float),
+    "session_timeout": (int, float),
+    "max_auth_failures": (int,),
 }
 """The ``SMTPConfig`` options ``[tool.framework.smtp]`` may set, and the TOML types they take."""
 

@@ -6,6 +6,7 @@ defects the parser noticed are listed in ``Email.defects``.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import email
 import email.parser
@@ -16,18 +17,34 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
+from weakref import WeakKeyDictionary
 
 from framework.smtp.scanning import Envelope, Verdicts
 
-__all__ = ["Attachment", "Email", "Envelope", "parse"]
+__all__ = ["Attachment", "Email", "Envelope", "parse", "parse_off_loop", "too_complex"]
 
 # A line break that folds a header: unfolding removes it and keeps the whitespace after it.
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
-# The standard library's modern parser spends about a millisecond per MIME part, on the event
-# loop; past this many parts a mail is read as headers plus one text body, so a crafted mail
-# of thousands of tiny or deeply nested parts cannot stall the app.
+# The work one mail may cost. The standard library's modern parser spends about a millisecond
+# per MIME part (with or without a Content-Type header) and some microseconds per header line;
+# ``too_complex`` counts both before anything is parsed, so a crafted mail of thousands of tiny
+# parts, or of thousands of headers, is refused at the receiver (554) and dead-lettered if it
+# is already on a queue. Nesting deeper than MAX_DEPTH is not walked. Decoding never grows a
+# part (base64 and quoted-printable shrink), so the decoded size is bounded by the mail's size,
+# which SMTPConfig.max_size and the queue's max_message_size bound.
 MAX_PARTS = 256
+MAX_DEPTH = 32
+MAX_HEADER_LINES = 1000
+
+# A mail this small (and with this few parts) parses in well under a millisecond: on the loop.
+# Anything bigger is parsed in a worker thread, at most MAX_CONCURRENT_PARSES at once.
+_INLINE_BYTES = 64 * 1024
+_INLINE_PARTS = 4
+MAX_CONCURRENT_PARSES = 2
+
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
+_EOL = re.compile(rb"[\r\n]")
 
 # Headers carrying the SMTP envelope beside the raw mail on the queue.
 MAIL_FROM = "mail-from"
@@ -150,12 +167,34 @@ def _headers(
     return headers, raw_values
 
 
+def _walk(message: EmailMessage, defects: list[str]) -> list[EmailMessage]:
+    """Every part, depth first, as ``walk`` would, but not below MAX_DEPTH levels of nesting."""
+    found: list[EmailMessage] = []
+    stack: list[tuple[EmailMessage, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        found.append(part)
+        if not part.is_multipart():
+            continue
+        if depth >= MAX_DEPTH:
+            defects.append(f"MIME structure: nested deeper than {MAX_DEPTH}, not read")
+            continue
+        children = part.get_payload()
+        if isinstance(children, list):
+            stack.extend(
+                (child, depth + 1)
+                for child in reversed(children)
+                if isinstance(child, EmailMessage)  # the modern policy makes every part one
+            )
+    return found
+
+
 def _body(
     message: EmailMessage, defects: list[str]
 ) -> tuple[str | None, str | None, list[Attachment]]:
     text = html = None
     attachments: list[Attachment] = []
-    for part in message.walk():
+    for part in _walk(message, defects):
         if part is not message:
             defects.extend(type(d).__name__ for d in part.defects)
         if part.is_multipart():
@@ -233,18 +272,97 @@ def _build(
     )
 
 
+def _count(raw: bytes) -> tuple[int, int]:
+    """The MIME parts and header lines the parser would see, counted without parsing.
+
+    A part starts at each delimiter line of a declared boundary (``--BOUNDARY``; the parser
+    splits on nothing else), whether or not it has headers of its own. Header lines are those
+    of the top header block and of each part's, continuation lines included. Lines end as the
+    parser ends them: CRLF, LF or a lone CR. Only ``find``, short searches and short slices:
+    each step is a short C call, so a thread doing this yields the GIL.
+    """
+    lower = raw.lower()
+    boundaries: set[bytes] = set()
+    at = lower.find(b"boundary")
+    while at != -1:
+        match = _BOUNDARY.match(raw, at)
+        if match is not None:
+            boundaries.add(match.group(1) or match.group(2))
+            if len(boundaries) > MAX_PARTS:  # each needs a multipart part of its own
+                return len(boundaries), 0
+        at = lower.find(b"boundary", at + 8)
+    parts, headers = 1, _header_lines(raw, 0, MAX_HEADER_LINES)
+    if not boundaries:
+        return parts, headers
+    # The next "--" at a line start after LF and after CR, each searched again only once used.
+    after_lf, after_cr = raw.find(b"\n--"), raw.find(b"\r--")
+    at = 0 if raw.startswith(b"--") else _first(after_lf, after_cr)
+    while at != -1 and parts <= MAX_PARTS:
+        start = at + (2 if at == 0 and raw.startswith(b"--") else 3)
+        end, following = _line_end(raw, start)
+        rest = raw[start:end].rstrip(b" \t")
+        if rest in boundaries:
+            parts += 1
+            headers += _header_lines(raw, following, MAX_HEADER_LINES - headers)
+        if after_lf != -1 and after_lf < end:
+            after_lf = raw.find(b"\n--", end)
+        if after_cr != -1 and after_cr < end:
+            after_cr = raw.find(b"\r--", end)
+        at = _first(after_lf, after_cr)
+    return parts, headers
+
+
+def _first(*positions: int) -> int:
+    """The smallest of ``positions`` that is not -1, else -1."""
+    found = [p for p in positions if p != -1]
+    return min(found) if found else -1
+
+
+def _line_end(raw: bytes, at: int) -> tuple[int, int]:
+    """Where the line at ``at`` ends, and where the next one starts."""
+    match = _EOL.search(raw, at)
+    if match is None:
+        return len(raw), len(raw)
+    end = match.start()
+    return end, end + (2 if raw.startswith(b"\r\n", end) else 1)
+
+
+def _header_lines(raw: bytes, start: int, budget: int) -> int:
+    """Lines of the header block at ``start`` (up to a blank line), counting to ``budget`` + 1."""
+    lines, at = 0, start
+    while lines <= budget and at < len(raw):
+        end, following = _line_end(raw, at)
+        if end == at:  # a blank line ends the block
+            return lines
+        lines += 1
+        at = following
+    return lines
+
+
+def too_complex(raw: bytes) -> str | None:
+    """Why parsing ``raw`` would cost more than one mail may, or None if it is within limits.
+
+    Cheap (a scan of the lines that start with ``--``), so it runs before any parse: at the
+    receiver, whose client then gets a 554, and before a queued mail reaches a handler, which
+    dead-letters it rather than retrying.
+    """
+    parts, headers = _count(raw)
+    if parts > MAX_PARTS:
+        return f"MIME structure: more than {MAX_PARTS} parts"
+    if headers > MAX_HEADER_LINES:
+        return f"MIME structure: more than {MAX_HEADER_LINES} header lines"
+    return None
+
+
 def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
     """Parse raw mail bytes into an ``Email``; never raises on malformed mail.
 
-    Unreadable parts are skipped and named in ``Email.defects``. If the MIME structure
-    itself defeats the parser (nesting too deep to walk), the headers are still read and the
-    whole body becomes ``text``; failing even that, ``text`` is the raw bytes as UTF-8.
+    Unreadable parts are skipped and named in ``Email.defects``. A mail over the limits
+    (``too_complex``), or whose MIME structure defeats the parser, has its headers read and
+    its whole body as ``text``; failing even that, ``text`` is the raw bytes as UTF-8.
     """
-    # A cheap upper bound on the number of parts: each one needs a Content-Type header.
-    parts = raw.lower().count(b"content-type:")
-    if parts > MAX_PARTS:
-        reason = f"MIME structure: more than {MAX_PARTS} parts ({parts})"
-    else:
+    reason = too_complex(raw)
+    if reason is None:
         try:
             message = email.message_from_bytes(raw, policy=email.policy.default)
             assert isinstance(message, EmailMessage)
@@ -274,6 +392,26 @@ def parse(raw: bytes, envelope: Envelope | None = None) -> Email:
             raw=raw,
             defects=(reason, f"headers: {type(exc).__name__}"),
         )
+
+
+_limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
+
+
+async def parse_off_loop(raw: bytes, envelope: Envelope | None = None) -> Email:
+    """``parse``, in a worker thread unless the mail is tiny, at most two parses at once.
+
+    The parser is pure Python, so the thread yields the interpreter every few milliseconds
+    and the event loop keeps serving HTTP, SMTP and other handlers while a big mail parses.
+    """
+    # Any "--" may start a part (after LF, CR or CRLF): few of them, few parts.
+    if len(raw) <= _INLINE_BYTES and raw.count(b"--") <= _INLINE_PARTS:
+        return parse(raw, envelope)
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = asyncio.Semaphore(MAX_CONCURRENT_PARSES)
+    async with limiter:
+        return await asyncio.to_thread(parse, raw, envelope)
 
 
 def envelope_from_headers(headers: Mapping[str, str]) -> Envelope:

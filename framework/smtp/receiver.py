@@ -46,7 +46,69 @@ class _Connection(SMTP):
         # Set before aiosmtpd's __init__, which sizes its stream reader with it.
         self.line_length_limit = config.max_line_length
         self.config = config
+        self.auth_failures = 0
+        self._session_timer: asyncio.TimerHandle | None = None
         super().__init__(handler, **options)
+
+    # Deadlines. aiosmtpd's own timer (``timeout``) restarts at each valid command, so a client
+    # that sends one before it runs out holds the connection for ever, and a DATA transfer
+    # gets the same per-command allowance. Here DATA has its own deadline for the whole
+    # message, and the whole session one too (STARTTLS calls connection_made again: one timer).
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._session_timer is None:
+            self._session_timer = self.loop.call_later(
+                self.config.session_timeout, self._session_expired
+            )
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        super().connection_lost(error)
+
+    def _session_expired(self) -> None:
+        if self.transport is None:
+            return
+        assert self.session is not None
+        event(log, logging.INFO, "mail.session_timeout", peer=_peer_address(self.session.peer))
+        assert isinstance(self.transport, asyncio.WriteTransport)
+        self.transport.write(b"421 4.4.2 Session time limit exceeded, closing connection\r\n")
+        self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is None:  # aiosmtpd asserts it; a closed connection has none
+            return
+        assert self.session is not None
+        event(log, logging.INFO, "mail.timeout", peer=_peer_address(self.session.peer))
+        assert isinstance(self.transport, asyncio.WriteTransport)
+        self.transport.write(b"421 4.4.2 Timeout waiting for the client, closing connection\r\n")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._reset_timeout(self.config.data_timeout)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            if self.transport is not None:
+                self._reset_timeout()  # the next command gets the per-command allowance again
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        failures = self.auth_failures
+        await super().smtp_AUTH(arg)
+        # The authenticator counts wrong credentials; past the limit, no more guesses here.
+        if self.auth_failures > failures and self.auth_failures >= self.config.max_auth_failures:
+            assert self.session is not None
+            event(
+                log,
+                logging.WARNING,
+                "mail.auth_locked",
+                peer=_peer_address(self.session.peer),
+                failures=self.auth_failures,
+            )
+            await self.push("421 4.7.0 Too many failed authentication attempts, closing connection")
+            if self.transport is not None:
+                self.transport.close()
 
     async def _handle_client(self) -> None:
         # IP rules run before the greeting, as a 554 instead of the 220 (RFC 5321 3.1).
@@ -104,6 +166,12 @@ class _Handler:
     async def _enqueue(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         peer = _peer_address(session.peer)
+        # Refused here, before any scanner or queue sees it: a mail the handlers' parser would
+        # not read in full (too many parts or header lines) is the sender's to fix.
+        complexity = parsing.too_complex(raw)
+        if complexity is not None:
+            event(log, logging.INFO, "mail.too_complex", peer=peer, reason=complexity)
+            return f"554 5.6.0 Message refused: {complexity}"
         headers = {
             CONTENT_TYPE: "message/rfc822",
             MAIL_FROM: envelope.mail_from or "",
@@ -177,6 +245,11 @@ class _Handler:
         return None
 
 
+def _count_failure(server: SMTP) -> None:
+    if isinstance(server, _Connection):
+        server.auth_failures += 1
+
+
 def _authenticator(config: SMTPConfig) -> Any:
     """aiosmtpd's authenticator for ``config.auth``: a credentials map or a callable."""
     auth = config.auth
@@ -192,6 +265,7 @@ def _authenticator(config: SMTPConfig) -> Any:
             username = data.login.decode("utf-8")
             password = data.password.decode("utf-8")
         except UnicodeDecodeError:
+            _count_failure(server)
             return AuthResult(success=False, handled=False)
         if callable(auth):
             ok = bool(auth(username, password))
@@ -203,6 +277,8 @@ def _authenticator(config: SMTPConfig) -> Any:
             )
         # The user name is logged; the password never is.
         event(log, logging.INFO, "mail.auth", user=username, success=ok, peer=str(session.peer))
+        if not ok:
+            _count_failure(server)
         return AuthResult(success=ok, handled=False, auth_data=username if ok else None)
 
     return check

@@ -210,6 +210,29 @@ async def test_filter_policy_on_the_message_body(backend_url: str, topic_name: s
     assert sorted(seen) == [("big_paid", "1"), ("by_attribute", "not json")]
 
 
+@pytest.mark.moto_gap(
+    "moto's exists: true matches a body key set to null (AWS: the key needs a non-null, "
+    "non-empty value)"
+)
+async def test_exists_true_needs_a_value_in_the_body(backend_url: str, topic_name: str) -> None:
+    """AWS's key matching: a body key that is null or "" does not exist for ``exists: true``."""
+    app = App("conformance")
+    seen: list[str] = []
+
+    @app.on_topic(
+        topic_name, filter_policy={"coupon": [{"exists": True}]}, filter_policy_scope="MessageBody"
+    )
+    async def with_coupon(body: dict[str, Any]) -> None:
+        seen.append(body["id"])
+
+    async with TestApp(app, backend=backend_url) as t:
+        await app.publish(topic_name, {"id": "null", "coupon": None})
+        await app.publish(topic_name, {"id": "empty", "coupon": ""})
+        await app.publish(topic_name, {"id": "set", "coupon": "X"})
+        await t.drain()
+    assert seen == ["set"]
+
+
 async def test_failing_subscriber_neither_blocks_nor_duplicates_another(
     backend_url: str, topic_name: str
 ) -> None:

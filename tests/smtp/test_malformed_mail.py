@@ -67,12 +67,13 @@ def test_mail_of_too_many_parts_keeps_headers_and_names_the_defect() -> None:
     message = parse(BAD_MAIL["nested too deep"])
     assert time.perf_counter() - started < 0.5
     assert message.subject == "bad"
-    assert message.defects[0] == "MIME structure: more than 256 parts (2001)"
+    assert message.defects[0] == "MIME structure: more than 256 parts"
 
 
 def test_mime_too_deep_for_the_parser_keeps_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even past the parser's recursion limit, headers are read and the body is the text."""
     monkeypatch.setattr(parsing, "MAX_PARTS", 10**6)
+    monkeypatch.setattr(parsing, "MAX_HEADER_LINES", 10**6)
     message = parse(BAD_MAIL["nested too deep"])
     assert message.subject == "bad"
     assert message.defects[0] == "MIME structure: RecursionError"
@@ -89,10 +90,11 @@ async def test_every_malformed_mail_is_accepted_and_reaches_the_handler() -> Non
 
     async with TestApp(app) as t:
         assert t.receiver is not None
-        for raw in BAD_MAIL.values():
-            assert await sendmail(t.receiver.port, raw) == {}
+        for name, raw in BAD_MAIL.items():
+            if name != "nested too deep":  # over MAX_PARTS: refused, see test_mail_limits.py
+                assert await sendmail(t.receiver.port, raw) == {}
         await t.drain()
         stats = await t.stats()
-    assert len(seen) == len(BAD_MAIL)
+    assert len(seen) == len(BAD_MAIL) - 1
     assert all(m.text is not None and "the b" in m.text for m in seen)
     assert stats["email-support"].dead_letters == 0

@@ -321,7 +321,7 @@ def test_numbers_compare_to_five_decimal_places() -> None:
 
 
 def test_exists_true_requires_key() -> None:
-    """``{"exists": true}`` on store matches messages with a store, whatever its value."""
+    """``{"exists": true}`` on store matches messages with a store (a value, see below)."""
     policy = {"store": [{"exists": True}]}
     assert attr(policy, store="fans", customer_interests=["baseball", "basketball"])
     assert body(policy, {"store": "fans", "customer_interests": ["baseball"]})
@@ -341,7 +341,117 @@ def test_exists_false_requires_absence() -> None:
 def test_binary_attribute_counts_as_absent() -> None:
     """SNS ignores Binary attributes, so bytes do not satisfy ``exists: true``."""
     assert not attr({"blob": [{"exists": True}]}, blob=b"\x00")
-    assert attr({"blob": [{"exists": False}]}, blob=b"\x00")
+    assert attr({"blob": [{"exists": False}]}, blob=b"\x00", other="x")
+
+
+# AWS, "Key matching" (sns/latest/dg/attribute-key-matching.html): "exists": true matches when
+# "the key [has] a non-null and non-empty value"; "exists": false "only matches if at least one
+# attribute is present. An empty set of attributes results in the filter not matching."
+
+
+def test_exists_true_needs_a_non_null_non_empty_value_in_the_body() -> None:
+    """A body key set to null, "", [] or [null] does not exist for ``exists: true``."""
+    policy = {"store": [{"exists": True}]}
+    empties: list[Any] = [None, "", [], [None], {}]
+    for empty in empties:
+        assert not body(policy, {"store": empty, "other": 1}), empty
+    assert body(policy, {"store": 0})
+    assert body(policy, {"store": False})
+    assert body(policy, {"store": [None, "fans"]})
+
+
+def test_exists_false_is_the_complement_of_exists_true_for_a_present_key() -> None:
+    """Where ``exists: true`` sees no value (null, ""), ``exists: false`` matches."""
+    policy = {"store": [{"exists": False}]}
+    assert body(policy, {"store": None, "other": 1})
+    assert body(policy, {"store": "", "other": 1})
+    assert not body(policy, {"store": 0})
+
+
+def test_exists_false_does_not_match_an_empty_attribute_set() -> None:
+    """No attributes at all (or an empty body object) match no ``exists: false``."""
+    policy = {"store": [{"exists": False}]}
+    assert not attr(policy)
+    assert not body(policy, {})
+    assert not body(policy, {"nested": {}, "list": []})  # no leaf: still an empty set
+    assert not attr(policy, blob=b"\x00")  # Binary attributes are invisible to filtering
+    assert attr(policy, other="x")
+    assert body(policy, {"other": None})  # a null leaf is a property of the body
+
+
+def test_exists_false_on_empty_set_also_fails_inside_or() -> None:
+    """The empty-set rule holds in every ``$or`` alternative."""
+    policy = {"$or": [{"store": [{"exists": False}]}, {"event": [{"exists": False}]}]}
+    assert not attr(policy)
+    assert attr(policy, store="x")
+
+
+def test_exists_true_with_empty_string_attribute_does_not_match() -> None:
+    """An empty String attribute (SNS itself refuses one at publish) is no value."""
+    assert not attr({"store": [{"exists": True}]}, store="", other="x")
+    assert not attr({"store": [{"exists": True}]}, store=[])
+
+
+# Each operator against null, "", [] and an absent key. Exact values are type-strict
+# ("Attribute string value matching", "numeric value matching"); a string operator needs a
+# string; anything-but needs the key present ("anything-but matching") and a non-null value.
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "x",
+        "",
+        5,
+        True,
+        {"prefix": ""},
+        {"suffix": ""},
+        {"equals-ignore-case": ""},
+        {"wildcard": "*"},
+        {"numeric": [">=", 0]},
+        {"cidr": "10.0.0.0/8"},
+        {"anything-but": "x"},
+        {"anything-but": {"prefix": "x"}},
+        {"anything-but": {"suffix": "x"}},
+        {"exists": True},
+    ],
+)
+def test_no_operator_but_null_matches_a_null_value(rule: Any) -> None:
+    """null is no value: only ``[null]`` and ``exists: false`` accept a key set to null."""
+    assert not body({"k": [rule]}, {"k": None, "other": 1})
+    assert not body({"k": [rule]}, {"other": 1})  # nor an absent key
+    assert not body({"k": [rule]}, {"k": [], "other": 1})  # nor an empty array
+
+
+def test_empty_string_is_a_string() -> None:
+    """ "" equals "", starts and ends with "", and is outside anything-but ["x"]."""
+    assert body({"k": [""]}, {"k": ""})
+    assert not body({"k": [""]}, {"k": None})
+    assert body({"k": [{"prefix": ""}]}, {"k": ""})
+    assert body({"k": [{"suffix": ""}]}, {"k": ""})
+    assert body({"k": [{"equals-ignore-case": ""}]}, {"k": ""})
+    assert body({"k": [{"anything-but": "x"}]}, {"k": ""})
+    assert body({"k": [{"anything-but": {"prefix": "x"}}]}, {"k": ""})
+    assert not body({"k": [{"numeric": [">=", 0]}]}, {"k": ""})
+    assert not body({"k": [{"cidr": "10.0.0.0/8"}]}, {"k": ""})
+    assert attr({"k": [""]}, k="")
+
+
+def test_empty_attribute_set_matches_no_value_rule() -> None:
+    """A message without attributes passes only a policy without keys."""
+    for rule in ("x", {"prefix": "x"}, {"anything-but": "x"}, {"numeric": [">", 0]}):
+        assert not attr({"k": [rule]})
+    assert not matches({"k": ["x"]}, attributes={}, body=None, scope="MessageBody")
+
+
+def test_nested_key_matching_sees_arrays_of_objects() -> None:
+    """A nested key matches inside an array of objects, element by element."""
+    policy = {"order": {"items": {"sku": [{"prefix": "A-"}]}}}
+    assert body(policy, {"order": {"items": [{"sku": "B-1"}, {"sku": "A-2"}]}})
+    assert not body(policy, {"order": {"items": [{"sku": "B-1"}, {"sku": None}]}})
+    assert not body(policy, {"order": {"items": []}})
+    absent = {"order": {"items": {"sku": [{"exists": False}]}}}
+    assert body(absent, {"order": {"id": 1, "items": []}})
 
 
 # --- cidr -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from framework.exceptions import ConfigError
+from framework.redact import mask_url
 
 __all__ = ["AWSSettings", "Filtering", "physical_name"]
 
@@ -83,13 +84,14 @@ class AWSSettings:
         """
         parts = urlsplit(url)
         if parts.scheme != "aws":
-            raise ConfigError(f"not an AWS URL: {url!r} (expected aws://REGION?...)")
+            raise ConfigError(f"not an AWS URL: {mask_url(url)!r} (expected aws://REGION?...)")
         region = (
             parts.netloc or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
         )
         if not _REGION.match(region):
             raise ConfigError(
-                f"aws:// URL {url!r} needs a region such as aws://us-east-1 (got {region!r})"
+                f"aws:// URL {mask_url(url)!r} needs a region such as aws://us-east-1 "
+                f"(got {region!r})"
             )
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         unknown = sorted(set(query) - _OPTIONS)
@@ -100,7 +102,7 @@ class AWSSettings:
             )
         endpoint = query.get("endpoint_url") or None
         if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
-            raise ConfigError(f"aws:// endpoint_url={endpoint!r} must be an http(s) URL")
+            raise ConfigError(f"aws:// endpoint_url={mask_url(endpoint)!r} must be an http(s) URL")
         filtering = query.get("filtering", "native")
         if filtering not in ("native", "subscriber"):
             raise ConfigError(

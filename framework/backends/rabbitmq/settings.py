@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from framework.exceptions import ConfigError
+from framework.redact import mask_url
 
 __all__ = ["Settings"]
 
@@ -59,7 +60,7 @@ class Settings:
       ``framework-<pid>-<random>``.
     """
 
-    url: str
+    url: str = field(repr=False)  # it carries the password
     queue_expires: float | None = None
     delete_on_exit: bool = False
     lease_grace: float = 5.0
@@ -76,7 +77,9 @@ class Settings:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigError(f"not a RabbitMQ URL: {url!r} (expected amqp://... or amqps://...)")
+            raise ConfigError(
+                f"not a RabbitMQ URL: {mask_url(url)!r} (expected amqp://... or amqps://...)"
+            )
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OPTIONS]

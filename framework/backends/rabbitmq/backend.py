@@ -20,6 +20,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import (
     AMQPError,
     ChannelInvalidStateError,
+    ChannelNotFoundEntity,
     DeliveryError,
     MessageProcessError,
     PublishError,
@@ -27,12 +28,25 @@ from aio_pika.exceptions import (
 
 from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
-from framework.exceptions import MailError, UnknownQueueError, UnknownTopicError
-from framework.logs import event
+from framework.exceptions import (
+    BackendUnavailableError,
+    MailError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
 
+from .connection import (
+    Link,
+    check_frame,
+    connect,
+    frame_max,
+    route_client_logs,
+    unavailable_as_error,
+    where,
+)
 from .leases import Inbox, Lease, LeaseTable, is_alive
 from .messages import Received, amqp_message, copy_of
 from .settings import Settings
@@ -74,6 +88,7 @@ class RabbitMQBackend:
         # and the prefix keeps two backends' receipts apart.
         self._receipt_prefix = f"{uuid.uuid4().hex[:8]}-"
         self._receipts = itertools.count(1)
+        self._link = Link(where(settings.url))
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -83,17 +98,37 @@ class RabbitMQBackend:
     # --- connection ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self.connection = await aio_pika.connect_robust(
-            self.settings.url,
-            client_properties={"connection_name": self.settings.connection_name},
+        """Connect, the handshake and the first channel bounded by ``connect_timeout``.
+
+        Raises:
+            BackendUnavailableError: If the broker is unreachable or does not answer in time.
+            ConfigError: If the broker refuses the credentials or the virtual host.
+        """
+        route_client_logs()
+        settings = self.settings
+        connection = await connect(
+            settings.url, name=settings.connection_name, seconds=settings.connect_timeout
         )
-        self.connection.reconnect_callbacks.add(self._reconnected)
-        self._topology = Topology(self.connection, expires=self.settings.queue_expires)
-        # Confirms make every publish wait for the broker to have the message; returns (an
-        # unroutable message: its queue was deleted) raise instead of dropping it silently.
-        self._publisher = await self.connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                # Confirms make every publish wait for the broker to have the message; returns
+                # (an unroutable message: its queue was deleted) raise instead of dropping it.
+                self._publisher = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+        except BaseException as exc:
+            await connection.close()
+            if isinstance(exc, TimeoutError):
+                raise BackendUnavailableError(
+                    f"RabbitMQ at {where(settings.url)} opened the connection but no channel "
+                    f"within {settings.connect_timeout:g} s (connect_timeout)"
+                ) from None
+            raise
+        self.connection = connection
+        self._link.closing = False
+        connection.close_callbacks.add(self._link.disconnected)
+        connection.reconnect_callbacks.add(self._reconnected)
+        self._topology = Topology(connection, expires=settings.queue_expires)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -101,6 +136,7 @@ class RabbitMQBackend:
         if connection is None:
             return
         self._leases.clear()  # before any await: no backstop fires while shutting down
+        self._link.closing = True
         try:
             await self._stop_consumers()
             if self.settings.delete_on_exit and self._topology is not None:
@@ -112,7 +148,7 @@ class RabbitMQBackend:
         # Deliveries of the old channels went back to their queues with the connection.
         for inbox in self._inboxes.values():
             inbox.reset()
-        event(log, logging.WARNING, "backend.reconnected", backend="rabbitmq")
+        self._link.reconnected()
 
     @property
     def topology(self) -> Topology:
@@ -126,6 +162,9 @@ class RabbitMQBackend:
     ) -> None:
         if self._publisher is None:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
+        # Refused here, before it reaches the wire: a frame over frame_max makes the broker
+        # close the whole connection, and with it every other send in flight on it.
+        check_frame(message, frame_max(self.connection), exchange or routing_key)
         target = (
             self._publisher.default_exchange
             if not exchange
@@ -138,13 +177,19 @@ class RabbitMQBackend:
             raise UnknownQueueError(
                 f"queue {routing_key!r} does not exist on the broker (deleted while in use?)"
             ) from None
+        except ChannelNotFoundEntity:
+            self.topology.topics.discard(exchange)
+            raise UnknownTopicError(
+                f"topic {exchange!r} does not exist on the broker (deleted while in use?)"
+            ) from None
         except DeliveryError as exc:
-            raise ConnectionError(
-                f"the broker refused a message for {routing_key!r}: {exc}"
+            raise BackendUnavailableError(
+                f"the broker refused a message for {exchange or routing_key!r} (nack): {exc}"
             ) from exc
 
     # --- queues ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def declare_queue(self, spec: QueueSpec) -> None:
         """Declare ``spec``'s quorum queue on the broker (idempotent)."""
         await self.topology.declare_queue(spec)
@@ -158,6 +203,7 @@ class RabbitMQBackend:
         spec = self._spec(queue)
         return spec.fifo if spec is not None else queue.endswith(".fifo")
 
+    @unavailable_as_error
     async def send(self, queue: str, message: Outgoing) -> str:
         """Publish ``message`` to ``queue`` (through a delay queue if delayed), confirmed.
 
@@ -218,6 +264,7 @@ class RabbitMQBackend:
             self._inboxes[queue] = inbox
             return inbox
 
+    @unavailable_as_error
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Lease up to ``limit`` deliveries, waiting up to ``wait`` seconds for the first.
 
@@ -315,6 +362,7 @@ class RabbitMQBackend:
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.reject(requeue=True)
 
+    @unavailable_as_error
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the delivery (a no-op for a receipt that is no longer held)."""
         lease = self._leases.take(delivery)
@@ -326,6 +374,7 @@ class RabbitMQBackend:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
 
+    @unavailable_as_error
     async def release(self, delivery: Delivery, *, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds, its receive count kept.
 
@@ -366,6 +415,7 @@ class RabbitMQBackend:
             if inbox is not None:
                 inbox.settle(delivery.group_id)
 
+    @unavailable_as_error
     async def extend(self, delivery: Delivery, *, seconds: float) -> None:
         """Keep the delivery leased ``seconds`` from now: the message simply stays unacked."""
         lease = self._leases.get(delivery.receipt)
@@ -374,6 +424,7 @@ class RabbitMQBackend:
         lease.deadline = self.clock.now() + seconds
         self._leases.arm(lease)
 
+    @unavailable_as_error
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
         """Publish the message to its dead-letter queue with ``reason``'s headers, then ack it.
 
@@ -413,6 +464,7 @@ class RabbitMQBackend:
         inbox = self._inboxes.get(queue)
         return len(inbox) if inbox is not None else 0
 
+    @unavailable_as_error
     async def stats(self, queue: str) -> QueueStats:
         """Return the queue's counts; ``in_flight`` and ``delayed`` as this process sees them.
 
@@ -437,6 +489,7 @@ class RabbitMQBackend:
             dead_letter_queue=dlq,
         )
 
+    @unavailable_as_error
     async def has_receivable(self, queue: str) -> bool:
         """True if a receive on ``queue`` now would return a message (for ``TestApp.drain``).
 
@@ -447,6 +500,7 @@ class RabbitMQBackend:
             return True
         return await self.topology.depth(queue) > 0
 
+    @unavailable_as_error
     async def purge(self, queue: str) -> int:
         """Delete the queue's ready and delayed messages and those this process holds.
 
@@ -467,6 +521,7 @@ class RabbitMQBackend:
                 count += 1
         return count
 
+    @unavailable_as_error
     async def queues(self) -> Sequence[str]:
         """Return the queues this process declared or found, sorted.
 
@@ -503,6 +558,7 @@ class RabbitMQBackend:
 
     # --- topics ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def missing(
         self,
         queues: Sequence[QueueSpec],
@@ -541,6 +597,7 @@ class RabbitMQBackend:
                 self._filters[sub.queue.name] = sub
         return out
 
+    @unavailable_as_error
     async def declare_topic(self, spec: TopicSpec) -> None:
         """Declare the topic's durable fanout exchange (idempotent)."""
         await self.topology.declare_topic(spec.name)
@@ -548,6 +605,7 @@ class RabbitMQBackend:
         if spec.fifo:
             self._dedup.setdefault(f"topic:{spec.name}", DeduplicationWindow())
 
+    @unavailable_as_error
     async def subscribe(self, subscription: SubscriptionSpec) -> None:
         """Declare the subscription's queue, bind it to the topic, and keep its filter policy.
 
@@ -564,6 +622,7 @@ class RabbitMQBackend:
         else:
             self._filters.pop(subscription.queue.name, None)
 
+    @unavailable_as_error
     async def publish(self, topic: str, message: Outgoing) -> str:
         """Publish ``message`` to the topic's exchange, confirmed; return its id.
 

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from framework.exceptions import BackendUnavailableError, MessageTooLargeError
 
 __all__ = [
+    "RETRY_AFTER",
     "ClientDisconnectedError",
     "FieldError",
     "HTTPError",
-    "RETRY_AFTER",
     "RequestValidationError",
     "ResponseAbortedError",
     "backend_error",

@@ -25,6 +25,8 @@ from aio_pika.exceptions import (
     MessageProcessError,
     PublishError,
 )
+from aio_pika.message import IncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
@@ -34,6 +36,7 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.logs import event
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
@@ -47,7 +50,7 @@ from .connection import (
     unavailable_as_error,
     where,
 )
-from .leases import Inbox, Lease, LeaseTable, is_alive
+from .leases import Inbox, Lease, LeaseTable, UnseenDeliveries, is_alive
 from .messages import Received, amqp_message, copy_of
 from .settings import Settings
 from .topology import Topology
@@ -58,8 +61,34 @@ log = logging.getLogger("framework.backends.rabbitmq")
 
 DEFAULT_PREFETCH = 10
 DEFAULT_VISIBILITY = 30.0
+# A cancelled consumer's inbox counts as drained after this many turns of this many seconds
+# without a new delivery (a quorum queue still delivers for a moment after basic.cancel-ok).
+_QUIET_TURNS = 10
+_QUIET_TURN = 0.02
 # Errors that mean a delivery's channel is gone: the broker has already put it back.
 _GONE = (ChannelInvalidStateError, MessageProcessError, AMQPError, ConnectionError)
+
+
+async def _keep_receiving(channel: AbstractRobustChannel, inbox: Inbox) -> None:
+    """Keep taking deliveries for ``inbox``'s cancelled consumer into the inbox.
+
+    A quorum queue goes on delivering to a cancelled consumer for a moment after the broker
+    confirmed the cancel; aiormq forgets the consumer at the confirmation and ignores such a
+    delivery, which then stays unacknowledged until the connection closes and comes back
+    counted, though no handler saw it. Taken into the inbox, it is given back uncounted.
+    """
+    tag = inbox.consumer_tag
+    try:
+        raw = await channel.get_underlay_channel()
+    except (ChannelInvalidStateError, RuntimeError):
+        return
+    if tag is None or tag in raw.consumers:
+        return
+
+    async def late(message: DeliveredMessage) -> None:
+        inbox.put(IncomingMessage(message, no_ack=False))
+
+    raw.consumers[tag] = late
 
 
 class RabbitMQBackend:
@@ -89,6 +118,7 @@ class RabbitMQBackend:
         self._receipt_prefix = f"{uuid.uuid4().hex[:8]}-"
         self._receipts = itertools.count(1)
         self._link = Link(where(settings.url))
+        self._unseen = UnseenDeliveries()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -137,12 +167,21 @@ class RabbitMQBackend:
             return
         self._leases.clear()  # before any await: no backstop fires while shutting down
         self._link.closing = True
+        # Bounded: a stalled or vanished broker must not keep a stopping process alive.
+        seconds = self.settings.connect_timeout
         try:
-            await self._stop_consumers()
-            if self.settings.delete_on_exit and self._topology is not None:
-                await self._topology.delete_declared()
+            async with asyncio.timeout(seconds):
+                await self._stop_consumers()
+                if self.settings.delete_on_exit and self._topology is not None:
+                    await self._topology.delete_declared()
+        except TimeoutError:
+            event(log, logging.WARNING, "backend.stop_timeout", backend="rabbitmq", seconds=seconds)
         finally:
-            await connection.close()
+            try:
+                async with asyncio.timeout(seconds):
+                    await connection.close()
+            except TimeoutError:
+                event(log, logging.WARNING, "backend.close_timeout", seconds=seconds)
 
     def _reconnected(self, *_: object) -> None:
         # Deliveries of the old channels went back to their queues with the connection.
@@ -251,7 +290,7 @@ class RabbitMQBackend:
                 if fifo
                 else self.settings.prefetch or concurrency
             )
-            inbox = Inbox(queue, fifo=fifo)
+            inbox = Inbox(queue, fifo=fifo, dropped=self._unseen.add)
             channel = await self.connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
             amqp_queue = await channel.declare_queue(queue, passive=True)
@@ -315,7 +354,13 @@ class RabbitMQBackend:
         self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
     ) -> Delivery | None:
         receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-        received = Received(queue, message, receipt=receipt, now=self.clock.wall())
+        received = Received(
+            queue,
+            message,
+            receipt=receipt,
+            now=self.clock.wall(),
+            uncounted=self._unseen.uncounted(message),
+        )
         subscription = self._filters.get(queue)
         if subscription is not None and not self._matches(subscription, received.delivery):
             # The policy belongs to the subscriber: a copy it does not want is dropped here.
@@ -344,8 +389,8 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    @staticmethod
-    async def _settle_message(message: AbstractIncomingMessage) -> None:
+    async def _settle_message(self, message: AbstractIncomingMessage) -> None:
+        self._unseen.forget(message)  # this copy leaves its queue
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
@@ -541,20 +586,45 @@ class RabbitMQBackend:
             try:
                 if inbox.consumer_tag is not None and not channel.is_closed:
                     await amqp_queue.cancel(inbox.consumer_tag)
+                    await _keep_receiving(channel, inbox)
                 if not inbox.fifo:
-                    for message in inbox.drain():
-                        if is_alive(message):
-                            received = Received(queue, message, receipt="", now=self.clock.wall())
-                            count = received.delivery.receive_count - 1
-                            await self._publish(
-                                queue,
-                                copy_of(received.delivery, count=count, keep_first_received=False),
-                            )
-                            await self._settle_message(message)
+                    await self._return_buffered(queue, inbox)
             except _GONE:  # the connection is going anyway: the broker keeps the messages
                 pass
         self._consumers.clear()
         self._inboxes.clear()
+
+    async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
+        """Re-publish every delivery buffered in ``inbox`` with its count unchanged, then ack it.
+
+        Deliveries the broker sent before the cancel still land in the inbox after it returns
+        (each reaches it two tasks deep in aio-pika and aiormq), also while the first ones are
+        being re-published: one left behind would go back with the connection, counted. So
+        the inbox is drained until it stays empty for a few turns of the loop.
+        """
+        quiet = 0
+        while quiet < _QUIET_TURNS:
+            batch = [message for message in inbox.drain() if is_alive(message)]
+            if not batch:
+                quiet += 1
+                await asyncio.sleep(_QUIET_TURN)
+                continue
+            quiet = 0
+            await asyncio.gather(*(self._put_back(queue, message) for message in batch))
+
+    async def _put_back(self, queue: str, message: AbstractIncomingMessage) -> None:
+        received = Received(
+            queue,
+            message,
+            receipt="",
+            now=self.clock.wall(),
+            uncounted=self._unseen.uncounted(message),
+        )
+        count = received.delivery.receive_count - 1
+        await self._publish(
+            queue, copy_of(received.delivery, count=count, keep_first_received=False)
+        )
+        await self._settle_message(message)
 
     # --- topics ----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
 
+from .connection import LOST as _LOST
 from .connection import (
     Link,
     check_frame,
@@ -173,9 +174,19 @@ class RabbitMQBackend:
             async with asyncio.timeout(seconds):
                 await self._stop_consumers()
                 if self.settings.delete_on_exit and self._topology is not None:
+                    # After an outage, wait for the reconnect rather than leave queues behind.
+                    await connection.connected.wait()
                     await self._topology.delete_declared()
-        except TimeoutError:
-            event(log, logging.WARNING, "backend.stop_timeout", backend="rabbitmq", seconds=seconds)
+        except (TimeoutError, *_LOST) as exc:
+            left = sorted(self._topology.specs) if self._topology is not None else []
+            event(
+                log,
+                logging.WARNING,
+                "backend.stop_incomplete",
+                backend="rabbitmq",
+                error=f"{type(exc).__name__}: {exc}",
+                not_deleted=left if self.settings.delete_on_exit else [],
+            )
         finally:
             try:
                 async with asyncio.timeout(seconds):

@@ -55,10 +55,12 @@ _client_log = logging.getLogger("framework.backends.rabbitmq.client")
 
 # What the client library raises when the connection (or a channel with it) is gone: a send,
 # declaration or receive that meets one of these raises BackendUnavailableError instead.
+# aio-pika raises a bare RuntimeError ("<Connection ...> closed") on a closed connection.
 LOST: tuple[type[BaseException], ...] = (
     AMQPError,
     ChannelInvalidStateError,
     ConnectionError,
+    RuntimeError,
     TimeoutError,
 )
 # RabbitMQ's default frame_max, for a connection that has not negotiated one (yet).
@@ -178,7 +180,7 @@ async def connect(url: str, *, name: str, seconds: float) -> AbstractRobustConne
                 f"RabbitMQ at {address} refused the login or the virtual host: check the "
                 "user, password and vhost in the amqp:// URL"
             ) from None
-        if isinstance(exc, LOST | OSError):
+        if isinstance(exc, (*LOST, OSError)):
             raise BackendUnavailableError(
                 f"cannot connect to RabbitMQ at {address}: {exc or type(exc).__name__}"
             ) from None
@@ -200,8 +202,8 @@ def check_frame(message: aio_pika.Message, limit: int, queue: str) -> None:
 
     Raises:
         MessageTooLargeError: Naming the size and the broker's ``frame_max``.
-        InvalidMessageError: If the properties cannot be encoded at all (a header name or
-            an id over 255 bytes).
+        InvalidMessageError: If the properties cannot be encoded at all (an id over 255
+            bytes).
     """
     try:
         content = amqp_header.ContentHeader(0, len(message.body), message.properties)
@@ -223,7 +225,8 @@ def check_frame(message: aio_pika.Message, limit: int, queue: str) -> None:
 class ClientLogs(logging.Handler):
     """Re-emits aio-pika's and aiormq's records as ``backend.client_log`` events.
 
-    A traceback becomes its exception's type and message; the full one is logged at DEBUG.
+    A traceback becomes its exception's type and message (the full one is logged at DEBUG),
+    and no record is logged above WARNING.
     """
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -232,7 +235,9 @@ class ClientLogs(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 error = record.exc_info[1]
                 fields["error"] = f"{type(error).__name__}: {error}"
-            event(_client_log, record.levelno, "backend.client_log", **fields)
+            # At most a warning: a connection loss is expected, and backend.disconnected
+            # marks it; aio-pika logs some of its steps as errors with tracebacks.
+            event(_client_log, min(record.levelno, logging.WARNING), "backend.client_log", **fields)
             if record.exc_info and _client_log.isEnabledFor(logging.DEBUG):
                 _client_log.debug(
                     "backend.client_traceback",

@@ -75,7 +75,6 @@ def unavailable_as_error(
     """
 
     @functools.wraps(method)
-    @unavailable_as_error
     async def translated(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Self
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -66,6 +67,8 @@ DEFAULT_VISIBILITY = 30.0
 # without a new delivery (a quorum queue still delivers for a moment after basic.cancel-ok).
 _QUIET_TURNS = 10
 _QUIET_TURN = 0.02
+# What ends a stop early: the broker is too slow (connect_timeout) or the connection is gone.
+_STOP_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_LOST)
 # Errors that mean a delivery's channel is gone: the broker has already put it back.
 _GONE = (ChannelInvalidStateError, MessageProcessError, AMQPError, ConnectionError)
 
@@ -83,7 +86,7 @@ async def _keep_receiving(channel: AbstractRobustChannel, inbox: Inbox) -> None:
         raw = await channel.get_underlay_channel()
     except (ChannelInvalidStateError, RuntimeError):
         return
-    if tag is None or tag in raw.consumers:
+    if tag is None or not isinstance(raw, aiormq.Channel) or tag in raw.consumers:
         return
 
     async def late(message: DeliveredMessage) -> None:
@@ -177,7 +180,7 @@ class RabbitMQBackend:
                     # After an outage, wait for the reconnect rather than leave queues behind.
                     await connection.connected.wait()
                     await self._topology.delete_declared()
-        except (TimeoutError, *_LOST) as exc:
+        except _STOP_ERRORS as exc:
             left = sorted(self._topology.specs) if self._topology is not None else []
             event(
                 log,

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Self
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -26,8 +25,6 @@ from aio_pika.exceptions import (
     MessageProcessError,
     PublishError,
 )
-from aio_pika.message import IncomingMessage
-from aiormq.abc import DeliveredMessage
 
 from framework.backends.base import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.clock import Clock, SystemClock
@@ -64,35 +61,13 @@ log = logging.getLogger("framework.backends.rabbitmq")
 DEFAULT_PREFETCH = 10
 DEFAULT_VISIBILITY = 30.0
 # A cancelled consumer's inbox counts as drained after this many turns of this many seconds
-# without a new delivery (a quorum queue still delivers for a moment after basic.cancel-ok).
-_QUIET_TURNS = 10
-_QUIET_TURN = 0.02
+# without a new delivery (see _return_buffered).
+_QUIET_TURNS = 3
+_QUIET_TURN = 0.01
 # What ends a stop early: the broker is too slow (connect_timeout) or the connection is gone.
 _STOP_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_LOST)
 # Errors that mean a delivery's channel is gone: the broker has already put it back.
 _GONE = (ChannelInvalidStateError, MessageProcessError, AMQPError, ConnectionError)
-
-
-async def _keep_receiving(channel: AbstractRobustChannel, inbox: Inbox) -> None:
-    """Keep taking deliveries for ``inbox``'s cancelled consumer into the inbox.
-
-    A quorum queue goes on delivering to a cancelled consumer for a moment after the broker
-    confirmed the cancel; aiormq forgets the consumer at the confirmation and ignores such a
-    delivery, which then stays unacknowledged until the connection closes and comes back
-    counted, though no handler saw it. Taken into the inbox, it is given back uncounted.
-    """
-    tag = inbox.consumer_tag
-    try:
-        raw = await channel.get_underlay_channel()
-    except (ChannelInvalidStateError, RuntimeError):
-        return
-    if tag is None or not isinstance(raw, aiormq.Channel) or tag in raw.consumers:
-        return
-
-    async def late(message: DeliveredMessage) -> None:
-        inbox.put(IncomingMessage(message, no_ack=False))
-
-    raw.consumers[tag] = late
 
 
 class RabbitMQBackend:
@@ -600,7 +575,6 @@ class RabbitMQBackend:
             try:
                 if inbox.consumer_tag is not None and not channel.is_closed:
                     await amqp_queue.cancel(inbox.consumer_tag)
-                    await _keep_receiving(channel, inbox)
                 if not inbox.fifo:
                     await self._return_buffered(queue, inbox)
             except _GONE:  # the connection is going anyway: the broker keeps the messages
@@ -611,10 +585,10 @@ class RabbitMQBackend:
     async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
         """Re-publish every delivery buffered in ``inbox`` with its count unchanged, then ack it.
 
-        Deliveries the broker sent before the cancel still land in the inbox after it returns
-        (each reaches it two tasks deep in aio-pika and aiormq), also while the first ones are
-        being re-published: one left behind would go back with the connection, counted. So
-        the inbox is drained until it stays empty for a few turns of the loop.
+        Deliveries the broker sent before its cancel-ok can land in the inbox after the cancel
+        returns (each reaches it two tasks deep in aio-pika and aiormq): one left behind would
+        go back with the connection, counted. So the inbox is drained until it stays empty
+        for a few turns of the loop.
         """
         quiet = 0
         while quiet < _QUIET_TURNS:

@@ -45,10 +45,10 @@ async def take_all(backend: RabbitMQBackend, queue: str, n: int) -> list[int]:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "residual of issue 12 item 13: with deliveries streaming in during the stop, 1-2 of "
-        "~600 messages per three stops still come back counted once (measured 2026-12-02 on "
-        "3.10.8: in 4 of 9 runs, 7 of 11 before the drain-until-quiet and late-delivery fix); "
-        "they reach the channel after basic.cancel-ok and are not seen by the backend"
+        "residual of issue 12 item 13, in the broker: with a producer publishing during the "
+        "stop, 1-2 of ~600 messages (once 23) come back counted once more though no delivery "
+        "reached the process after the cancel, none stayed buffered and none was duplicated "
+        "(RabbitMQ 3.10.8, 2026-12-02: 4 of 9 runs; exact when nothing is published meanwhile)"
     ),
 )
 async def test_a_graceful_stop_gives_back_unseen_deliveries_uncounted(

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +24,13 @@ from framework.backends.rabbitmq import RabbitMQBackend
 from framework.exceptions import BackendUnavailableError, InvalidMessageError, MessageTooLargeError
 from framework.registry import QueueSpec
 from framework.testing import TestApp
+from tests.rabbitmq_cleanup import delete_named
 
 from .proxy import proxy_to
 
 pytestmark = pytest.mark.rabbitmq
+
+HERE = Path(__file__).parent
 
 
 def fresh() -> QueueSpec:
@@ -158,3 +165,53 @@ async def test_connection_losses_are_framework_events_and_reconnects_are_timed(
         library = logging.getLogger(name)
         assert library.propagate is False
         assert any(type(h).__name__ == "ClientLogs" for h in library.handlers)
+
+
+async def test_sigterm_ends_framework_run_during_an_outage(broker: str) -> None:
+    """``framework run`` whose broker went out of reach (reconnecting, every receive failing)
+    stops on SIGTERM within a second or two, exit status 0, and logs the outage."""
+    queue = f"rq-{uuid.uuid4().hex[:12]}"
+    async with proxy_to(broker) as proxy:
+        url = proxy.url(broker).replace("delete_on_exit=1", "delete_on_exit=0")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "run",
+            "worker_app:app",
+            "--workers-only",
+            "--backend",
+            f"{url}&connect_timeout=1&reconnect_interval=0.2",
+            "--grace",
+            "1",
+            cwd=HERE,
+            env={**os.environ, "FW_MP_QUEUE": queue},
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        seen = b""
+        try:
+            while b"app.started" not in seen:
+                line = await asyncio.wait_for(process.stderr.readline(), 30)
+                assert line, seen.decode()
+                seen += line
+            proxy.cut()
+            await proxy.refuse()
+            while b"backend.disconnected" not in seen:
+                line = await asyncio.wait_for(process.stderr.readline(), 10)
+                assert line, seen.decode()
+                seen += line
+            await asyncio.sleep(0.5)  # reconnect attempts failing meanwhile
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            rest, _ = await asyncio.wait_for(process.communicate(), 15)
+            took = time.monotonic() - started
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await delete_named(broker, [queue, f"{queue}-dlq"], [])
+    log = (seen + (rest or b"")).decode()
+    assert process.returncode == 0, log
+    assert took < 4, f"took {took:.1f} s to stop\n{log}"
+    assert "Traceback" not in log

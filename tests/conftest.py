@@ -212,13 +212,32 @@ def backend_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+# Names handed out to tests in this session: swept off the RabbitMQ broker at the end.
+HANDED_OUT: set[str] = set()
+
+
 @pytest.fixture
 def queue_name() -> str:
     """A fresh queue name, ``q-<12 hex digits>``, so tests never share a queue on a broker."""
-    return f"q-{uuid.uuid4().hex[:12]}"
+    name = f"q-{uuid.uuid4().hex[:12]}"
+    HANDED_OUT.add(name)
+    return name
 
 
 @pytest.fixture
 def topic_name() -> str:
     """A fresh topic name, ``t-<12 hex digits>``, so tests never share a topic on a broker."""
-    return f"t-{uuid.uuid4().hex[:12]}"
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    HANDED_OUT.add(name)
+    return name
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Delete whatever a failed or interrupted test left on the RabbitMQ broker, by name."""
+    if "rabbitmq" not in required_backends() or not HANDED_OUT or not reachable(AMQP):
+        return
+    from tests.rabbitmq_cleanup import sweep
+
+    queues, exchanges = sweep(AMQP, HANDED_OUT)
+    if queues or exchanges:
+        print(f"\nrabbitmq: deleted {len(queues)} queue(s), {len(exchanges)} exchange(s) left over")  # noqa: T201

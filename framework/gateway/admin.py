@@ -61,7 +61,7 @@ from framework.exceptions import (
     UnknownTopicError,
 )
 from framework.gateway.dashboard_data import message_json
-from framework.gateway.errors import HTTPError, RequestValidationError, field_errors
+from framework.gateway.errors import RETRY_AFTER, HTTPError, RequestValidationError, field_errors
 from framework.gateway.inputs import check_json_content_type, header, read_body
 from framework.gateway.responses import send_json
 from framework.gateway.routing import Endpoint
@@ -190,7 +190,9 @@ def _endpoint(target: AdminTarget, operation: Operation, limit: int) -> Endpoint
         except FrameworkError as exc:
             for kind, code in _STATUS:
                 if isinstance(exc, kind):
-                    raise HTTPError(code, str(exc)) from exc
+                    unavailable = isinstance(exc, BackendUnavailableError)
+                    retry = {"Retry-After": str(RETRY_AFTER)} if unavailable else None
+                    raise HTTPError(code, str(exc), retry) from exc
             raise
         await send_json(send, status, data, request_id)
 

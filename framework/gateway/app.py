@@ -21,7 +21,12 @@ from framework.gateway.cache import cached
 from framework.gateway.cors import CORSPolicy
 from framework.gateway.dashboard import Dashboard
 from framework.gateway.endpoints import route_endpoint
-from framework.gateway.errors import ClientDisconnectedError, HTTPError, ResponseAbortedError
+from framework.gateway.errors import (
+    ClientDisconnectedError,
+    HTTPError,
+    ResponseAbortedError,
+    backend_error,
+)
 from framework.gateway.inputs import header, request_id, route_path
 from framework.gateway.metrics import METRICS_PATH, Metrics
 from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
@@ -49,9 +54,11 @@ class Gateway:
 
     Errors are JSON ``{"detail": ...}``: 404 and 405 (with ``Allow``), 413 for a body over
     ``max_body_size`` bytes (default 1 MiB), 415 for a body that is not JSON, 422 with field
-    errors for invalid input, and 500 ``{"detail": "internal server error", "request_id": ...}``
-    for any exception a handler raises, framework errors included (an unknown queue, or a
-    message that ``app.send`` refuses, is a bug in the server, not in the request). A handler
+    errors for invalid input, 503 with ``Retry-After`` when a handler meets an unreachable
+    backend (``BackendUnavailableError``), 413 when the backend cannot carry a message
+    (``MessageTooLargeError``), and 500 ``{"detail": "internal server error", "request_id":
+    ...}`` for any other exception a handler raises, framework errors included (an unknown
+    queue is a bug in the server, not in the request). A handler
     may raise starlette's ``HTTPException`` to answer with its status and detail.
 
     Each route is chained, when the gateway is built, from what it declares: its authorizer
@@ -182,6 +189,11 @@ class Gateway:
             _log_error(scope, rid, exc.__cause__ or exc)
             raise
         except Exception as exc:
+            answer = backend_error(exc)
+            if answer is not None:
+                _log_backend_error(scope, rid, exc, answer.status)
+                await send_error(send, answer, rid)
+                return
             _log_error(scope, rid, exc)
             await send_json(send, 500, {"detail": "internal server error", "request_id": rid}, rid)
 
@@ -214,6 +226,23 @@ def build(
 
 def _uncounted(hit: bool) -> None:
     """Count nothing: the app has metrics off."""
+
+
+def _log_backend_error(scope: Scope, rid: str, exc: BaseException, status: int) -> None:
+    """A 503 or 413 from the backend: a warning with the reason, no traceback."""
+    log.warning(
+        "http.backend_error",
+        extra={
+            "fields": {
+                "request_id": rid,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "error": type(exc).__name__,
+                "reason": str(exc),
+            }
+        },
+    )
 
 
 def _log_error(scope: Scope, rid: str, exc: BaseException) -> None:

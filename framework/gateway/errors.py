@@ -12,12 +12,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from framework.exceptions import BackendUnavailableError, MessageTooLargeError
+
 __all__ = [
+    "RETRY_AFTER",
     "ClientDisconnectedError",
     "FieldError",
     "HTTPError",
     "RequestValidationError",
     "ResponseAbortedError",
+    "backend_error",
     "field_errors",
     "missing_body",
 ]
@@ -71,6 +75,28 @@ class ResponseAbortedError(Exception):
 
     The original exception is the ``__cause__``.
     """
+
+
+# Seconds a client is told to wait after a 503: about one reconnect attempt of a backend.
+RETRY_AFTER = 5
+
+
+def backend_error(exc: Exception) -> HTTPError | None:
+    """Return the answer to a backend error a handler let through, or None for a 500.
+
+    An unreachable backend is a 503 with ``Retry-After`` (the backend reconnects by itself);
+    a message the backend cannot carry is a 413 naming the limit. Every other error a handler
+    raises is a bug in the server: a 500.
+    """
+    if isinstance(exc, BackendUnavailableError):
+        return HTTPError(
+            503,
+            "the message backend is unavailable; retry later",
+            {"Retry-After": str(RETRY_AFTER)},
+        )
+    if isinstance(exc, MessageTooLargeError):
+        return HTTPError(413, str(exc))
+    return None
 
 
 def field_errors(exc: ValidationError, source: str | Mapping[str, str]) -> list[FieldError]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, Self, TypeVar
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from framework.clock import Clock, SystemClock
 from framework.exceptions import (
+    BackendUnavailableError,
     InvalidMessageError,
     UnknownQueueError,
 )
@@ -59,6 +62,35 @@ MAX_VISIBILITY = 43_200  # SQS's longest visibility timeout, seconds
 # messages wait; a one-second long poll asks them all and returns as soon as one has a message.
 MIN_WAIT = 1
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def unavailable_as_error(
+    method: Callable[P, Awaitable[T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make a backend method raise ``BackendUnavailableError`` for an unreachable endpoint.
+
+    botocore's connection errors (refused, timed out, closed) and AWS's own 5xx answers,
+    each after botocore's retries, mean "not reachable now", not a bug in the caller.
+    """
+
+    @functools.wraps(method)
+    async def translated(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise BackendUnavailableError(f"AWS is not reachable: {exc}") from exc
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if int(status or 0) >= 500:
+                raise BackendUnavailableError(
+                    f"AWS answered {status} ({error_code(exc)}): {exc}"
+                ) from exc
+            raise
+
+    return translated
+
 
 class AWSBackend:
     """Queues on SQS, topics on SNS, outgoing mail on SES v2, shared by every process.
@@ -91,7 +123,7 @@ class AWSBackend:
         session = AioSession(profile=settings.profile)
         config = AioConfig(
             max_pool_connections=settings.max_connections,
-            retries={"max_attempts": 4, "mode": "standard"},
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
             connect_timeout=5,
             read_timeout=MAX_WAIT + 10,  # longer than the longest long poll
         )
@@ -161,10 +193,12 @@ class AWSBackend:
 
     # --- queues ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def declare_queue(self, spec: QueueSpec) -> None:
         """Create ``spec``'s queue with its attributes and redrive policy (idempotent)."""
         await self.sqs.declare_queue(spec)
 
+    @unavailable_as_error
     async def send(self, queue: str, message: Outgoing) -> str:
         """Send ``message`` to ``queue``; return its framework message id.
 
@@ -203,6 +237,7 @@ class AWSBackend:
             self._fifo.sent(queue, message.group_id, message_id)
         return message_id
 
+    @unavailable_as_error
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Receive up to ``limit`` (at most 10) messages, long-polling up to ``wait`` seconds.
 
@@ -263,6 +298,7 @@ class AWSBackend:
                 await self.ack(delivery)
         return kept
 
+    @unavailable_as_error
     async def ack(self, delivery: Delivery) -> None:
         """Delete the message, batched with other acks of the moment (stale receipt: no-op)."""
         assert self._deleter is not None, "AWSBackend is not connected"
@@ -282,12 +318,14 @@ class AWSBackend:
             self._missing(delivery.queue, exc)
             raise
 
+    @unavailable_as_error
     async def release(self, delivery: Delivery, *, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds (ChangeMessageVisibility)."""
         await self._change_visibility(delivery, delay)
         if self._is_fifo(delivery.queue):
             self._fifo.released(delivery, now=self.clock.now(), delay=seconds(delay))
 
+    @unavailable_as_error
     async def extend(self, delivery: Delivery, *, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` from now (ChangeMessageVisibility).
 
@@ -296,6 +334,7 @@ class AWSBackend:
         """
         await self._change_visibility(delivery, seconds + VISIBILITY_MARGIN)
 
+    @unavailable_as_error
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
         """Send the message to its dead-letter queue with ``reason``'s headers, then delete it.
 
@@ -322,6 +361,7 @@ class AWSBackend:
         await self.send(dlq, copy)
         await self.ack(delivery)
 
+    @unavailable_as_error
     async def stats(self, queue: str) -> QueueStats:
         """Return SQS's approximate depth, in-flight and delayed counts, and the DLQ's size.
 
@@ -330,6 +370,7 @@ class AWSBackend:
         """
         return await self.sqs.stats(queue)
 
+    @unavailable_as_error
     async def has_receivable(self, queue: str) -> bool:
         """True if a receive on ``queue`` now would return a message (for ``TestApp.drain``).
 
@@ -341,6 +382,7 @@ class AWSBackend:
             visible -= self._fifo.parked_behind_blocked(queue, self.clock.now())
         return visible > 0
 
+    @unavailable_as_error
     async def purge(self, queue: str) -> int:
         """Delete every message of the queue (PurgeQueue); return how many there were.
 
@@ -352,16 +394,19 @@ class AWSBackend:
         self._fifo.forget(queue)
         return count
 
+    @unavailable_as_error
     async def queues(self, prefix: str | None = None) -> Sequence[str]:
         """Return the framework names of the account's queues (ListQueues, with ``prefix``)."""
         return await self.sqs.names(prefix)
 
     # --- topics ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def declare_topic(self, spec: TopicSpec) -> None:
         """Create the SNS topic (idempotent)."""
         await self.sns.declare_topic(spec)
 
+    @unavailable_as_error
     async def subscribe(self, subscription: SubscriptionSpec) -> None:
         """Declare the subscription's queue, let the topic write to it, and subscribe it."""
         if subscription.queue is None:
@@ -381,6 +426,7 @@ class AWSBackend:
         else:
             self._filters.pop(name, None)
 
+    @unavailable_as_error
     async def publish(self, topic: str, message: Outgoing) -> str:
         """Publish ``message`` to the SNS topic; return its framework message id.
 
@@ -409,6 +455,7 @@ class AWSBackend:
         await self.sns.publish(topic, **kwargs)
         return message_id
 
+    @unavailable_as_error
     async def send_mail(self, mail: OutgoingMail) -> str:
         """Send the mail through SES v2 (raw); return its message id.
 
@@ -428,6 +475,7 @@ class AWSBackend:
             raise RuntimeError("AWSBackend is not connected: use 'async with backend:'")
         return self._receipt
 
+    @unavailable_as_error
     async def declare_mail_rules(
         self,
         app_name: str,
@@ -448,6 +496,7 @@ class AWSBackend:
         if self.settings.mail_rules and rules:
             await self.receipt_rules.declare(app_name, rules, progress)
 
+    @unavailable_as_error
     async def missing_mail_rules(self, app_name: str, rules: Sequence[EmailRule]) -> list[str]:
         """Return one line per missing inbound-mail topic, subscription, rule set or rule."""
         if not (self.settings.mail_rules and rules):
@@ -456,6 +505,7 @@ class AWSBackend:
 
     # --- checks ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def missing(
         self,
         queues: Sequence[QueueSpec],

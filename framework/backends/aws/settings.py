@@ -15,7 +15,15 @@ __all__ = ["AWSSettings", "Filtering", "physical_name"]
 
 Filtering = Literal["native", "subscriber"]
 
-_OPTIONS = {"endpoint_url", "declare", "filtering", "mail_rules", "max_connections", "profile"}
+_OPTIONS = {
+    "endpoint_url",
+    "declare",
+    "filtering",
+    "mail_rules",
+    "max_attempts",
+    "max_connections",
+    "profile",
+}
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # The environment variables that give the standard chain credentials without any file or
 # network look-up; with an emulator and none of them set, dummy credentials are used instead.
@@ -64,6 +72,9 @@ class AWSSettings:
       where SES does not receive mail, or mail that only comes through the SMTP receiver).
     - ``max_connections``: HTTP connections per client; default 50. Every consumer holds one
       for its long poll, so an app with many queues needs more than botocore's 10.
+    - ``max_attempts``: attempts per request, the first included (botocore's standard
+      retries, with backoff); default 4. An unreachable endpoint raises
+      ``BackendUnavailableError`` after the last.
     - ``profile``: the profile of the shared AWS config to take credentials from.
     """
 
@@ -73,6 +84,7 @@ class AWSSettings:
     filtering: Filtering = "native"
     mail_rules: bool = True
     max_connections: int = 50
+    max_attempts: int = 4
     profile: str | None = None
 
     @classmethod
@@ -111,6 +123,9 @@ class AWSSettings:
         connections = query.get("max_connections", "50")
         if not connections.isdigit() or int(connections) < 1:
             raise ConfigError(f"aws:// option max_connections={connections!r} must be 1 or more")
+        attempts = query.get("max_attempts", "4")
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise ConfigError(f"aws:// option max_attempts={attempts!r} must be 1 or more")
         return cls(
             region=region,
             endpoint_url=endpoint,
@@ -118,6 +133,7 @@ class AWSSettings:
             filtering="native" if filtering == "native" else "subscriber",
             mail_rules=_flag("mail_rules", query.get("mail_rules", "1")),
             max_connections=int(connections),
+            max_attempts=int(attempts),
             profile=query.get("profile") or None,
         )
 

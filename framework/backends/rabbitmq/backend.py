@@ -20,20 +20,36 @@ from aio_pika.abc import (
 from aio_pika.exceptions import (
     AMQPError,
     ChannelInvalidStateError,
+    ChannelNotFoundEntity,
     DeliveryError,
     MessageProcessError,
     PublishError,
 )
 
 from framework.clock import Clock, SystemClock
-from framework.exceptions import MailError, UnknownQueueError, UnknownTopicError
+from framework.exceptions import (
+    BackendUnavailableError,
+    MailError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
 from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
 
-from .leases import Inbox, Lease, LeaseTable, is_alive
+from .connection import LOST as _LOST
+from .connection import (
+    Link,
+    check_frame,
+    connect,
+    frame_max,
+    route_client_logs,
+    unavailable_as_error,
+    where,
+)
+from .leases import Inbox, Lease, LeaseTable, UnseenDeliveries, is_alive
 from .messages import Received, amqp_message, copy_of
 from .settings import Settings
 from .topology import Topology
@@ -44,6 +60,12 @@ log = logging.getLogger("framework.backends.rabbitmq")
 
 DEFAULT_PREFETCH = 10
 DEFAULT_VISIBILITY = 30.0
+# A cancelled consumer's inbox counts as drained after this many turns of this many seconds
+# without a new delivery (see _return_buffered).
+_QUIET_TURNS = 3
+_QUIET_TURN = 0.01
+# What ends a stop early: the broker is too slow (connect_timeout) or the connection is gone.
+_STOP_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_LOST)
 # Errors that mean a delivery's channel is gone: the broker has already put it back.
 _GONE = (ChannelInvalidStateError, MessageProcessError, AMQPError, ConnectionError)
 
@@ -74,6 +96,8 @@ class RabbitMQBackend:
         # and the prefix keeps two backends' receipts apart.
         self._receipt_prefix = f"{uuid.uuid4().hex[:8]}-"
         self._receipts = itertools.count(1)
+        self._link = Link(where(settings.url))
+        self._unseen = UnseenDeliveries()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -83,17 +107,37 @@ class RabbitMQBackend:
     # --- connection ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self.connection = await aio_pika.connect_robust(
-            self.settings.url,
-            client_properties={"connection_name": self.settings.connection_name},
+        """Connect, the handshake and the first channel bounded by ``connect_timeout``.
+
+        Raises:
+            BackendUnavailableError: If the broker is unreachable or does not answer in time.
+            ConfigError: If the broker refuses the credentials or the virtual host.
+        """
+        route_client_logs()
+        settings = self.settings
+        connection = await connect(
+            settings.url, name=settings.connection_name, seconds=settings.connect_timeout
         )
-        self.connection.reconnect_callbacks.add(self._reconnected)
-        self._topology = Topology(self.connection, expires=self.settings.queue_expires)
-        # Confirms make every publish wait for the broker to have the message; returns (an
-        # unroutable message: its queue was deleted) raise instead of dropping it silently.
-        self._publisher = await self.connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                # Confirms make every publish wait for the broker to have the message; returns
+                # (an unroutable message: its queue was deleted) raise instead of dropping it.
+                self._publisher = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+        except BaseException as exc:
+            await connection.close()
+            if isinstance(exc, TimeoutError):
+                raise BackendUnavailableError(
+                    f"RabbitMQ at {where(settings.url)} opened the connection but no channel "
+                    f"within {settings.connect_timeout:g} s (connect_timeout)"
+                ) from None
+            raise
+        self.connection = connection
+        self._link.closing = False
+        connection.close_callbacks.add(self._link.disconnected)
+        connection.reconnect_callbacks.add(self._reconnected)
+        self._topology = Topology(connection, expires=settings.queue_expires)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -101,18 +145,38 @@ class RabbitMQBackend:
         if connection is None:
             return
         self._leases.clear()  # before any await: no backstop fires while shutting down
+        self._link.closing = True
+        # Bounded: a stalled or vanished broker must not keep a stopping process alive.
+        seconds = self.settings.connect_timeout
         try:
-            await self._stop_consumers()
-            if self.settings.delete_on_exit and self._topology is not None:
-                await self._topology.delete_declared()
+            async with asyncio.timeout(seconds):
+                await self._stop_consumers()
+                if self.settings.delete_on_exit and self._topology is not None:
+                    # After an outage, wait for the reconnect rather than leave queues behind.
+                    await connection.connected.wait()
+                    await self._topology.delete_declared()
+        except _STOP_ERRORS as exc:
+            left = sorted(self._topology.specs) if self._topology is not None else []
+            event(
+                log,
+                logging.WARNING,
+                "backend.stop_incomplete",
+                backend="rabbitmq",
+                error=f"{type(exc).__name__}: {exc}",
+                not_deleted=left if self.settings.delete_on_exit else [],
+            )
         finally:
-            await connection.close()
+            try:
+                async with asyncio.timeout(seconds):
+                    await connection.close()
+            except TimeoutError:
+                event(log, logging.WARNING, "backend.close_timeout", seconds=seconds)
 
     def _reconnected(self, *_: object) -> None:
         # Deliveries of the old channels went back to their queues with the connection.
         for inbox in self._inboxes.values():
             inbox.reset()
-        event(log, logging.WARNING, "backend.reconnected", backend="rabbitmq")
+        self._link.reconnected()
 
     @property
     def topology(self) -> Topology:
@@ -126,6 +190,9 @@ class RabbitMQBackend:
     ) -> None:
         if self._publisher is None:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
+        # Refused here, before it reaches the wire: a frame over frame_max makes the broker
+        # close the whole connection, and with it every other send in flight on it.
+        check_frame(message, frame_max(self.connection), exchange or routing_key)
         target = (
             self._publisher.default_exchange
             if not exchange
@@ -138,13 +205,19 @@ class RabbitMQBackend:
             raise UnknownQueueError(
                 f"queue {routing_key!r} does not exist on the broker (deleted while in use?)"
             ) from None
+        except ChannelNotFoundEntity:
+            self.topology.topics.discard(exchange)
+            raise UnknownTopicError(
+                f"topic {exchange!r} does not exist on the broker (deleted while in use?)"
+            ) from None
         except DeliveryError as exc:
-            raise ConnectionError(
-                f"the broker refused a message for {routing_key!r}: {exc}"
+            raise BackendUnavailableError(
+                f"the broker refused a message for {exchange or routing_key!r} (nack): {exc}"
             ) from exc
 
     # --- queues ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def declare_queue(self, spec: QueueSpec) -> None:
         """Declare ``spec``'s quorum queue on the broker (idempotent)."""
         await self.topology.declare_queue(spec)
@@ -158,6 +231,7 @@ class RabbitMQBackend:
         spec = self._spec(queue)
         return spec.fifo if spec is not None else queue.endswith(".fifo")
 
+    @unavailable_as_error
     async def send(self, queue: str, message: Outgoing) -> str:
         """Publish ``message`` to ``queue`` (through a delay queue if delayed), confirmed.
 
@@ -205,7 +279,7 @@ class RabbitMQBackend:
                 if fifo
                 else self.settings.prefetch or concurrency
             )
-            inbox = Inbox(queue, fifo=fifo)
+            inbox = Inbox(queue, fifo=fifo, dropped=self._unseen.add)
             channel = await self.connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
             amqp_queue = await channel.declare_queue(queue, passive=True)
@@ -218,6 +292,7 @@ class RabbitMQBackend:
             self._inboxes[queue] = inbox
             return inbox
 
+    @unavailable_as_error
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Lease up to ``limit`` deliveries, waiting up to ``wait`` seconds for the first.
 
@@ -268,7 +343,13 @@ class RabbitMQBackend:
         self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
     ) -> Delivery | None:
         receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-        received = Received(queue, message, receipt=receipt, now=self.clock.wall())
+        received = Received(
+            queue,
+            message,
+            receipt=receipt,
+            now=self.clock.wall(),
+            uncounted=self._unseen.uncounted(message),
+        )
         subscription = self._filters.get(queue)
         if subscription is not None and not self._matches(subscription, received.delivery):
             # The policy belongs to the subscriber: a copy it does not want is dropped here.
@@ -297,8 +378,8 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    @staticmethod
-    async def _settle_message(message: AbstractIncomingMessage) -> None:
+    async def _settle_message(self, message: AbstractIncomingMessage) -> None:
+        self._unseen.forget(message)  # this copy leaves its queue
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
@@ -315,6 +396,7 @@ class RabbitMQBackend:
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.reject(requeue=True)
 
+    @unavailable_as_error
     async def ack(self, delivery: Delivery) -> None:
         """Acknowledge the delivery (a no-op for a receipt that is no longer held)."""
         lease = self._leases.take(delivery)
@@ -326,6 +408,7 @@ class RabbitMQBackend:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
 
+    @unavailable_as_error
     async def release(self, delivery: Delivery, *, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds, its receive count kept.
 
@@ -366,6 +449,7 @@ class RabbitMQBackend:
             if inbox is not None:
                 inbox.settle(delivery.group_id)
 
+    @unavailable_as_error
     async def extend(self, delivery: Delivery, *, seconds: float) -> None:
         """Keep the delivery leased ``seconds`` from now: the message simply stays unacked."""
         lease = self._leases.get(delivery.receipt)
@@ -374,6 +458,7 @@ class RabbitMQBackend:
         lease.deadline = self.clock.now() + seconds
         self._leases.arm(lease)
 
+    @unavailable_as_error
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:
         """Publish the message to its dead-letter queue with ``reason``'s headers, then ack it.
 
@@ -413,6 +498,7 @@ class RabbitMQBackend:
         inbox = self._inboxes.get(queue)
         return len(inbox) if inbox is not None else 0
 
+    @unavailable_as_error
     async def stats(self, queue: str) -> QueueStats:
         """Return the queue's counts; ``in_flight`` and ``delayed`` as this process sees them.
 
@@ -437,6 +523,7 @@ class RabbitMQBackend:
             dead_letter_queue=dlq,
         )
 
+    @unavailable_as_error
     async def has_receivable(self, queue: str) -> bool:
         """True if a receive on ``queue`` now would return a message (for ``TestApp.drain``).
 
@@ -447,6 +534,7 @@ class RabbitMQBackend:
             return True
         return await self.topology.depth(queue) > 0
 
+    @unavailable_as_error
     async def purge(self, queue: str) -> int:
         """Delete the queue's ready and delayed messages and those this process holds.
 
@@ -467,6 +555,7 @@ class RabbitMQBackend:
                 count += 1
         return count
 
+    @unavailable_as_error
     async def queues(self) -> Sequence[str]:
         """Return the queues this process declared or found, sorted.
 
@@ -487,22 +576,47 @@ class RabbitMQBackend:
                 if inbox.consumer_tag is not None and not channel.is_closed:
                     await amqp_queue.cancel(inbox.consumer_tag)
                 if not inbox.fifo:
-                    for message in inbox.drain():
-                        if is_alive(message):
-                            received = Received(queue, message, receipt="", now=self.clock.wall())
-                            count = received.delivery.receive_count - 1
-                            await self._publish(
-                                queue,
-                                copy_of(received.delivery, count=count, keep_first_received=False),
-                            )
-                            await self._settle_message(message)
+                    await self._return_buffered(queue, inbox)
             except _GONE:  # the connection is going anyway: the broker keeps the messages
                 pass
         self._consumers.clear()
         self._inboxes.clear()
 
+    async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
+        """Re-publish every delivery buffered in ``inbox`` with its count unchanged, then ack it.
+
+        Deliveries the broker sent before its cancel-ok can land in the inbox after the cancel
+        returns (each reaches it two tasks deep in aio-pika and aiormq): one left behind would
+        go back with the connection, counted. So the inbox is drained until it stays empty
+        for a few turns of the loop.
+        """
+        quiet = 0
+        while quiet < _QUIET_TURNS:
+            batch = [message for message in inbox.drain() if is_alive(message)]
+            if not batch:
+                quiet += 1
+                await asyncio.sleep(_QUIET_TURN)
+                continue
+            quiet = 0
+            await asyncio.gather(*(self._put_back(queue, message) for message in batch))
+
+    async def _put_back(self, queue: str, message: AbstractIncomingMessage) -> None:
+        received = Received(
+            queue,
+            message,
+            receipt="",
+            now=self.clock.wall(),
+            uncounted=self._unseen.uncounted(message),
+        )
+        count = received.delivery.receive_count - 1
+        await self._publish(
+            queue, copy_of(received.delivery, count=count, keep_first_received=False)
+        )
+        await self._settle_message(message)
+
     # --- topics ----------------------------------------------------------------------------
 
+    @unavailable_as_error
     async def missing(
         self,
         queues: Sequence[QueueSpec],
@@ -541,6 +655,7 @@ class RabbitMQBackend:
                 self._filters[sub.queue.name] = sub
         return out
 
+    @unavailable_as_error
     async def declare_topic(self, spec: TopicSpec) -> None:
         """Declare the topic's durable fanout exchange (idempotent)."""
         await self.topology.declare_topic(spec.name)
@@ -548,6 +663,7 @@ class RabbitMQBackend:
         if spec.fifo:
             self._dedup.setdefault(f"topic:{spec.name}", DeduplicationWindow())
 
+    @unavailable_as_error
     async def subscribe(self, subscription: SubscriptionSpec) -> None:
         """Declare the subscription's queue, bind it to the topic, and keep its filter policy.
 
@@ -564,6 +680,7 @@ class RabbitMQBackend:
         else:
             self._filters.pop(subscription.queue.name, None)
 
+    @unavailable_as_error
     async def publish(self, topic: str, message: Outgoing) -> str:
         """Publish ``message`` to the topic's exchange, confirmed; return its id.
 

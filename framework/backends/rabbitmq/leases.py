@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +22,9 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from framework.logs import event
 from framework.messages import Delivery
 
-from .messages import GROUP_ID, Received
+from .messages import GROUP_ID, Received, copy_key
 
-__all__ = ["Inbox", "Lease", "LeaseTable", "is_alive"]
+__all__ = ["Inbox", "Lease", "LeaseTable", "UnseenDeliveries", "is_alive"]
 
 log = logging.getLogger("framework.backends.rabbitmq")
 
@@ -140,6 +140,54 @@ class LeaseTable:
         task.add_done_callback(self._tasks.discard)
 
 
+class UnseenDeliveries:
+    """Deliveries this process dropped before any receive took them: not receipts.
+
+    When a connection goes, the broker puts back every delivery on it and counts each in
+    ``x-delivery-count``, also those that sat in a consumer's buffer and no handler saw (a
+    broker restart pushes a closing connection's messages to the consumers still open, which
+    close next). Each such drop is recorded with the copy's count at the time; when the copy
+    comes back to this process with a higher count, the drop is not counted as a receipt. A
+    copy that comes back to another process is counted there (AMQP shares no such state).
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._drops: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
+
+    def add(self, message: AbstractIncomingMessage) -> None:
+        """Record that ``message`` was dropped unseen (its channel closed in a buffer)."""
+        key = copy_key(message)
+        if key is None:
+            return
+        message_id, counted, redelivered = key
+        self._drops.setdefault((message_id, counted), []).append(redelivered)
+        self._drops.move_to_end((message_id, counted))
+        while len(self._drops) > self.limit:
+            self._drops.popitem(last=False)
+
+    def uncounted(self, message: AbstractIncomingMessage) -> int:
+        """Return how many of ``message``'s broker redeliveries were drops recorded here."""
+        if not self._drops:
+            return 0
+        key = copy_key(message)
+        if key is None:
+            return 0
+        message_id, counted, redelivered = key
+        drops = self._drops.get((message_id, counted), ())
+        return sum(1 for d in drops if d < redelivered)
+
+    def forget(self, message: AbstractIncomingMessage) -> None:
+        """The copy left its queue (acknowledged, re-published, dead-lettered): drop its record."""
+        if self._drops:
+            key = copy_key(message)
+            if key is not None:
+                self._drops.pop(key[:2], None)
+
+    def __len__(self) -> int:
+        return len(self._drops)
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -165,10 +213,19 @@ class Inbox:
     retry delay has passed.
     """
 
-    def __init__(self, name: str, *, fifo: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        fifo: bool,
+        dropped: Callable[[AbstractIncomingMessage], None] | None = None,
+    ) -> None:
         self.name = name
         self.fifo = fifo
         self.consumer_tag: str | None = None
+        # Told of every delivery this buffer discards because its channel closed before any
+        # receive took it: the broker counts that delivery, no handler saw it.
+        self._dropped = dropped or _ignore
         self._ready: deque[AbstractIncomingMessage] = deque()
         self._groups: dict[str | None, _Group] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -200,6 +257,8 @@ class Inbox:
                 message = self._ready.popleft()
                 if is_alive(message):  # a delivery from before a reconnect is back in the queue
                     taken.append(message)
+                else:
+                    self._dropped(message)
             return taken
         for key, group in list(self._groups.items()):
             if len(taken) >= limit:
@@ -207,7 +266,7 @@ class Inbox:
             if group.locked or group.awaiting is not None or group.not_before > now:
                 continue
             while group.messages and not is_alive(group.messages[0]):
-                group.messages.popleft()
+                self._dropped(group.messages.popleft())
             if not group.messages:
                 del self._groups[key]
                 continue
@@ -281,9 +340,22 @@ class Inbox:
 
     def reset(self) -> None:
         """Forget deliveries of a closed channel: the broker has put them back (reconnect)."""
-        self._ready = deque(m for m in self._ready if is_alive(m))
+        self._ready = deque(self._alive(self._ready))
         for group in self._groups.values():
-            group.messages = deque(m for m in group.messages if is_alive(m))
+            group.messages = deque(self._alive(group.messages))
             # The awaited head comes back through the new channel in queue order, first.
             group.awaiting = None
         self._notify()
+
+    def _alive(self, messages: deque[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
+        alive = []
+        for message in messages:
+            if is_alive(message):
+                alive.append(message)
+            else:
+                self._dropped(message)
+        return alive
+
+
+def _ignore(message: AbstractIncomingMessage) -> None:
+    pass

@@ -28,6 +28,7 @@ __all__ = [
     "SENT_AT",
     "Received",
     "amqp_message",
+    "copy_key",
     "copy_of",
     "decode_attributes",
     "receive_count",
@@ -66,6 +67,18 @@ def receive_count(headers: Mapping[str, Any]) -> int:
     of this copy (absent, or 0, on its first delivery).
     """
     return _int(headers.get(RECEIVE_COUNT)) + _int(headers.get(DELIVERY_COUNT)) + 1
+
+
+def copy_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
+    """Return ``(message id, counted receipts, broker redeliveries)`` of a delivery.
+
+    The first two name one copy of a message (a release re-publishes a new copy with more
+    receipts counted); the third is how often the broker has delivered that copy again.
+    """
+    if not message.message_id:
+        return None
+    headers = message.headers or {}
+    return message.message_id, _int(headers.get(RECEIVE_COUNT)), _int(headers.get(DELIVERY_COUNT))
 
 
 def _text(value: object) -> str:
@@ -138,7 +151,13 @@ class Received:
     __slots__ = ("delivery", "group_id", "message", "message_id")
 
     def __init__(
-        self, queue: str, message: AbstractIncomingMessage, *, receipt: str, now: datetime
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        *,
+        receipt: str,
+        now: datetime,
+        uncounted: int = 0,
     ) -> None:
         self.message = message
         raw = message.headers or {}
@@ -162,7 +181,8 @@ class Received:
             body=message.body,
             attributes=decode_attributes(raw.get(ATTRIBUTES)),
             headers=headers,
-            receive_count=receive_count(raw),
+            # ``uncounted``: broker redeliveries of copies this process dropped unseen.
+            receive_count=max(1, receive_count(raw) - uncounted),
             sent_at=sent_at,
             # A copy re-published by a release knows its first receipt; a broker redelivery
             # after a crash cannot, and starts again from now.

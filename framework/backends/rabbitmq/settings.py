@@ -19,6 +19,7 @@ _OPTIONS = {
     "fifo_prefetch",
     "prefetch",
     "connection_name",
+    "connect_timeout",
 }
 
 
@@ -58,6 +59,8 @@ class Settings:
       busy groups to reach other groups; default 100 (at least ``concurrency``).
     - ``connection_name``: shown by ``rabbitmqctl list_connections``; default
       ``framework-<pid>-<random>``.
+    - ``connect_timeout``: seconds each connect or reconnect attempt, AMQP handshake
+      included, may take before it fails; default 10.
     """
 
     url: str = field(repr=False)  # it carries the password
@@ -67,6 +70,7 @@ class Settings:
     prefetch: int | None = None
     fifo_prefetch: int = 100
     connection_name: str = ""
+    connect_timeout: float = 10.0
 
     @classmethod
     def from_url(cls, url: str) -> Settings:
@@ -97,4 +101,5 @@ class Settings:
             fifo_prefetch=_count("fifo_prefetch", ours.get("fifo_prefetch", "100")),
             connection_name=ours.get("connection_name")
             or f"framework-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            connect_timeout=_seconds("connect_timeout", ours.get("connect_timeout", "10")),
         )

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from framework.backends.rabbitmq import RabbitMQBackend
+from framework.backends.rabbitmq.topology import delay_queue_name
 from tests.conftest import AMQP, reachable, redacted, required_backends
+from tests.rabbitmq_cleanup import delete_named
 
 
 def amqp_url(**options: str) -> str:
@@ -41,5 +43,15 @@ def broker() -> str:
 async def backend(broker: str) -> AsyncIterator[RabbitMQBackend]:
     """A connected backend with a connection name of its own (to close it on purpose)."""
     name = f"framework-test-{uuid.uuid4().hex[:8]}"
-    async with RabbitMQBackend.from_url(f"{broker}&connection_name={name}") as b:
-        yield b
+    b = RabbitMQBackend.from_url(f"{broker}&connection_name={name}")
+    try:
+        async with b:
+            yield b
+    finally:
+        # delete_on_exit could not run (the connection was gone at the end): delete now.
+        topology = b._topology
+        if topology is not None and (topology.specs or topology.delays or topology.topics):
+            delays = [
+                delay_queue_name(queue, ms) for queue, d in topology.delays.items() for ms in d
+            ]
+            await delete_named(broker, [*delays, *topology.specs], sorted(topology.topics))

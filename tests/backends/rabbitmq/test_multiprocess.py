@@ -96,3 +96,36 @@ async def test_connections_closed_by_the_broker_are_survived(fleet: Fleet) -> No
         assert after[worker.name] > before[worker.name], fleet.logs()
         assert "backend.reconnected" in worker.log.read_text(), fleet.logs()
     await finish(fleet, sent, f"close-connections (rabbitmqctl took {closed:.1f}s)", started)
+
+
+def _starts(results: Path) -> list[tuple[str, int]]:
+    """The (id, receive count) of every handler start a worker recorded."""
+    if not results.exists():
+        return []
+    fields = (line.split() for line in results.read_text().splitlines())
+    return [(p[1], int(p[2])) for p in fields if len(p) == 3 and p[0] == "S"]
+
+
+async def test_a_graceful_stop_under_load_counts_only_receipts_handlers_saw(
+    fleet: Fleet,
+) -> None:
+    """SIGTERM one of two busy workers, three times over: every message the survivor starts
+    with a count above 1 was started before (by a stopped worker); none comes back counted for
+    a delivery that a stopping process had only buffered."""
+    started = time.monotonic()
+    b = fleet.start("b", FW_MP_SLEEP="0.05", FW_MP_CONCURRENCY="20")
+    stopped = [fleet.start(f"a{n}", FW_MP_SLEEP="0.05", FW_MP_CONCURRENCY="20") for n in range(3)]
+    await fleet.wait_for_consumers(4)
+    sent = await fleet.send(900)
+    for a in stopped:
+        await until(lambda a=a: len(a.records("S")) >= 20, 30, f"{a.name} to handle")  # type: ignore[misc]
+        assert await fleet.stop(a) == 0, fleet.logs()
+    await fleet.wait_until_handled(sent)
+    seen_before: set[str] = set()
+    for worker in stopped:
+        seen_before |= {i for i, _ in _starts(worker.results)}
+    overcounted = [
+        (i, count) for i, count in _starts(b.results) if count > 1 and i not in seen_before
+    ]
+    assert overcounted == [], fleet.logs()
+    await finish(fleet, sent, "sigterm under load, 3 rounds", started)

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from framework.backends.rabbitmq import RabbitMQBackend
-from framework.exceptions import UnknownQueueError
+from framework.exceptions import BackendUnavailableError, UnknownQueueError
 from framework.messages import DeadLetterReason, Outgoing
 from framework.registry import QueueSpec
 
@@ -34,7 +34,8 @@ async def declared(backend: RabbitMQBackend) -> QueueSpec:
 async def test_a_release_that_cannot_publish_returns_the_message(
     backend: RabbitMQBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The publish fails: the error propagates, and the message is received again, counted."""
+    """The publish fails: the error propagates (as BackendUnavailableError, the client
+    library's errors never escape), and the message is received again, counted."""
     spec = await declared(backend)
     message_id = await backend.send(spec.name, Outgoing(body=b"x"))
     (first,) = await backend.receive(spec.name, limit=1, wait=2)
@@ -44,7 +45,7 @@ async def test_a_release_that_cannot_publish_returns_the_message(
 
     with monkeypatch.context() as patched:
         patched.setattr(backend, "_publish", refuse)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(BackendUnavailableError, match="the broker refused a message"):
             await backend.release(first, delay=0)
     (again,) = await backend.receive(spec.name, limit=1, wait=2)
     assert (again.message_id, again.receive_count) == (message_id, 2)

@@ -21,7 +21,7 @@ from framework.registry import (
     SubscriptionSpec,
     TopicSpec,
 )
-from framework.runtime.events import HandlerObserver
+from framework.runtime.events import HandlerObserver, ScanObserver
 from framework.semantics.filter_policy import validate as validate_filter_policy
 from framework.smtp.config import RelayConfig, SMTPConfig
 from framework.smtp.outbound import Mailer
@@ -120,6 +120,8 @@ class App:
         self.email_actions: dict[str, RuleActions] = {}
         self.max_body_size = max_body_size
         self.handler_observers: list[HandlerObserver] = []
+        # Told each mail scanner's run time by the SMTP receiver (the gateway's /metrics).
+        self.scan_observers: list[ScanObserver] = []
         # Called with the runtime when the app starts and None when it stops (the dashboard's
         # sampler runs in between).
         self.runtime_observers: list[Callable[[Runtime | None], None]] = []

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["HandlerEvent", "HandlerObserver", "Outcome"]
+__all__ = ["HandlerEvent", "HandlerObserver", "Outcome", "ScanEvent", "ScanObserver"]
 
 Outcome = Literal["ok", "retry", "timeout", "dead_letter", "poison"]
 
@@ -31,3 +31,16 @@ class HandlerEvent:
 
 
 HandlerObserver = Callable[[HandlerEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvent:
+    """One mail scanner's run on one mail (or a DNSBL check on one client): how long, and
+    whether it failed (raised or timed out, so its checks became ``PROCESSING_FAILED``)."""
+
+    scanner: str
+    seconds: float
+    failed: bool = False
+
+
+ScanObserver = Callable[[ScanEvent], None]

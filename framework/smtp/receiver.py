@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import ssl
+import time
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -21,11 +23,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from framework.backends.base import CONTENT_TYPE, Outgoing
 from framework.exceptions import ConfigError
 from framework.logs import event
+from framework.runtime.events import ScanEvent
 from framework.smtp import parsing
 from framework.smtp.config import DEFAULT_MAX_SIZE, SMTPConfig
 from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS
 from framework.smtp.rules import rules_for
-from framework.smtp.scanning import Verdicts, scan
+from framework.smtp.scanners import using
+from framework.smtp.scanning import Findings, Verdicts, scan
 
 if TYPE_CHECKING:
     from framework.runtime import Runtime
@@ -46,6 +50,7 @@ class _Connection(SMTP):
         # Set before aiosmtpd's __init__, which sizes its stream reader with it.
         self.line_length_limit = config.max_line_length
         self.config = config
+        self.observers = handler.runtime.app.scan_observers
         super().__init__(handler, **options)
 
     async def _handle_client(self) -> None:
@@ -58,7 +63,39 @@ class _Connection(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
+        refusal = await self._blocklisted(peer)
+        if refusal is not None:
+            await self.push(refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
         await super()._handle_client()
+
+    async def _blocklisted(self, peer: str) -> str | None:
+        """The reply refusing a client a DNS blocklist lists (554), or that could not be
+        checked (421, try later); None to go on. The zone is logged, never told."""
+        for blocklist in self.config.blocklists:
+            started = time.perf_counter()
+            zone, failed = None, False
+            try:
+                with using(self.config.resolver):
+                    zone = await blocklist.listed(peer)
+            except Exception as exc:
+                failed = True
+                event(log, logging.WARNING, "mail.dnsbl_failed", peer=peer, error=repr(exc))
+            finally:
+                happened = ScanEvent("dnsbl", time.perf_counter() - started, failed)
+                for observer in self.observers:
+                    try:
+                        observer(happened)
+                    except Exception:  # an observer's bug must never change who may connect
+                        log.exception("observer.failed", extra={"fields": {"scanner": "dnsbl"}})
+            if failed:
+                return "421 4.7.0 Cannot check your address now, try again later"
+            if zone is not None:
+                event(log, logging.INFO, "mail.connection_refused", peer=peer, dnsbl=zone)
+                return "554 5.7.1 Access denied: this address may not send mail here"
+        return None
 
 
 class _Handler:
@@ -74,6 +111,7 @@ class _Handler:
                 f"receipt rule(s) {', '.join(sorted(self.actions))} act on verdicts "
                 "(reject_on/drop_on) but the SMTPConfig has no scanners=[...] to give them"
             )
+        self.authserv_id = config.hostname or socket.getfqdn()
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -110,8 +148,17 @@ class _Handler:
         verdicts: Verdicts | None = None
         if self.config.scanners:
             transaction = parsing.Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), peer)
-            verdicts = await scan(tuple(self.config.scanners), raw, transaction)
+            findings = Findings(helo=session.host_name or "")
+            with using(self.config.resolver):
+                verdicts = await scan(
+                    self.config.content_scanners,
+                    raw,
+                    transaction,
+                    findings=findings,
+                    observers=self.runtime.app.scan_observers,
+                )
             headers[VERDICTS] = verdicts.to_header()
+            raw = self._results_headers(findings, verdicts) + raw
             action = self.config.action_on(verdicts)
             if action is not None:
                 what, why = action
@@ -148,6 +195,23 @@ class _Handler:
             size=len(raw),
         )
         return "250 2.0.0 Message accepted for delivery"
+
+    def _results_headers(self, findings: Findings, verdicts: Verdicts) -> bytes:
+        """``Authentication-Results`` (RFC 8601, by authres) and SES's ``X-SES-*-Verdict``
+        headers, to put first in the stored mail."""
+        lines = []
+        if findings.results:
+            from authres import AuthenticationResultsHeader
+
+            header = AuthenticationResultsHeader(
+                authserv_id=self.authserv_id, results=findings.results
+            )
+            lines.append(str(header))
+        for check, name in (("spam", "Spam"), ("virus", "Virus")):
+            verdict = getattr(verdicts, check)
+            if verdict.value != "DISABLED":
+                lines.append(f"X-SES-{name}-Verdict: {verdict.value}")
+        return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace")
 
     def _apply_rule_actions(
         self, per_queue: dict[str, list[str]], verdicts: Verdicts, peer: str

@@ -8,6 +8,8 @@ the current resolver (``_dns``). Each also records an ``authres`` result in the 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.resources
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -242,6 +244,40 @@ def _dmarc_lookup(resolver: Resolver) -> Callable[[str], str | None]:
     return dmarc_txt
 
 
+@functools.cache
+def _suffix_list() -> Any:
+    """authheaders' bundled public suffix list, parsed once (it parses it on every call)."""
+    from publicsuffix2 import PublicSuffixList
+
+    ref = importlib.resources.files("authheaders") / "public_suffix_list.txt"
+    with importlib.resources.as_file(ref) as location, open(location, encoding="utf-8") as file:
+        return PublicSuffixList(file)
+
+
+@functools.lru_cache(maxsize=4096)
+def org_domain(domain: str) -> str:
+    """The organisational domain of ``domain`` (RFC 7489 3.2), by the public suffix list.
+
+    A TLD the list does not know is a public suffix of its own (the list's default ``*``
+    rule), so ``a.b.corp`` belongs to ``b.corp``.
+    """
+    name = domain.lower().rstrip(".")
+    psl = _suffix_list()
+    if psl.get_tld(name, strict=True) is None:
+        return ".".join(name.split(".")[-2:])
+    return str(psl.get_sld(name, strict=True) or name)
+
+
+def _install_org_domain() -> None:
+    """Give authheaders ``org_domain``: its own re-reads the list on each call (~180 ms) and
+    answers the bare TLD for a TLD the list lacks, aligning every domain under it."""
+    import authheaders
+    import authheaders.dmarc_lookup
+
+    authheaders.get_org_domain = org_domain
+    authheaders.dmarc_lookup.get_org_domain = org_domain
+
+
 def _dmarc_result(raw: bytes, spf_result: Any, dkim_results: list[Any], resolver: Resolver) -> Any:
     try:
         import authheaders
@@ -249,13 +285,14 @@ def _dmarc_result(raw: bytes, spf_result: Any, dkim_results: list[Any], resolver
         raise MissingDependencyError(
             "DMARC checks need authheaders: pip install 'framework[mail-security]'"
         ) from None
+    _install_org_domain()
     lookup = _dmarc_lookup(resolver)
     passed = [r for r in dkim_results if r.result == "pass"] or [None]
     result = None
     for dkim_result in passed:
         # authheaders rewrites the SPF result's mail-from to its domain: give it a copy.
         result = authheaders.check_dmarc(
-            raw, copy.copy(spf_result), dkim_result=dkim_result, dnsfunc=lookup
+            raw, copy.deepcopy(spf_result), dkim_result=dkim_result, dnsfunc=lookup
         )
         if result.result == "pass":
             break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,26 @@ def parse_address(address: str | Path, default_port: int) -> tuple[str, int] | P
     return host, int(port)
 
 
+def _closing(base: Any, family: int, target: Any) -> Any:
+    """``base`` (a clamdpy client) whose connection attempts close their socket on failure
+    (clamdpy's leave it open until garbage collection)."""
+
+    class Closing(base):  # type: ignore[misc]
+        def _acquire_socket(self) -> socket.socket:
+            from clamdpy.exceptions import ConnectionError as ClamdConnectionError
+
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(target)
+            except OSError as exc:
+                sock.close()
+                raise ClamdConnectionError(f"cannot connect to clamd at {target}: {exc}") from None
+            return sock
+
+    return Closing
+
+
 def clamav(
     address: str | Path = "127.0.0.1:3310",
     *,
@@ -88,11 +109,15 @@ def clamav(
     where = parse_address(address, 3310)
     client: Any
     if isinstance(where, Path):
-        client = clamdpy.ClamdUnixSocket(where, timeout=timeout, max_chunk_size=64 * 1024)
-    else:
-        client = clamdpy.ClamdNetworkSocket(
-            where[0], where[1], timeout=timeout, max_chunk_size=64 * 1024
+        client = _closing(clamdpy.ClamdUnixSocket, socket.AF_UNIX, str(where))(
+            where, timeout=timeout, max_chunk_size=64 * 1024
         )
+    else:
+        client = _closing(
+            clamdpy.ClamdNetworkSocket,
+            socket.AF_INET6 if ":" in where[0] else socket.AF_INET,
+            where,
+        )(where[0], where[1], timeout=timeout, max_chunk_size=64 * 1024)
 
     async def check(raw: bytes, envelope: Envelope) -> Mapping[str, Verdict]:
         if len(raw) > max_size:

@@ -264,6 +264,7 @@ def _zone(zone: DNSZone, key: DKIMKey) -> None:
     zone.txt("_dmarc.fail.test", b"v=DMARC1; p=reject")
     zone.txt("softfail.test", b"v=spf1 ~all")
     zone.txt("_dmarc.softfail.test", b"v=DMARC1; p=quarantine")
+    zone.txt("spfonly.test", b"v=spf1 ip4:127.0.0.0/8 -all")  # and no DMARC policy
     zone.txt("neutral.test", b"v=spf1 ?all")
     zone.txt("_dmarc.neutral.test", b"v=DMARC1; p=none")
     # none.test publishes nothing at all; servfail.test's server is broken.

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import smtplib
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -45,7 +46,7 @@ def empty_list() -> Iterator[None]:
     newsletter.PENDING.clear()
 
 
-def on_test_dns(zone: DNSZone, **changes: object) -> SMTPConfig:
+def on_test_dns(zone: DNSZone, **changes: Any) -> SMTPConfig:
     """The example's receiver config, its DNS checks asking the test zone's server."""
     return dataclasses.replace(
         newsletter.SMTP, dns_servers=[zone.host], dns_port=zone.port, dns_timeout=0.5, **changes

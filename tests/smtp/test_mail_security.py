@@ -487,6 +487,7 @@ async def test_a_clean_mail_passes_every_check_and_each_scanner_is_timed(
 ) -> None:
     """A signed, clean mail from an authorised address passes all six checks, and /metrics
     has each scanner's run time."""
+    # --8<-- [start:all]
     config = dns_config(
         dns_zone,
         scanners=[
@@ -499,6 +500,7 @@ async def test_a_clean_mail_passes_every_check_and_each_scanner_is_timed(
         ],
         reject_on={c: ["FAIL", "PROCESSING_FAILED"] for c in ("spam", "virus", "spf", "dkim")},
     )
+    # --8<-- [end:all]
     app, seen = scanned_app(config)
     async with TestApp(app) as t:
         assert t.receiver is not None
@@ -545,7 +547,9 @@ async def test_outbound_mail_is_dkim_signed_and_verifies_on_receipt(
             DKIMSigning(domain="pass.test", selector="sel", key_env=key_in_env),
             DKIMSigning(domain="pass.test", selector="sel", key_file=key_file),
         ):
+            # --8<-- [start:signing]
             relay = RelayConfig("127.0.0.1", t.receiver.port, tls="none", dkim=signing)
+            # --8<-- [end:signing]
             sender = App("sender", mail_from="news@pass.test", mail_relay=relay)
             with caplog.at_level(logging.DEBUG):
                 await sender.mail.send(INBOX, "signed", text="hello\n")

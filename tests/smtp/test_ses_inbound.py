@@ -105,3 +105,17 @@ async def test_the_on_email_handler_gets_mail_that_ses_published() -> None:
     assert mail.verdicts.spam is Verdict.FAIL
     assert mail.text is not None
     assert mail.text.strip() == "It is on fire."
+
+
+def test_ses_dmarc_policy_comes_with_a_dmarc_failure() -> None:
+    """SES's receipt.dmarcPolicy ("reject", present on a DMARC FAIL) is verdicts.dmarc_policy."""
+    notification = ses_received(raw_mail())
+    receipt = notification["receipt"]
+    assert isinstance(receipt, dict)
+    receipt["dmarcVerdict"] = {"status": "FAIL"}
+    receipt["dmarcPolicy"] = "reject"
+    received = from_notification(json.dumps(notification).encode())
+    assert received is not None
+    verdicts = received[1].verdicts
+    assert (verdicts.dmarc, verdicts.dmarc_policy) == (Verdict.FAIL, "reject")
+    assert from_notification(sns_wrapped(ses_received(raw_mail())))[1].verdicts.dmarc_policy is None  # type: ignore[index]

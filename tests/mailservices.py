@@ -273,17 +273,10 @@ def _zone(zone: DNSZone, key: DKIMKey) -> None:
     zone.a("2.0.0.127.bl.test", "127.0.0.2")
 
 
-@pytest.fixture(scope="session")
-def dns_zone(dkim_key: DKIMKey) -> Iterator[DNSZone]:
-    """A DNS server (dnslib) on a free loopback UDP port, serving the ``.test`` zone."""
-    try:
-        from dnslib import QTYPE, RCODE, RR
-        from dnslib.server import BaseResolver, DNSServer
-    except ImportError:
-        _missing("dnslib", "pip install dnslib (in the dev extra)")
-        raise
-    zone = DNSZone("127.0.0.1", 0)
-    _zone(zone, dkim_key)
+def serve(zone: DNSZone, port: int = 0) -> Any:
+    """A dnslib ``DNSServer`` answering from ``zone`` on loopback (``port`` 0: a free one)."""
+    from dnslib import QTYPE, RCODE, RR
+    from dnslib.server import BaseResolver, DNSServer
 
     class ZoneResolver(BaseResolver):  # type: ignore[misc]
         def resolve(self, request: Any, handler: Any) -> Any:
@@ -305,18 +298,31 @@ def dns_zone(dkim_key: DKIMKey) -> Iterator[DNSZone]:
         def __getattr__(self, name: str) -> Any:
             return lambda *args: None
 
-    # Bind port 0 ourselves would race; dnslib binds the given port: pick one and retry.
+    # dnslib binds the port it is given: pick a free one, and try again if it was taken since.
     for _ in range(5):
-        port = _free_port()
+        chosen = port or _free_port()
         try:
-            server = DNSServer(ZoneResolver(), port=port, address="127.0.0.1", logger=QuietLogger())
-            break
+            server = DNSServer(ZoneResolver(), port=chosen, address=zone.host, logger=QuietLogger())
         except OSError:
+            if port:
+                raise
             continue
-    else:
-        pytest.fail("no free loopback UDP port for the test DNS server")
+        zone.port = chosen
+        return server
+    pytest.fail("no free loopback UDP port for the test DNS server")
+
+
+@pytest.fixture(scope="session")
+def dns_zone(dkim_key: DKIMKey) -> Iterator[DNSZone]:
+    """A DNS server (dnslib) on a free loopback UDP port, serving the ``.test`` zone."""
+    try:
+        import dnslib  # noqa: F401
+    except ImportError:
+        _missing("dnslib", "pip install dnslib (in the dev extra)")
+    zone = DNSZone("127.0.0.1", 0)
+    _zone(zone, dkim_key)
+    server = serve(zone)
     server.start_thread()
-    zone.port = port
     try:
         yield zone
     finally:

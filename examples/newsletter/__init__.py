@@ -15,7 +15,8 @@ only when DMARC passed (SPF or DKIM vouched for the From domain) or SPF passed f
 domain; any other request is answered with a confirmation link, which only the subscriber
 receives. Set ``NEWSLETTER_CLAMD`` (``127.0.0.1:3310``) and ``NEWSLETTER_SPAMD``
 (``127.0.0.1:783``) to refuse viruses and spam with ClamAV and SpamAssassin running beside it,
-and ``NEWSLETTER_URL`` to the address the links should point at.
+``NEWSLETTER_DNS`` (``127.0.0.1:53``) to send the SPF, DKIM and DMARC lookups to that resolver
+instead of the system's, and ``NEWSLETTER_URL`` to the address the links should point at.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def scanners(clamd: str | None = None, spamd: str | None = None) -> list[Scanner
     return chosen
 
 
+DNS_HOST, _, DNS_PORT = os.environ.get("NEWSLETTER_DNS", "").rpartition(":")
+
 SMTP = SMTPConfig(
     hostname="mx.news.example",
     max_size=1024 * 1024,  # 1 MiB: unsubscribe requests are small
@@ -56,6 +59,8 @@ SMTP = SMTPConfig(
     scanners=scanners(os.environ.get("NEWSLETTER_CLAMD"), os.environ.get("NEWSLETTER_SPAMD")),
     # 550 5.7.1 for a virus, for spam, and for a forgery its domain asks to be refused.
     reject_on={"virus": ["FAIL"], "spam": ["FAIL"], "dmarc_policy": ["reject"]},
+    dns_servers=[DNS_HOST] if DNS_HOST else [],
+    dns_port=int(DNS_PORT) if DNS_HOST else 53,
 )
 
 app = App(

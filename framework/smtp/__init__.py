@@ -1,9 +1,9 @@
 """Mail: the parsed ``Email``, receipt rules and the receiver, outbound mail.
 
 The receiver's and the relay's configuration are importable from here:
-``from framework.smtp import RelayConfig, SMTPConfig``.
+``from framework.smtp import DKIMSigning, RelayConfig, SMTPConfig``.
 """
 
-from framework.smtp.config import RelayConfig, SMTPConfig
+from framework.smtp.config import DKIMSigning, RelayConfig, SMTPConfig
 
-__all__ = ["RelayConfig", "SMTPConfig"]
+__all__ = ["DKIMSigning", "RelayConfig", "SMTPConfig"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import socket
 import ssl
 import time
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_SIZE", "Receiver"]
 
 log = logging.getLogger("framework.smtp")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
 
 def _peer_address(peer: object) -> str:
@@ -206,7 +208,9 @@ class _Handler:
             header = AuthenticationResultsHeader(
                 authserv_id=self.authserv_id, results=findings.results
             )
-            lines.append(str(header))
+            # Values come from the sender (a DKIM-Signature's tags, an SPF exp= text in its DNS):
+            # one line of printable text, so nothing in them can start a header of its own.
+            lines.append(_UNPRINTABLE.sub(" ", str(header)))
         for check, name in (("spam", "Spam"), ("virus", "Virus")):
             verdict = getattr(verdicts, check)
             if verdict.value != "DISABLED":

@@ -275,6 +275,30 @@ async def test_receiver_adds_authentication_results_and_honours_dmarc_reject(
     assert "spf=softfail" in quarantined.headers["Authentication-Results"]
 
 
+async def test_sender_text_cannot_add_a_header_to_the_stored_mail() -> None:
+    """A result value with a line break (sender-controlled, as a DKIM tag; authres quotes only
+    some values) stays inside the one Authentication-Results line of the stored mail."""
+    from authres import SPFAuthenticationResult
+
+    async def sly(raw: bytes, envelope: Envelope) -> dict[str, str]:
+        findings = Findings.current()
+        assert findings is not None
+        findings.results.append(
+            SPFAuthenticationResult(result="fail", smtp_mailfrom="a@x.test\r\nX-Injected: yes")
+        )
+        return {"spf": "FAIL"}
+
+    app, seen = scanned_app(SMTPConfig(scanners=[sly]))
+    async with TestApp(app) as t:
+        assert t.receiver is not None
+        await send(t.receiver.port, message())
+        await t.drain()
+    [mail] = seen
+    assert "X-Injected" not in mail.headers
+    assert "X-Injected: yes" in mail.headers["Authentication-Results"]  # as text, not a header
+    assert b"\r\nX-Injected" not in mail.raw
+
+
 def test_dns_setting_from_pyproject() -> None:
     """``[tool.framework.smtp]`` sets the resolver: servers, port and timeout."""
     table = SMTPTable.read(

@@ -164,7 +164,14 @@ async def _start_receiver(
     """Start the SMTP receiver when there is a port and the app has ``@on_email`` handlers."""
     if port is None or not app.registry.email_rules:
         return None
-    receiver = Receiver(app.registry, runtime.backend, app.smtp, host=host, port=port)
+    receiver = Receiver(
+        app.registry,
+        runtime.backend,
+        app.smtp,
+        host=host,
+        port=port,
+        scan_observers=app.events.scan_observers,
+    )
     try:
         await receiver.start()
     except OSError as exc:

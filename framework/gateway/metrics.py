@@ -13,6 +13,8 @@ template (``/v2/orders/{order_id}``), never the raw path, so the number of serie
 | ``framework_queue_depth``, ``_in_flight``, ``_delayed``, ``_dead_letters`` (gauges) | queue |
 | ``framework_handler_duration_seconds`` (histogram) | queue, handler |
 | ``framework_handler_outcomes_total`` | queue, handler, outcome (ok, retry, timeout, ...) |
+| ``framework_mail_scan_duration_seconds`` (histogram) | scanner (spf, dkim, clamav, dnsbl, ...) |
+| ``framework_mail_scan_failures_total`` | scanner |
 
 Requests matching no route count under route ``<unmatched>``. The queue gauges are read from
 the backend when ``/metrics`` is scraped, and are absent while the app is not running.
@@ -39,7 +41,7 @@ from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import ThrottledError
 from framework.runtime import operations
-from framework.runtime.events import Events, HandlerEvent
+from framework.runtime.events import Events, HandlerEvent, ScanEvent
 
 if TYPE_CHECKING:
     from framework.runtime import Runtime
@@ -194,7 +196,28 @@ class Metrics:
             ["queue", "handler", "outcome"],
             registry=r,
         )
-        self.close = events.observe_handlers(self.observe_handler)
+        self.scan_seconds = Histogram(
+            "framework_mail_scan_duration_seconds",
+            "Each mail scanner's run time on one mail (dnsbl: on one connecting client).",
+            ["scanner"],
+            buckets=_BOUNDS,
+            registry=r,
+        )
+        self.scan_failures = Counter(
+            "framework_mail_scan_failures",
+            "Scanner runs that raised or timed out (their checks became PROCESSING_FAILED).",
+            ["scanner"],
+            registry=r,
+        )
+        self._unsubscribe = (
+            events.observe_handlers(self.observe_handler),
+            events.observe_scans(self.observe_scan),
+        )
+
+    def close(self) -> None:
+        """Stop observing the app's events (the gateway is being replaced)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
 
     def route_totals(self) -> list[RouteTotals]:
         """Return a copy of every timed route's counts and latency buckets (for the dashboard)."""
@@ -209,6 +232,12 @@ class Metrics:
         self.handler_outcomes.labels(happened.queue, happened.handler, happened.outcome).inc()
         if happened.seconds is not None:
             self.handler_seconds.labels(happened.queue, happened.handler).observe(happened.seconds)
+
+    def observe_scan(self, happened: ScanEvent) -> None:
+        """Time one scanner's run; count it when it failed."""
+        self.scan_seconds.labels(happened.scanner).observe(happened.seconds)
+        if happened.failed:
+            self.scan_failures.labels(happened.scanner).inc()
 
     def cache_counter(self, route: str, version: str) -> Callable[[bool], None]:
         """Return the callback counting the route's cache hits (True) and misses (False)."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from framework.exceptions import AppNotRunningError
+from framework.smtp.scanning import ScanEvent, ScanObserver
 
-__all__ = ["Events", "HandlerEvent", "HandlerObserver", "Outcome"]
+__all__ = ["Events", "HandlerEvent", "HandlerObserver", "Outcome", "ScanEvent", "ScanObserver"]
 
 log = logging.getLogger("framework.runtime")
 
@@ -47,7 +48,7 @@ HandlerObserver = Callable[[HandlerEvent], None]
 
 
 class Events(Generic[R]):
-    """The hub: handler observers, runtime observers, and the runtime running now.
+    """The hub: handler, scan and runtime observers, and the runtime running now.
 
     ``R`` is the runtime's type (``Events[Runtime]``); the hub only holds it. Subscribing
     returns a function that unsubscribes, so a gateway built again drops its old observers.
@@ -60,6 +61,8 @@ class Events(Generic[R]):
         self.name = name
         # A list the dispatchers read directly (``if observers:``), per message: the hot path.
         self.handler_observers: list[HandlerObserver] = []
+        # The SMTP receiver is given this list itself (smtp/ knows no hub).
+        self.scan_observers: list[ScanObserver] = []
         self._runtime_observers: list[Callable[[R | None], None]] = []
         self._running: R | None = None
 
@@ -67,6 +70,11 @@ class Events(Generic[R]):
         """Call ``observer`` with every settled delivery; return the unsubscriber."""
         self.handler_observers.append(observer)
         return lambda: _remove(self.handler_observers, observer)
+
+    def observe_scans(self, observer: ScanObserver) -> Callable[[], None]:
+        """Call ``observer`` with every mail scanner's run; return the unsubscriber."""
+        self.scan_observers.append(observer)
+        return lambda: _remove(self.scan_observers, observer)
 
     def observe_runtime(self, observer: Callable[[R | None], None]) -> Callable[[], None]:
         """Call ``observer`` with the runtime when it starts and None when it stops.

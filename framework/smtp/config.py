@@ -15,7 +15,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from framework.exceptions import ConfigError
-from framework.smtp.scanning import Scanner, Verdict, Verdicts, check_actions, first_action
+from framework.smtp.scanners._dns import DEFAULT_TIMEOUT as DEFAULT_DNS_TIMEOUT
+from framework.smtp.scanners._dns import Resolver
+from framework.smtp.scanners._dnsbl import DNSBL
+from framework.smtp.scanning import Scanner, Verdicts, check_actions, first_action
 
 __all__ = [
     "DEFAULT_LINE_LENGTH",
@@ -23,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "FILE_KEYS",
     "Authenticator",
+    "DKIMSigning",
     "RelayConfig",
     "SMTPConfig",
     "SMTPTable",
@@ -89,11 +93,17 @@ class SMTPConfig:
         max_auth_failures: Failed ``AUTH`` attempts (wrong credentials) one connection may
             make; the last gets ``535`` then ``421 4.7.0`` and the connection is closed.
         scanners: Async callables run on each mail at DATA, in order, giving verdicts
-            (``spam``, ``virus``, ``spf``, ``dkim``, ``dmarc``); see ``framework.smtp.scanning``.
+            (``spam``, ``virus``, ``spf``, ``dkim``, ``dmarc``); the shipped ones are in
+            ``framework.smtp.scanners`` (a ``dnsbl(...)`` among them runs at connect instead).
         reject_on: ``{check: [verdict, ...]}``: refuse a mail with such a verdict with
-            ``550 5.7.1`` (its sender is told; nothing is delivered).
+            ``550 5.7.1`` (its sender is told; nothing is delivered). ``dmarc_policy`` takes
+            policies instead: ``{"dmarc_policy": ["reject"]}`` honours the sender's DMARC.
         drop_on: ``{check: [verdict, ...]}``: accept such a mail with 250 but deliver it
             nowhere (the sender is not told, as SES's stop action on a verdict).
+        dns_servers: The DNS servers every DNS-based check asks (SPF, DKIM, DMARC, DNSBL);
+            empty: the system's (``/etc/resolv.conf``).
+        dns_port: Their port.
+        dns_timeout: Seconds for one DNS lookup.
     """
 
     max_size: int = DEFAULT_MAX_SIZE
@@ -115,10 +125,14 @@ class SMTPConfig:
     scanners: Sequence[Scanner] = ()
     reject_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
     drop_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    dns_servers: Sequence[str] = ()
+    dns_port: int = 53
+    dns_timeout: float = DEFAULT_DNS_TIMEOUT
     allowed: tuple[Network, ...] = field(init=False, repr=False, compare=False)
     blocked: tuple[Network, ...] = field(init=False, repr=False, compare=False)
-    rejecting: dict[str, frozenset[Verdict]] = field(init=False, repr=False, compare=False)
-    dropping: dict[str, frozenset[Verdict]] = field(init=False, repr=False, compare=False)
+    rejecting: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    dropping: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    resolver: Resolver = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_size < 1:
@@ -140,6 +154,11 @@ class SMTPConfig:
             raise ConfigError(
                 f"SMTPConfig.max_auth_failures must be at least 1, not {self.max_auth_failures}"
             )
+        try:
+            resolver = Resolver(tuple(self.dns_servers), self.dns_port, self.dns_timeout)
+        except ConfigError as exc:
+            raise ConfigError(f"SMTPConfig.dns_*: {exc}") from None
+        object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "allowed", _networks("allow", self.allow))
         object.__setattr__(self, "blocked", _networks("block", self.block))
         try:
@@ -171,6 +190,16 @@ class SMTPConfig:
         """``("reject"|"drop", "check=VERDICT")`` for the first verdict acted on, else None."""
         return first_action(self.rejecting, self.dropping, verdicts)
 
+    @property
+    def blocklists(self) -> tuple[DNSBL, ...]:
+        """The ``dnsbl(...)`` checks among ``scanners``: they run when a client connects."""
+        return tuple(s for s in self.scanners if isinstance(s, DNSBL))
+
+    @property
+    def content_scanners(self) -> tuple[Scanner, ...]:
+        """The ``scanners`` run on each mail at DATA (all but the blocklists), in order."""
+        return tuple(s for s in self.scanners if not isinstance(s, DNSBL))
+
     def allows(self, address: str) -> bool:
         """True if a peer at ``address`` may connect: not blocked, and allowed if a list exists."""
         try:
@@ -200,6 +229,9 @@ FILE_KEYS: dict[str, tuple[type, ...]] = {
     "data_timeout": (int, float),
     "session_timeout": (int, float),
     "max_auth_failures": (int,),
+    "dns_servers": (list,),
+    "dns_port": (int,),
+    "dns_timeout": (int, float),
 }
 """The ``SMTPConfig`` options ``[tool.framework.smtp]`` may set, and the TOML types they take."""
 
@@ -257,7 +289,8 @@ class SMTPTable:
                 names = " or ".join(_TOML_NAMES[t] for t in types)
                 raise ConfigError(f"{where}: {key} must be a TOML {names}, not {value!r}")
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}: {key} must be an array of CIDR strings, not {value!r}")
+                what = "addresses" if key == "dns_servers" else "CIDR strings"
+                raise ConfigError(f"{where}: {key} must be an array of {what}, not {value!r}")
             if key in ("tls_cert", "tls_key") and base is not None:
                 value = base / str(value)
             values[key] = value
@@ -276,6 +309,106 @@ class SMTPTable:
             raise ConfigError(f"{self.where}: {exc}") from None
 
 
+DKIM_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "List-Unsubscribe",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DKIMSigning:
+    """How ``app.mail.send`` DKIM-signs mail it hands to an SMTP relay (dkimpy, RFC 6376).
+
+    The private key is read from ``key_file`` or the environment variable ``key_env`` each
+    time a mail is signed; it is never kept on this object, shown in ``repr`` or logged.
+    Publish the public half as a TXT record at ``<selector>._domainkey.<domain>``. On AWS, SES
+    signs the mail it sends (Easy DKIM) and this setting is not used.
+
+    Args:
+        domain: The signing domain (``d=``): the From domain, for DMARC alignment.
+        selector: The key's selector (``s=``).
+        key_file: A PEM RSA private key file (``rsa-sha256``; 2048 bits or more).
+        key_env: An environment variable holding the PEM private key instead.
+        headers: The header fields signed (those present in each mail).
+
+    Raises:
+        ConfigError: Unless exactly one of ``key_file`` and ``key_env`` is given and exists.
+    """
+
+    domain: str
+    selector: str
+    key_file: str | Path | None = None
+    key_env: str | None = None
+    headers: Sequence[str] = DKIM_HEADERS
+
+    def __post_init__(self) -> None:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ConfigError("DKIMSigning needs key_file=... or key_env=..., exactly one")
+        if self.key_file is not None and not Path(self.key_file).is_file():
+            raise ConfigError(f"DKIMSigning.key_file: no file at {self.key_file}")
+        if self.key_env is not None and not os.environ.get(self.key_env):
+            raise ConfigError(
+                f"DKIMSigning.key_env: the environment variable {self.key_env} is unset"
+            )
+        if not self.domain or not self.selector:
+            raise ConfigError("DKIMSigning needs a domain and a selector")
+
+    def _key(self) -> bytes:
+        if self.key_file is not None:
+            return Path(self.key_file).read_bytes()
+        value = os.environ.get(self.key_env or "")
+        if not value:
+            raise ConfigError(
+                f"DKIMSigning.key_env: the environment variable {self.key_env} is unset"
+            )
+        return value.encode()
+
+    def sign(self, message: bytes) -> bytes:
+        """Return ``message`` (CRLF line endings) with its ``DKIM-Signature`` header first.
+
+        Blocking (it reads the key): call it from a worker thread.
+
+        Raises:
+            ConfigError: When the key cannot be read or used (the key itself is not shown).
+        """
+        try:
+            import dkim
+        except ImportError:
+            raise ConfigError(
+                "DKIM signing needs dkimpy: pip install 'framework[mail-security]'"
+            ) from None
+        present = {
+            line.split(b":", 1)[0].strip().lower()
+            for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            if line[:1] not in (b" ", b"\t") and b":" in line
+        }
+        include = [h.encode() for h in self.headers if h.lower().encode() in present]
+        key = self._key()
+        try:
+            signature: bytes = dkim.sign(
+                message,
+                self.selector.encode(),
+                self.domain.encode(),
+                key,
+                include_headers=include,
+                canonicalize=(b"relaxed", b"relaxed"),
+            )
+        except Exception as exc:
+            # dkimpy's messages never quote the key; its type is enough to act on.
+            raise ConfigError(
+                f"DKIM signing for {self.domain} failed: {type(exc).__name__}"
+            ) from None
+        return signature + message
+
+
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     """An SMTP relay that ``app.mail.send`` hands mail to, through aiosmtplib.
@@ -290,6 +423,7 @@ class RelayConfig:
         timeout: Seconds for connecting and for each command.
         ca_file: A PEM bundle to verify the relay's certificate (default: the system's).
         verify: Verify the relay's certificate and host name.
+        dkim: DKIM-sign each mail before handing it over (``DKIMSigning``); None: unsigned.
     """
 
     host: str
@@ -300,6 +434,7 @@ class RelayConfig:
     timeout: float = 30.0
     ca_file: str | None = None
     verify: bool = True
+    dkim: DKIMSigning | None = None
 
     def __post_init__(self) -> None:
         if self.tls not in ("starttls", "tls", "none"):

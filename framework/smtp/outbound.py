@@ -8,6 +8,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Protocol
 
+import anyio
+import anyio.to_thread
+
 from framework.exceptions import MailError
 from framework.messages import OutgoingMail
 
@@ -112,6 +115,7 @@ class Mailer:
 
         Raises:
             MailError: For a bad address, a line break in a header, or no body.
+            ConfigError: When the relay's DKIM key cannot be read or used.
         """
         recipients_to = _addresses(to)
         if not recipients_to:
@@ -150,10 +154,15 @@ class Mailer:
                 subtype=subtype or "octet-stream",
                 filename=_no_newlines("filename", filename),
             )
+        rendered = bytes(message)
+        if self.relay is not None and self.relay.dkim is not None:
+            # Signed as sent: CRLF line endings, so no relay rewrites what the signature covers.
+            crlf = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            rendered = await anyio.to_thread.run_sync(self.relay.dkim.sign, crlf)
         mail = OutgoingMail(
             sender=from_,
             recipients=tuple(recipients_to + cc_list + bcc_list),
-            message=bytes(message),
+            message=rendered,
             message_id=message_id,
         )
         if self.relay is None:

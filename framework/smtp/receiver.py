@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
+import socket
 import ssl
+import time
 import warnings
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -25,7 +29,8 @@ from framework.registry import Registry, rules_for
 from framework.smtp import parsing
 from framework.smtp.config import DEFAULT_MAX_SIZE, SMTPConfig
 from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS
-from framework.smtp.scanning import Verdicts, scan
+from framework.smtp.scanners import using
+from framework.smtp.scanning import Findings, ScanEvent, ScanObserver, Verdicts, scan
 
 if TYPE_CHECKING:
     from framework.backends.base import Backend
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_SIZE", "Receiver"]
 
 log = logging.getLogger("framework.smtp")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
 
 def _peer_address(peer: object) -> str:
@@ -48,6 +54,7 @@ class _Connection(SMTP):
         self.config = config
         self.auth_failures = 0
         self._session_timer: asyncio.TimerHandle | None = None
+        self.observers = handler.scan_observers
         super().__init__(handler, **options)
 
     # Deadlines. aiosmtpd's own timer (``timeout``) restarts at each valid command, so a client
@@ -120,14 +127,53 @@ class _Connection(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
+        refusal = await self._blocklisted(peer)
+        if refusal is not None:
+            await self.push(refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
         await super()._handle_client()
+
+    async def _blocklisted(self, peer: str) -> str | None:
+        """The reply refusing a client a DNS blocklist lists (554), or that could not be
+        checked (421, try later); None to go on. The zone is logged, never told."""
+        for blocklist in self.config.blocklists:
+            started = time.perf_counter()
+            zone, failed = None, False
+            try:
+                with using(self.config.resolver):
+                    zone = await blocklist.listed(peer)
+            except Exception as exc:
+                failed = True
+                event(log, logging.WARNING, "mail.dnsbl_failed", peer=peer, error=repr(exc))
+            finally:
+                happened = ScanEvent("dnsbl", time.perf_counter() - started, failed)
+                for observer in self.observers:
+                    try:
+                        observer(happened)
+                    except Exception:  # an observer's bug must never change who may connect
+                        log.exception("observer.failed", extra={"fields": {"scanner": "dnsbl"}})
+            if failed:
+                return "421 4.7.0 Cannot check your address now, try again later"
+            if zone is not None:
+                event(log, logging.INFO, "mail.connection_refused", peer=peer, dnsbl=zone)
+                return "554 5.7.1 Access denied: this address may not send mail here"
+        return None
 
 
 class _Handler:
     """aiosmtpd's handler hooks, bound to the running app's rules and backend."""
 
-    def __init__(self, registry: Registry, backend: Backend, config: SMTPConfig) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        backend: Backend,
+        config: SMTPConfig,
+        scan_observers: Sequence[ScanObserver],
+    ) -> None:
         self.backend = backend
+        self.scan_observers = scan_observers
         self.rules = registry.email_rules
         self.config = config
         self.actions = {
@@ -138,6 +184,7 @@ class _Handler:
                 f"receipt rule(s) {', '.join(sorted(self.actions))} act on verdicts "
                 "(reject_on/drop_on) but the SMTPConfig has no scanners=[...] to give them"
             )
+        self.authserv_id = config.hostname or socket.getfqdn()
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -180,8 +227,17 @@ class _Handler:
         verdicts: Verdicts | None = None
         if self.config.scanners:
             transaction = parsing.Envelope(envelope.mail_from or "", tuple(envelope.rcpt_tos), peer)
-            verdicts = await scan(tuple(self.config.scanners), raw, transaction)
+            findings = Findings(helo=session.host_name or "")
+            with using(self.config.resolver):
+                verdicts = await scan(
+                    self.config.content_scanners,
+                    raw,
+                    transaction,
+                    findings=findings,
+                    observers=self.scan_observers,
+                )
             headers[VERDICTS] = verdicts.to_header()
+            raw = self._results_headers(findings, verdicts) + raw
             action = self.config.action_on(verdicts)
             if action is not None:
                 what, why = action
@@ -218,6 +274,25 @@ class _Handler:
             size=len(raw),
         )
         return "250 2.0.0 Message accepted for delivery"
+
+    def _results_headers(self, findings: Findings, verdicts: Verdicts) -> bytes:
+        """``Authentication-Results`` (RFC 8601, by authres) and SES's ``X-SES-*-Verdict``
+        headers, to put first in the stored mail."""
+        lines = []
+        if findings.results:
+            from authres import AuthenticationResultsHeader
+
+            header = AuthenticationResultsHeader(
+                authserv_id=self.authserv_id, results=findings.results
+            )
+            # Values come from the sender (a DKIM-Signature's tags, an SPF exp= text in its DNS):
+            # one line of printable text, so nothing in them can start a header of its own.
+            lines.append(_UNPRINTABLE.sub(" ", str(header)))
+        for check, name in (("spam", "Spam"), ("virus", "Virus")):
+            verdict = getattr(verdicts, check)
+            if verdict.value != "DISABLED":
+                lines.append(f"X-SES-{name}-Verdict: {verdict.value}")
+        return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace")
 
     def _apply_rule_actions(
         self, per_queue: dict[str, list[str]], verdicts: Verdicts, peer: str
@@ -293,6 +368,8 @@ class Receiver:
         config: Limits, IP rules, TLS and AUTH (the app's ``smtp`` config).
         host: The address to listen on.
         port: The port (0 picks a free one; ``start`` returns it).
+        scan_observers: Told each scanner's run time (the events hub's list: the gateway's
+            ``/metrics`` subscribes to it).
     """
 
     def __init__(
@@ -303,9 +380,11 @@ class Receiver:
         *,
         host: str = "127.0.0.1",
         port: int = 8025,
+        scan_observers: Sequence[ScanObserver] = (),
     ) -> None:
         self.registry = registry
         self.backend = backend
+        self.scan_observers = scan_observers
         self.host = host
         self.port = port
         self.config = config
@@ -323,7 +402,7 @@ class Receiver:
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
         config = self.config
-        handler = self._handler = _Handler(self.registry, self.backend, config)
+        handler = self._handler = _Handler(self.registry, self.backend, config, self.scan_observers)
         tls = self._tls_context()
         authenticator = _authenticator(config)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from framework.exceptions import DeclarationError
-from framework.smtp.scanning import Verdict, Verdicts, check_actions, first_action
+from framework.smtp.scanning import Verdicts, check_actions, first_action
 
 __all__ = ["RuleActions"]
 
@@ -26,8 +26,8 @@ class RuleActions:
         dropping: ``{check: verdicts}`` that keep the mail from this rule's queue.
     """
 
-    rejecting: Mapping[str, frozenset[Verdict]]
-    dropping: Mapping[str, frozenset[Verdict]]
+    rejecting: Mapping[str, frozenset[str]]
+    dropping: Mapping[str, frozenset[str]]
 
     @classmethod
     def of(

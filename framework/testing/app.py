@@ -72,7 +72,13 @@ class TestApp:
         await self.runtime.__aenter__()
         try:
             if self.app.registry.email_rules:
-                self.receiver = Receiver(self.app.registry, self.backend, self.app.smtp, port=0)
+                self.receiver = Receiver(
+                    self.app.registry,
+                    self.backend,
+                    self.app.smtp,
+                    port=0,
+                    scan_observers=self.app.events.scan_observers,
+                )
                 await self.receiver.start()
             await self.http.__aenter__()
         except BaseException:

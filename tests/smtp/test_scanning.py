@@ -14,7 +14,8 @@ from framework import App, Email
 from framework.exceptions import ConfigError
 from framework.smtp import SMTPConfig
 from framework.smtp.parsing import Envelope
-from framework.smtp.scanning import Verdict, Verdicts, dkim_scanner, scan
+from framework.smtp.scanners import dkim as dkim_scanner
+from framework.smtp.scanning import Verdict, Verdicts, scan
 from framework.testing import TestApp
 
 from .conftest import in_thread, mail, sendmail

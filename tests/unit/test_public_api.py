@@ -21,6 +21,7 @@ PACKAGES = [
     "framework.backends",
     "framework.gateway",
     "framework.smtp",
+    "framework.smtp.scanners",
     "framework.testing",
 ]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -23,7 +23,7 @@ from typing import Any
 
 from framework.messages import CONTENT_TYPE, Delivery
 from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS, Envelope
-from framework.smtp.scanning import Verdict, Verdicts
+from framework.smtp.scanning import DMARC_POLICIES, Verdict, Verdicts
 
 __all__ = ["from_notification", "unwrap_mail"]
 
@@ -55,11 +55,17 @@ def _ses_notification(body: bytes) -> dict[str, Any] | None:
 
 
 def _verdicts(receipt: dict[str, Any]) -> Verdicts:
-    found: dict[str, Verdict] = {}
+    found: dict[str, Any] = {}
     for check, field in _VERDICTS.items():
         status = (receipt.get(field) or {}).get("status")
         if isinstance(status, str) and status in Verdict.__members__:
             found[check] = Verdict(status)
+    # SES sets dmarcPolicy (none, quarantine, reject) only when the mail failed DMARC.
+    policy = receipt.get("dmarcPolicy")
+    if isinstance(policy, dict):
+        policy = policy.get("status")
+    if isinstance(policy, str) and policy.lower() in DMARC_POLICIES:
+        found["dmarc_policy"] = policy.lower()
     return Verdicts(**found)
 
 

@@ -122,3 +122,17 @@ def test_a_body_that_is_no_ses_notification_is_left_for_the_dispatcher_to_refuse
     now = datetime.now(UTC)
     delivery = Delivery("email-support", "m-2", b'{"a": 1}', {}, {}, 1, now, now, "r-2")
     assert unwrap_mail(delivery) is delivery
+
+
+def test_ses_dmarc_policy_comes_with_a_dmarc_failure() -> None:
+    """SES's receipt.dmarcPolicy ("reject", present on a DMARC FAIL) is verdicts.dmarc_policy."""
+    notification = ses_received(raw_mail())
+    receipt = notification["receipt"]
+    assert isinstance(receipt, dict)
+    receipt["dmarcVerdict"] = {"status": "FAIL"}
+    receipt["dmarcPolicy"] = "reject"
+    received = from_notification(json.dumps(notification).encode())
+    assert received is not None
+    verdicts = received[1].verdicts
+    assert (verdicts.dmarc, verdicts.dmarc_policy) == (Verdict.FAIL, "reject")
+    assert from_notification(sns_wrapped(ses_received(raw_mail())))[1].verdicts.dmarc_policy is None  # type: ignore[index]

@@ -140,6 +140,11 @@ class App:
     openapi: bool = True
     # /_framework/dashboard and its once-a-second sampler; set False before the gateway is built.
     dashboard: bool = True
+    # Host names (besides localhost and loopback addresses) the admin API answers for when it
+    # has no token, and origins (host[:port]) its pages may come from; see the security page.
+    admin_hosts: Sequence[str] = ()
+    # With an admin token, /metrics asks for it too (Authorization: Bearer TOKEN).
+    protect_metrics: bool = False
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}>"

@@ -10,6 +10,7 @@ import httpx
 
 from framework.backends import from_url
 from framework.backends.base import Backend, Outgoing
+from framework.codec import is_finite_value
 from framework.exceptions import (
     BackendUnavailableError,
     ConfigError,
@@ -25,11 +26,20 @@ __all__ = ["BackendOps", "Ops", "Progress", "ServerOps", "parse_body"]
 
 
 def parse_body(text: str) -> Any:
-    """Read a command-line body: JSON when it parses as JSON, else the text itself."""
+    """Read a command-line body: JSON when it parses as JSON, else the text itself.
+
+    ``NaN``, ``Infinity`` and numbers past a float's range (``1e400``) are not JSON numbers
+    that can be sent on unchanged, so they stay text.
+    """
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except ValueError:
         return text
+    return value if is_finite_value(value) else text
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 Progress = Callable[[int, int], None]
@@ -74,6 +84,9 @@ class ServerOps:
         client = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout)
         try:
             async with client:
+                # Every admin POST is JSON, even one without options.
+                if payload is None and method == "POST":
+                    payload = {}
                 response = await client.request(method, f"/_framework{path}", json=payload)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(
@@ -218,7 +231,7 @@ class BackendOps:
         """Purge on the broker."""
 
         async def work(backend: Backend) -> int:
-            return await backend.purge(queue)
+            return await operations.purge(backend, queue)
 
         return int(await self._with(work))
 

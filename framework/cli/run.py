@@ -16,6 +16,7 @@ import uvicorn
 from framework.backends import from_url
 from framework.cli.http11 import DEFAULT_READ_TIMEOUT, protocol_class
 from framework.exceptions import ConfigError
+from framework.gateway.admin_access import is_loopback_host
 from framework.logs import event
 from framework.runtime import Runtime
 from framework.smtp.receiver import Receiver
@@ -157,6 +158,7 @@ async def serve(
             config.load()
             server = _Server(config)
             sock = bind_socket(host, http_port)
+            _warn_about_admin(app, host, http_port)
         try:
             await _run(
                 app,
@@ -243,6 +245,29 @@ async def _run(
         outer.cancel_scope.cancel()  # the watcher, when no signal came
     if failure is not None:
         raise failure
+
+
+def _warn_about_admin(app: App, host: str, port: int) -> None:
+    """Say at start how open the admin API is when it has no token (docs: the security page)."""
+    if app.admin_token:
+        return
+    if is_loopback_host(host):
+        event(
+            log,
+            logging.WARNING,
+            "admin.no_token",
+            detail=f"the admin API under http://{host}:{port}/_framework/ has no token: any "
+            "local process can purge, delete and redrive; set FRAMEWORK_ADMIN_TOKEN to require one",
+        )
+        return
+    event(
+        log,
+        logging.WARNING,
+        "admin.loopback_only",
+        detail=f"listening on {host} but the admin API has no token, so it answers only "
+        "requests to and from loopback addresses (403 for the others); set "
+        "FRAMEWORK_ADMIN_TOKEN to operate the app from elsewhere",
+    )
 
 
 async def _start_receiver(runtime: Runtime, host: str, port: int | None) -> Receiver | None:

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX, admin_routes
+from framework.gateway.admin_access import AdminAccess
 from framework.gateway.auth import authorizer_for, guarded
 from framework.gateway.cache import cache_for, cached
 from framework.gateway.cors import CORSPolicy
@@ -100,7 +101,7 @@ class Gateway:
         taken = {spec.full_path for spec in app.registry.routes}
         built_in: list[tuple[str, Endpoint]] = []
         if self.metrics is not None:
-            built_in.append((METRICS_PATH, self.metrics.endpoint))
+            built_in.append((METRICS_PATH, _metrics_endpoint(app, self.metrics)))
         if app.openapi:
             openapi = OpenAPI(app)
             built_in += [(OPENAPI_PATH, openapi.document), (DOCS_PATH, openapi.page)]
@@ -148,7 +149,9 @@ class Gateway:
         rid = request_id(scope["headers"])
         if self.proxies is not None:
             self.proxies.resolve(scope)
-        if self.cors is not None:
+        # The app's CORS policy is for its own routes: the admin API never sends CORS
+        # headers, so no other origin's page can read a queue through a browser.
+        if self.cors is not None and not _is_admin(scope):
             origin = header(scope, b"origin")
             if self.cors.is_preflight(scope, origin):
                 await self.cors.preflight(scope, send, origin or b"", rid)
@@ -201,6 +204,30 @@ def build(app: App, *, clock: Callable[[], float] = time.time) -> Gateway:
         DeclarationError: If a route cannot be served (see ``Gateway``).
     """
     return Gateway(app, clock=clock)
+
+
+def _is_admin(scope: Scope) -> bool:
+    path = route_path(scope)
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+def _metrics_endpoint(app: App, metrics: Metrics) -> Endpoint:
+    """``/metrics``, behind the admin token when the app sets ``protect_metrics``."""
+    if not app.protect_metrics:
+        return metrics.endpoint
+    if not app.admin_token:
+        raise DeclarationError(
+            "protect_metrics = True needs an admin token: App(admin_token=...) or "
+            "FRAMEWORK_ADMIN_TOKEN"
+        )
+    access = AdminAccess(app.admin_token)
+    serve = metrics.endpoint
+
+    async def protected(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        access.check_token(header(scope, b"authorization"))
+        await serve(scope, receive, send, request_id)
+
+    return protected
 
 
 def _uncounted(hit: bool) -> None:

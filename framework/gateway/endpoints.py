@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from typing_extensions import TypedDict
 
 from framework.binding import Param
+from framework.codec import allows_inf_nan, find_non_finite
 from framework.exceptions import DeclarationError
 from framework.gateway.auth import Principal
 from framework.gateway.errors import (
@@ -29,6 +30,7 @@ from framework.gateway.errors import (
     RequestValidationError,
     field_errors,
     missing_body,
+    non_finite,
 )
 from framework.gateway.inputs import check_json_content_type, read_body, replay
 from framework.gateway.responses import send_result
@@ -161,7 +163,10 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
     if body is not None:
         if binder.body_adapter is None:  # binding never makes an Any or bytes parameter a body
             raise DeclarationError(f"{where}: the request body {body.name!r} needs a type")
-        validate_body = _validator(binder.body_adapter).validate_json
+        body_validator = _validator(binder.body_adapter)
+        validate_body = body_validator.validate_json
+    # NaN, Infinity and 1e400 parse, but cannot be sent on as JSON: refused unless asked for.
+    finite_body = body is not None and not allows_inf_nan(body.annotation)
     request_param = binder.param("request")
     request_name = request_param.name if request_param is not None else None
     status = spec.status_code
@@ -185,9 +190,14 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
             raw = await read_body(receive, limit, content_length)
             if raw:
                 try:
-                    kwargs[body_name] = validate_body(raw)
+                    value = kwargs[body_name] = validate_body(raw)
                 except ValidationError as exc:
                     errors += field_errors(exc, "body")
+                else:
+                    if finite_body and (loc := find_non_finite(raw, value)) is not None:
+                        errors.append(non_finite(loc))
+                    if b"true" in raw or b"false" in raw:
+                        errors += _booleans_as_numbers(body_validator, raw)
             elif body_required:
                 errors.append(missing_body())
             else:
@@ -208,6 +218,31 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
         await send_result(scope, receive, send, result, status, request_id)
 
     return endpoint
+
+
+_NUMBER_TYPES = ("int_type", "float_type")
+
+
+def _booleans_as_numbers(validator: SchemaValidator, raw: bytes) -> list[FieldError]:
+    """Return an error for each JSON ``true``/``false`` given where the body wants a number.
+
+    pydantic's lax mode reads ``false`` as ``0.0`` for a ``float`` field, while the OpenAPI
+    document says ``number``: a client sending a boolean there has a bug worth a 422. Strict
+    validation finds them (its other refusals, such as ``"3"`` for an int, are left to lax).
+    """
+    try:
+        validator.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        return [
+            {
+                "loc": ["body", *error["loc"]],
+                "msg": "Input should be a number, not a boolean",
+                "type": error["type"],
+            }
+            for error in exc.errors(include_url=False, include_context=False)
+            if error["type"] in _NUMBER_TYPES and isinstance(error.get("input"), bool)
+        ]
+    return []
 
 
 def _no_body(raw: bytes) -> Any:

@@ -20,6 +20,7 @@ __all__ = [
     "ResponseAbortedError",
     "field_errors",
     "missing_body",
+    "non_finite",
 ]
 
 FieldError = dict[str, Any]
@@ -90,6 +91,16 @@ def field_errors(exc: ValidationError, source: str | Mapping[str, str]) -> list[
         where = source if isinstance(source, str) else source.get(str(loc[0]), "query")
         out.append({"loc": [where, *loc], "msg": error["msg"], "type": error["type"]})
     return out
+
+
+def non_finite(loc: list[str | int]) -> FieldError:
+    """Return the field error of a NaN, an Infinity or an out-of-range number in the body."""
+    return {
+        "loc": ["body", *loc],
+        "msg": "Input should be a finite number (NaN, Infinity and numbers past a 64-bit "
+        "float's range, such as 1e400, are not accepted)",
+        "type": "finite_number",
+    }
 
 
 def missing_body() -> FieldError:

@@ -16,7 +16,7 @@ from framework.backends.base import Backend, Delivery, QueueStats
 from framework.logs import event
 from framework.semantics.redrive import redriven, target_of
 
-__all__ = ["delete_selected", "peek", "queue_stats", "redrive", "redrive_selected"]
+__all__ = ["delete_selected", "peek", "purge", "queue_stats", "redrive", "redrive_selected"]
 
 log = logging.getLogger("framework.operations")
 
@@ -232,6 +232,21 @@ async def delete_selected(
     deleted, missing = await _on_selected(backend, queue, message_ids, backend.ack)
     event(log, logging.INFO, "queue.messages_deleted", queue=queue, deleted=deleted)
     return deleted, missing
+
+
+async def purge(backend: Backend, queue: str) -> int:
+    """Delete every message of ``queue`` and log how many (``queue.purged``).
+
+    Args:
+        backend: The backend holding the queue.
+        queue: The queue.
+
+    Returns:
+        How many messages were deleted (as the backend counts them).
+    """
+    purged = await backend.purge(queue)
+    event(log, logging.INFO, "queue.purged", queue=queue, purged=purged)
+    return purged
 
 
 async def queue_stats(backend: Backend, names: Sequence[str] | None = None) -> list[QueueStats]:

@@ -55,6 +55,8 @@
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
+    // Every admin POST is JSON (the API refuses anything else), even one without options.
+    if (method === "POST" && body === undefined) body = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(BASE + path, {
       method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),

@@ -185,3 +185,35 @@ def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
         browser.close()
     http.close()
     assert errors == []
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_letter_queue_that_fails_to_load_shows_no_other_queues_rows(live: Live) -> None:
+    """Choosing a dead-letter queue whose messages cannot be loaded empties the table."""
+    try:
+        from playwright.sync_api import Route, expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    http = httpx.Client(base_url=live.url, timeout=10)
+    http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
+
+    def fail(route: Route) -> None:  # what a failed load looked like: a 500 for that queue
+        route.fulfill(status=500, content_type="application/json", body='{"detail": "boom"}')
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.route("**/_framework/queues/parked-dlq/messages*", fail)
+        page.goto(f"{live.url}/_framework/dashboard")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-save")
+        dead = page.locator("#dlq-messages tr.dead-letter")
+        expect(dead).to_have_count(1, timeout=15000)  # jobs-dlq, the fullest, shown first
+        page.select_option("#dlq-select", "parked-dlq")
+        expect(page.locator("#dlq-note")).to_contain_text("could not load parked-dlq")
+        expect(dead).to_have_count(0)
+        expect(page.locator("#dlq-messages")).to_contain_text("could not load parked-dlq")
+        browser.close()
+    http.close()

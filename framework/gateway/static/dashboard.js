@@ -285,21 +285,30 @@
     if (!dlq) return;
     const current = dlqs().find((q) => q.name === dlq);
     dlqDepth = current ? current.depth : null;
+    const name = dlq;
+    let data;
     try {
-      const data = await api("GET", `/queues/${encodeURIComponent(dlq)}/messages?limit=100`);
-      peeked = data.messages;
-      $("#dlq-note").textContent = (lastAction ? lastAction + ". " : "") +
-        `${peeked.length} shown of ${dlqDepth ?? "?"} visible in ${dlq}. ` +
-        "Each look is a receive and adds one to a message's receive count.";
+      data = await api("GET", `/queues/${encodeURIComponent(name)}/messages?limit=100`);
     } catch (error) {
-      if (!(error instanceof AuthError)) $("#dlq-note").textContent = String(error.message);
+      if (name !== dlq) return;  // another queue was chosen meanwhile: its own look decides
+      // Never leave the previous queue's rows on screen under this queue's name.
+      peeked = [];
+      selected.clear();
+      const why = error instanceof AuthError ? "admin token needed" : String(error.message);
+      $("#dlq-note").textContent = `could not load ${name}: ${why}`;
+      drawDeadLetters(`could not load ${name}`);
       return;
     }
+    if (name !== dlq) return;  // an answer for a queue no longer shown
+    peeked = data.messages;
+    $("#dlq-note").textContent = (lastAction ? lastAction + ". " : "") +
+      `${peeked.length} shown of ${dlqDepth ?? "?"} visible in ${name}. ` +
+      "Each look is a receive and adds one to a message's receive count.";
     for (const id of [...selected]) if (!peeked.some((m) => m.message_id === id)) selected.delete(id);
     drawDeadLetters();
   }
 
-  function drawDeadLetters() {
+  function drawDeadLetters(empty) {
     const rows = peeked.map((m) => {
       const r = m.dead_letter || {};
       const box = el("input", { type: "checkbox", checked: selected.has(m.message_id), "aria-label": "select" });
@@ -313,7 +322,7 @@
         el("td", {}, when(r.time)),
         el("td", { class: "mono body-preview" }, m.body));
     });
-    fill($("#dlq-messages"), rows, dlq ? "no dead letters" : "no dead-letter queues", 7);
+    fill($("#dlq-messages"), rows, empty || (dlq ? "no dead letters" : "no dead-letter queues"), 7);
     $("#dlq-all").checked = peeked.length > 0 && selected.size === peeked.length;
     updateButtons();
   }

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from framework import App, Email
@@ -20,10 +21,12 @@ from framework.testing import TestApp
 
 from .conftest import HERE, free_port
 
+FRAMEWORK_RUN = (sys.executable, "-m", "framework.cli", "run")
+
 
 def _start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "framework.cli", "run", *args, "--no-smtp", "--grace", "2"],
+        [*FRAMEWORK_RUN, *args, "--no-smtp", "--grace", "2"],
         cwd=HERE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -231,3 +234,46 @@ def test_a_handler_slower_than_the_read_timeout_still_answers(serving: int) -> N
         assert _get(sock, "/slow?seconds=0.6").startswith(b"HTTP/1.1 200")
         # The connection stays usable for the next request.
         assert _get(sock, "/ping").startswith(b"HTTP/1.1 200")
+
+
+def test_the_admin_api_over_a_real_connection_checks_host_and_content_type(serving: int) -> None:
+    """Through uvicorn: a rebinding Host is 403, a form purge 415, a loopback JSON call 200."""
+    base = f"http://127.0.0.1:{serving}"
+    rebound = httpx.get(f"{base}/_framework/queues", headers={"host": f"rebind.example:{serving}"})
+    form = httpx.post(f"{base}/_framework/queues/jobs/purge", data={"x": "1"})
+    ok = httpx.post(f"{base}/_framework/queues/jobs/purge", json={})
+    assert rebound.status_code == 403
+    assert form.status_code == 415
+    assert ok.status_code == 404  # serving_app declares no queue "jobs": past every check
+
+
+@pytest.mark.parametrize(
+    ("host", "warning"), [("127.0.0.1", "admin.no_token"), ("0.0.0.0", "admin.loopback_only")]
+)
+def test_framework_run_warns_when_the_admin_api_has_no_token(host: str, warning: str) -> None:
+    """The start log says the admin API is open (loopback) or loopback-only (other binds)."""
+    port = free_port()
+    process = _start("serving_app:app", "--http-port", str(port), "--host", host)
+    _wait_accepting(process, port)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=15)
+    assert warning in out
+    assert "FRAMEWORK_ADMIN_TOKEN" in out
+
+
+def test_framework_run_with_a_token_does_not_warn() -> None:
+    """With FRAMEWORK_ADMIN_TOKEN set, no admin warning is logged."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*FRAMEWORK_RUN, "serving_app:app", "--no-smtp", "--http-port", str(port)],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "FRAMEWORK_ADMIN_TOKEN": "s3cret"},
+    )
+    _wait_accepting(process, port)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=15)
+    assert "admin." not in out
+    assert "s3cret" not in out

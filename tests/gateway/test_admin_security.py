@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from framework import App
-from framework.backends.base import Outgoing
+from framework.backends.base import DLQ_RECEIVE_COUNT, DLQ_SOURCE, Outgoing
 from framework.gateway import CORS
 from framework.testing import TestApp
 
@@ -286,3 +286,16 @@ async def test_a_bad_peek_limit_is_422(limit: str) -> None:
         r = await t.http.get(f"/_framework/queues/orders/messages?limit={limit}")
     assert r.status_code == 422
     assert "limit must be a whole number" in r.text
+
+
+async def test_a_dead_letter_header_with_a_non_ascii_digit_still_peeks() -> None:
+    """A receive-count header of '²' (isdigit() but not int()) peeks as 200, count unknown."""
+    app = make_app()
+    async with TestApp(app, workers=False) as t:
+        await t.backend.send(
+            "orders",
+            Outgoing(body=b"{}", headers={DLQ_SOURCE: "orders", DLQ_RECEIVE_COUNT: "²"}),
+        )
+        r = await t.http.get("/_framework/queues/orders/messages")
+    assert r.status_code == 200
+    assert r.json()["messages"][0]["dead_letter"]["receive_count"] is None

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from typing_extensions import TypedDict
 
 from framework.binding import Param
-from framework.codec import allows_inf_nan, find_non_finite
+from framework.codec import allows_inf_nan, find_non_finite, is_finite_value
 from framework.exceptions import DeclarationError
 from framework.gateway.auth import Principal
 from framework.gateway.errors import (
@@ -31,6 +31,7 @@ from framework.gateway.errors import (
     field_errors,
     missing_body,
     non_finite,
+    non_finite_parameter,
 )
 from framework.gateway.inputs import check_json_content_type, read_body, replay
 from framework.gateway.responses import send_result
@@ -65,6 +66,8 @@ class Parameters:
         self.headers = {v.encode("latin-1"): k for k, v in self.header_names.items()}
         self.repeated_headers = {p.name for p in headers if _repeats(p.annotation)}
         self.defaults = {p.name: p.default for p in params if not p.required}
+        # pydantic reads "nan" and "inf" as floats; like a body's, they are refused (422).
+        self.finite = [p.name for p in params if _wants_finite_float(p.annotation)]
         # Mutable defaults are copied per request, so a handler appending to one cannot leak.
         self.fresh = [k for k, v in self.defaults.items() if not isinstance(v, _IMMUTABLE)]
         fields = {p.name: p.annotation if p.required else NotRequired[p.annotation] for p in params}
@@ -103,6 +106,14 @@ class Parameters:
                     if error["loc"][0] == "header":
                         error["loc"][1] = self.header_names[error["loc"][1]]
             return {}, errors
+        if self.finite:
+            errors = [
+                non_finite_parameter(self.sources[name], self.header_names.get(name, name))
+                for name in self.finite
+                if name in values and not is_finite_value(values[name])
+            ]
+            if errors:
+                return {}, errors
         if self.defaults:
             values = {**self.defaults, **values}
             for name in self.fresh:
@@ -263,6 +274,13 @@ def is_principal(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (typing.Union, UnionType):
         return Principal in typing.get_args(annotation)
     return annotation is Principal
+
+
+def _wants_finite_float(annotation: Any) -> bool:
+    """True for ``float``, also optional or in a list: ``nan`` and ``inf`` are refused for it."""
+    if annotation is float:
+        return True
+    return any(_wants_finite_float(a) for a in typing.get_args(annotation))
 
 
 def _repeats(annotation: Any) -> bool:

@@ -21,6 +21,7 @@ __all__ = [
     "field_errors",
     "missing_body",
     "non_finite",
+    "non_finite_parameter",
 ]
 
 FieldError = dict[str, Any]
@@ -99,6 +100,15 @@ def non_finite(loc: list[str | int]) -> FieldError:
         "loc": ["body", *loc],
         "msg": "Input should be a finite number (NaN, Infinity and numbers past a 64-bit "
         "float's range, such as 1e400, are not accepted)",
+        "type": "finite_number",
+    }
+
+
+def non_finite_parameter(source: str, name: str) -> FieldError:
+    """Return the field error of a path, query or header parameter that is NaN or infinite."""
+    return {
+        "loc": [source, name],
+        "msg": "Input should be a finite number (not nan or inf)",
         "type": "finite_number",
     }
 

@@ -186,3 +186,22 @@ def test_the_cli_sends_non_json_numbers_as_the_text_typed(text: str) -> None:
 def test_the_cli_still_parses_json() -> None:
     """Finite JSON is still parsed as JSON."""
     assert parse_body('{"total": 1.5e3}') == {"total": 1500.0}
+
+
+@pytest.mark.parametrize("query", ["min=nan", "min=inf", "min=-Infinity", "many=1&many=nan"])
+async def test_non_finite_query_parameters_are_422(query: str) -> None:
+    """pydantic reads 'nan' and 'inf' as floats; a float query parameter refuses them."""
+    app = App("query")
+
+    @app.route("/search")
+    async def search(min: float = 0.0, many: list[float] | None = None) -> dict[str, Any]:
+        return {"min": min, "many": many}
+
+    async with TestApp(app, workers=False) as t:
+        r = await t.http.get(f"/search?{query}")
+        ok = await t.http.get("/search?min=1.5&many=2")
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert error["type"] == "finite_number"
+    assert error["loc"][0] == "query"
+    assert ok.json() == {"min": 1.5, "many": [2.0]}

@@ -61,11 +61,13 @@
     const response = await fetch(BASE + path, {
       method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (response.status === 401 || response.status === 403) {
+    const data = await response.json().catch(() => ({}));
+    // A 403 is about the token only when one was sent; otherwise (another origin, a host or
+    // address the admin API does not serve without a token) its detail says what to do.
+    if (response.status === 401 || (response.status === 403 && token)) {
       askToken(response.status === 403 ? "That token was refused (403): try again." : null);
       throw new AuthError("admin token needed");
     }
-    const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail || data);
       throw new Error(`${response.status}: ${detail}`);

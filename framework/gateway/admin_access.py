@@ -59,8 +59,18 @@ def _ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _host_name(netloc: str) -> str:
-    """``example.com:8000`` -> ``example.com``; ``[::1]:8000`` -> ``::1``."""
-    return urlsplit(f"//{netloc}").hostname or ""
+    """``example.com:8000`` -> ``example.com``; ``[::1]:8000`` -> ``::1``; junk -> ``""``."""
+    try:
+        return urlsplit(f"//{netloc}").hostname or ""
+    except ValueError:  # "[evil": an unclosed IPv6 bracket
+        return ""
+
+
+def _origin_netloc(origin: str) -> str:
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return ""
 
 
 class AdminAccess:
@@ -103,7 +113,7 @@ class AdminAccess:
         origin = header(scope, b"origin")
         if origin is None:
             return
-        netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
+        netloc = _origin_netloc(origin.decode("latin-1"))
         if not netloc or (netloc != host.lower() and netloc not in self.hosts):
             raise HTTPError(
                 403,

@@ -299,3 +299,14 @@ async def test_a_dead_letter_header_with_a_non_ascii_digit_still_peeks() -> None
         r = await t.http.get("/_framework/queues/orders/messages")
     assert r.status_code == 200
     assert r.json()["messages"][0]["dead_letter"]["receive_count"] is None
+
+
+@pytest.mark.parametrize(
+    "headers", [{"host": "[evil"}, {"origin": "http://[evil"}, {"host": "", "origin": "x"}]
+)
+async def test_malformed_host_and_origin_headers_are_403_not_500(headers: dict[str, str]) -> None:
+    """An unparseable Host or Origin is refused like a foreign one."""
+    app = make_app()
+    async with TestApp(app, workers=False), on(app, "http://127.0.0.1:8000") as http:
+        r = await http.get("/_framework/queues", headers=headers)
+    assert r.status_code == 403

@@ -131,7 +131,13 @@ async def serve(
         read_timeout: Seconds an HTTP client gets to send a whole request, head and body,
             from connecting or from the request's first byte; a slower one gets 408 and
             its connection is closed.
+
+    Raises:
+        ConfigError: For a taken port, an unusable address or a read timeout that is not
+            positive; DeclarationError for routes the gateway cannot serve.
     """
+    if not read_timeout > 0:
+        raise ConfigError(f"read_timeout={read_timeout!r} must be a positive number of seconds")
     scheme = backend_url.partition("://")[0]
     # Signals are caught from the first instant, before anything is bound or started: a
     # SIGTERM at any point (importing done, connecting, declaring, the port just opened)

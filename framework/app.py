@@ -166,6 +166,21 @@ class App:
     metrics = _switch("metrics", "Per-route HTTP metrics and ``/metrics`` (set before serving).")
     openapi = _switch("openapi", "``/openapi.json`` and ``/docs`` (set before serving).")
     dashboard = _switch("dashboard", "``/_framework/dashboard`` and its sampler.")
+    protect_metrics = _switch(
+        "protect_metrics", "With an admin token, ``/metrics`` asks for it too (set before serving)."
+    )
+
+    @property
+    def admin_hosts(self) -> tuple[str, ...]:
+        """Host names (besides localhost and loopback addresses) the admin API answers for
+        when it has no token, and origins (``host[:port]``) its pages may come from."""
+        return self.registry.gateway.admin_hosts
+
+    @admin_hosts.setter
+    def admin_hosts(self, hosts: Sequence[str]) -> None:
+        if isinstance(hosts, str):
+            raise DeclarationError("app.admin_hosts takes a list of host names, not one string")
+        self._set_gateway(admin_hosts=tuple(hosts))
 
     @property
     def admin_token(self) -> str | None:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 
 from framework.exceptions import MessageTooLargeError
 
-__all__ = ["JSON", "OCTETS", "TEXT", "decode_any", "encode", "encoded_size", "ensure_fits"]
+__all__ = [
+    "JSON",
+    "OCTETS",
+    "TEXT",
+    "allows_inf_nan",
+    "decode_any",
+    "encode",
+    "encoded_size",
+    "ensure_fits",
+    "find_non_finite",
+    "is_finite_value",
+]
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -27,7 +41,20 @@ def encode(body: object) -> tuple[bytes, str]:
         TypeError: If the body is none of those.
     """
     if isinstance(body, BaseModel):
-        return body.__pydantic_serializer__.to_json(body), JSON
+        data = body.__pydantic_serializer__.to_json(body)
+        # pydantic writes NaN and Infinity as null by default (ser_json_inf_nan="null"): the
+        # consumer would get a different value than was sent, so refuse instead.
+        if (
+            b"null" in data
+            and body.model_config.get("ser_json_inf_nan", "null") == "null"
+            and not is_finite_value(body.model_dump())
+        ):
+            raise TypeError(
+                f"cannot send a {type(body).__name__} body holding NaN or Infinity: JSON has "
+                "no such numbers and pydantic would send null; send finite numbers, or set "
+                "ser_json_inf_nan='strings' on the model"
+            )
+        return data, JSON
     if isinstance(body, bytes | bytearray | memoryview):
         return bytes(body), OCTETS
     if isinstance(body, str):
@@ -40,6 +67,71 @@ def encode(body: object) -> tuple[bytes, str]:
             f"cannot send a {type(body).__name__} body: send a pydantic model, a dict or list "
             f"(JSON), str or bytes ({exc})"
         ) from None
+
+
+# Only bodies matching this can hold a non-finite number: NaN/Infinity tokens, an exponent
+# of three digits or more, or 309 digits in a row (past float's range).
+_SUSPECT = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{309}")
+
+
+def find_non_finite(raw: bytes, parsed: Any) -> list[str | int] | None:
+    """Find where a value parsed from JSON text ``raw`` holds a NaN or an infinity.
+
+    Python's and pydantic's JSON parsers accept ``NaN``, ``Infinity`` and ``-Infinity``
+    (which JSON does not have) and read ``1e400`` as infinity; once parsed, such a value
+    cannot be written back as JSON (it becomes ``null``, or invalid JSON). The parsed value
+    (a model, or dicts and lists) is only walked when ``raw`` could hold such a number, so
+    the common case costs one regex scan.
+
+    Returns:
+        The location (keys and indexes; empty for the top level) of the first non-finite
+        number, or None if there is none.
+    """
+    if _SUSPECT.search(raw) is None:
+        return None
+    if isinstance(parsed, BaseModel):
+        parsed = parsed.model_dump()
+    return _non_finite_path(parsed)
+
+
+def _non_finite_path(value: Any) -> list[str | int] | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else []
+    if isinstance(value, Decimal):
+        return None if value.is_finite() else []
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    elif isinstance(value, set | frozenset):
+        items = ((0, v) for v in value)
+    else:
+        return None
+    for key, item in items:
+        inner = _non_finite_path(item)
+        if inner is not None:
+            return [key, *inner]
+    return None
+
+
+def is_finite_value(value: Any) -> bool:
+    """True unless ``value`` (dicts, lists, tuples, sets of scalars) holds a NaN or infinity."""
+    return _non_finite_path(value) is None
+
+
+def allows_inf_nan(annotation: Any) -> bool:
+    """True when a body type asks for NaN and Infinity: a pydantic model with
+    ``allow_inf_nan=True`` in its config or on one of its fields."""
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return False
+    if annotation.model_config.get("allow_inf_nan") is True:
+        return True
+    return any(
+        getattr(meta, "allow_inf_nan", None) is True
+        for field in annotation.model_fields.values()
+        for meta in field.metadata
+    )
 
 
 def decode_any(body: bytes, content_type: str) -> Any:

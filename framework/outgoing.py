@@ -7,6 +7,7 @@ CLI — down to ``build``, so the keywords are declared once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, NoReturn, TypedDict, TypeVar, Unpack
 
@@ -162,4 +163,9 @@ def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:
             raise InvalidMessageError(
                 f"{where}: attribute {key!r} is a {type(value).__name__}; "
                 "use str, int, float, bool or a list of them"
+            )
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            # SQS's Number type and JSON have no NaN or Infinity: it could not be read back.
+            raise InvalidMessageError(
+                f"{where}: attribute {key!r} is {value!r}; attribute numbers must be finite"
             )

@@ -338,6 +338,9 @@ class GatewayOptions:
         metrics: Per-route metrics and ``/metrics``.
         openapi: ``/openapi.json`` and ``/docs``.
         dashboard: ``/_framework/dashboard`` and its sampler.
+        admin_hosts: Host names (besides loopback) the admin API answers for without a token,
+            and origins its pages may come from.
+        protect_metrics: With an admin token, ``/metrics`` asks for it too.
     """
 
     cors: Any = None
@@ -347,6 +350,8 @@ class GatewayOptions:
     metrics: bool = True
     openapi: bool = True
     dashboard: bool = True
+    admin_hosts: tuple[str, ...] = ()
+    protect_metrics: bool = False
 
 
 @dataclass(slots=True)

@@ -2,19 +2,24 @@
 
 Run it on the memory backend (HTTP on http://127.0.0.1:8000, the interactive page at /docs):
 
-    FRAMEWORK_API_JWT_SECRET=... framework run examples.api:app
+    FRAMEWORK_API_JWT_SECRET=$(openssl rand -hex 32) framework run examples.api:app
+
+Without ``FRAMEWORK_API_JWT_SECRET`` the JWT route verifies against a random secret nobody
+knows (so it accepts no token at all) and a warning says so; a secret under 32 bytes is refused.
 
 Metrics are at /metrics and the OpenAPI document at /openapi.json.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from typing import Any
 
 from pydantic import BaseModel
 
-from framework import App
+from framework import App, ConfigError
 from framework.gateway import (
     APIKey,
     APIKeyAuth,
@@ -49,8 +54,21 @@ async def report(report_id: int, principal: Principal) -> dict[str, Any]:
 
 # --8<-- [end:api_keys]
 # --8<-- [start:jwt]
+def jwt_secret() -> str:
+    """The HS256 secret from FRAMEWORK_API_JWT_SECRET; never a default anyone could read."""
+    secret = os.environ.get("FRAMEWORK_API_JWT_SECRET")
+    if not secret:
+        logging.getLogger("examples.api").warning(
+            "FRAMEWORK_API_JWT_SECRET is not set: PUT /me accepts no token until it is"
+        )
+        return secrets.token_hex(32)  # known to nobody, so no token verifies
+    if len(secret.encode()) < 32:
+        raise ConfigError("FRAMEWORK_API_JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
+    return secret
+
+
 jwt_auth = JWTAuth(
-    JWTKey(os.environ.get("FRAMEWORK_API_JWT_SECRET", "change-me-to-32-bytes-or-more!!!"), "HS256"),
+    JWTKey(jwt_secret(), "HS256"),
     issuer="https://auth.example.com",
     audience="api",
     leeway=5,

@@ -81,6 +81,11 @@ def quiet_libraries() -> Iterator[None]:
         yield
         return
     saved = (framework.handlers[:], framework.level, framework.propagate)
+    # The backends relay their client libraries' own output (reconnect attempts, transport
+    # errors) as warnings under framework.backends: the one error line already says it.
+    relays = logging.getLogger("framework.backends")
+    relays_level = relays.level
+    relays.setLevel(logging.ERROR)
     root = logging.getLogger()
     null = logging.NullHandler() if not root.handlers else None
     configure("warning")
@@ -91,5 +96,6 @@ def quiet_libraries() -> Iterator[None]:
     finally:
         framework.handlers[:], level, framework.propagate = saved
         framework.setLevel(level)
+        relays.setLevel(relays_level)
         if null is not None:
             root.removeHandler(null)

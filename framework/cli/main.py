@@ -53,6 +53,12 @@ def cli() -> None:
 @click.option(
     "--grace", type=float, default=None, help="Seconds handlers get to finish on stop (30)."
 )
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds an HTTP client gets to send a whole request (10).",
+)
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @one_line_errors
@@ -68,11 +74,13 @@ def run(
     workers_only: bool,
     no_declare: bool,
     grace: float | None,
+    read_timeout: float | None,
     log_level: str | None,
     log_json: bool,
 ) -> None:
     """Serve APP (module:attribute): gateway, SMTP receiver and workers, until SIGTERM/SIGINT."""
-    from framework.cli.run import serve
+    from framework.cli.http11 import DEFAULT_READ_TIMEOUT
+    from framework.cli.run import serve, stop_on_signals
 
     settings = load_settings(
         env=env,
@@ -86,23 +94,25 @@ def run(
         },
     )
     configure(settings.log_level, json_lines=log_json)
-    app = load_app(app_target)
-    app.use_settings(settings)
-    http = None if (no_http or workers_only) else settings.http_port
-    smtp = None if (no_smtp or workers_only) else settings.smtp_port
+    with stop_on_signals(app_target):
+        app = load_app(app_target)
+        app.use_settings(settings)
+        http = None if (no_http or workers_only) else settings.http_port
+        smtp = None if (no_smtp or workers_only) else settings.smtp_port
 
-    async def work() -> None:
-        await serve(
-            app,
-            backend_url=settings.backend,
-            host=settings.host,
-            http_port=http,
-            smtp_port=smtp,
-            declare=not no_declare,
-            grace=settings.grace,
-        )
+        async def work() -> None:
+            await serve(
+                app,
+                backend_url=settings.backend,
+                host=settings.host,
+                http_port=http,
+                smtp_port=smtp,
+                declare=not no_declare,
+                grace=settings.grace,
+                read_timeout=read_timeout or DEFAULT_READ_TIMEOUT,
+            )
 
-    run_once(work)
+        run_once(work)
 
 
 def _ops_options(command: F) -> F:

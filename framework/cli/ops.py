@@ -104,6 +104,9 @@ class ServerOps:
         client = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout)
         try:
             async with client:
+                # Every admin POST is JSON, even one without options.
+                if payload is None and method == "POST":
+                    payload = {}
                 response = await client.request(method, f"/_framework{path}", json=payload)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(
@@ -266,7 +269,7 @@ class BackendOps:
         """Purge on the broker."""
 
         async def work(backend: Backend) -> int:
-            return await backend.purge(queue)
+            return await operations.purge(backend, queue)
 
         return int(await self._with(work))
 

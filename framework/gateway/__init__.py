@@ -7,12 +7,14 @@ from framework.gateway.app import Gateway, build
 from framework.gateway.auth import APIKey, APIKeyAuth, CustomAuth, JWTAuth, JWTKey, Principal
 from framework.gateway.cache import Cache
 from framework.gateway.cors import CORS
+from framework.gateway.jwks import JWKS
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.routers import PUBLIC, Router
 from framework.gateway.throttle import Throttle, UsagePlan
 
 __all__ = [
     "CORS",
+    "JWKS",
     "PUBLIC",
     "APIKey",
     "APIKeyAuth",

@@ -33,23 +33,33 @@ one's receive count. A MESSAGE is ``{"message_id", "body", "body_encoding": "tex
 "deduplication_id", "dead_letter": null | {"source_queue", "receive_count", "error_type",
 "error_message", "time"}}``.
 
+Every ``POST`` must be ``Content-Type: application/json`` (send ``{}`` for no options); who
+may call the API at all (the token, loopback, ``Host`` and ``Origin``) is decided by
+``framework.gateway.admin_access``. Responses are always valid JSON: a stored NaN or Infinity
+(which JSON lacks) is written as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
+Request bodies holding ``NaN``, ``Infinity`` or numbers past a float's range are refused with
+422: they could not be sent on unchanged.
+
 Errors: 401 (no bearer token, with ``WWW-Authenticate: Bearer``) and 403 (a wrong one) when
-``app.admin_token`` is set; 404 for an unknown queue or topic; 400 for a message the queue
-refuses, 413 for one too large; 422 for a malformed request body or query; 503 when the app is
-not running.
+``app.admin_token`` is set; 403 for a request from another origin or site, for a foreign
+``Host`` or a non-loopback connection when there is no token; 404 for an unknown queue or
+topic; 400 for a message the queue refuses, 413 for one too large; 415 for a POST that is not
+JSON; 422 for a malformed request body or query, with the reason; 503 when the app is not
+running.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import to_json
 from starlette.types import Receive, Scope, Send
 
+from framework.codec import find_non_finite
 from framework.exceptions import (
     AppNotRunningError,
     BackendUnavailableError,
@@ -60,10 +70,17 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.gateway.admin_access import AdminAccess
 from framework.gateway.dashboard_data import message_json
-from framework.gateway.errors import RETRY_AFTER, HTTPError, RequestValidationError, field_errors
-from framework.gateway.inputs import check_json_content_type, header, read_body
-from framework.gateway.responses import send_json
+from framework.gateway.errors import (
+    RETRY_AFTER,
+    HTTPError,
+    RequestValidationError,
+    field_errors,
+    non_finite,
+)
+from framework.gateway.inputs import header, read_body
+from framework.gateway.responses import JSON, send_bytes
 from framework.gateway.routing import Endpoint
 from framework.outgoing import PublishOptions, SendOptions, build_undeclared, options_of
 from framework.registry import DEFAULT_MESSAGE_SIZE, Registry
@@ -130,6 +147,12 @@ class Selection(BaseModel):
     message_ids: list[str] = Field(max_length=1000)
 
 
+class _NoOptions(BaseModel):
+    """The request body of ``POST /_framework/queues/{name}/purge``: ``{}`` or empty."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @dataclass(frozen=True, slots=True)
 class AdminTarget:
     """What the admin operations act on: the app's description and its running runtime."""
@@ -176,15 +199,19 @@ def admin_routes(
     ]
     if dashboard is not None:
         ops.append(("GET", "/dashboard/state", dashboard))
+    options = target.registry.gateway
+    access = AdminAccess(options.admin_token, options.admin_hosts)
     return [
-        (ADMIN_PREFIX + path, (method,), _endpoint(target, op, max_body_size))
+        (ADMIN_PREFIX + path, (method,), _endpoint(target, access, method, op, max_body_size))
         for method, path, op in ops
     ]
 
 
-def _endpoint(target: AdminTarget, operation: Operation, limit: int) -> Endpoint:
+def _endpoint(
+    target: AdminTarget, access: AdminAccess, method: str, operation: Operation, limit: int
+) -> Endpoint:
     async def endpoint(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        _authorize(target.registry.gateway.admin_token, header(scope, b"authorization"))
+        access.check(scope, method)
         try:
             status, data = await operation(target, scope, receive, limit)
         except FrameworkError as exc:
@@ -194,36 +221,28 @@ def _endpoint(target: AdminTarget, operation: Operation, limit: int) -> Endpoint
                     retry = {"Retry-After": str(RETRY_AFTER)} if unavailable else None
                     raise HTTPError(code, str(exc), retry) from exc
             raise
-        await send_json(send, status, data, request_id)
+        # "strings": a NaN stored by some producer is shown as "NaN", never as invalid JSON.
+        await send_bytes(send, status, to_json(data, inf_nan_mode="strings"), JSON, request_id)
 
     return endpoint
 
 
-def _authorize(token: str | None, authorization: bytes | None) -> None:
-    """Let the request through when no token is configured or it bears the token."""
-    if not token:
-        return
-    scheme, _, given = (authorization or b"").partition(b" ")
-    if scheme.lower() != b"bearer" or not given.strip():
-        raise HTTPError(
-            401,
-            "the admin API needs `Authorization: Bearer TOKEN` (the app's admin token)",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    if not hmac.compare_digest(given.strip(), token.encode()):
-        raise HTTPError(403, "the admin token is not valid")
-
-
 async def _json(scope: Scope, receive: Receive, limit: int, model: type[M], *, empty: bool) -> M:
-    """Read and validate the request body as ``model``; an empty body is ``{}`` if ``empty``."""
-    check_json_content_type(header(scope, b"content-type"))
+    """Read and validate the request body as ``model``; an empty body is ``{}`` if ``empty``.
+
+    The content type was checked by ``AdminAccess`` (JSON on every POST).
+    """
     raw = await read_body(receive, limit, header(scope, b"content-length"))
     try:
         if not raw.strip() and empty:
             return model()
-        return model.model_validate_json(raw)
+        value = model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(field_errors(exc, "body")) from None
+    where = find_non_finite(raw, value)
+    if where is not None:
+        raise RequestValidationError([non_finite(where)])
+    return value
 
 
 # --- operations ---------------------------------------------------------------------------
@@ -287,7 +306,8 @@ def _query_limit(scope: Scope, default: int, most: int) -> int:
     if not values:
         return default
     raw = values[0]
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    # isdigit() is true for "²" and other digits int() refuses: ASCII digits only.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
         raise RequestValidationError(
             [
                 {
@@ -350,7 +370,8 @@ async def _purge(
     target: AdminTarget, scope: Scope, receive: Receive, limit: int
 ) -> tuple[int, Any]:
     name: str = scope["path_params"]["name"]
-    return 200, {"purged": await target.runtime.backend.purge(name)}
+    await _json(scope, receive, limit, _NoOptions, empty=True)
+    return 200, {"purged": await operations.purge(target.runtime.backend, name)}
 
 
 async def _routes(

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from framework.gateway.admin import AdminTarget, admin_routes
+from framework.exceptions import DeclarationError
+from framework.gateway.admin import ADMIN_PREFIX, AdminTarget, admin_routes
+from framework.gateway.admin_access import AdminAccess
 from framework.gateway.auth import guarded
 from framework.gateway.cache import cached
 from framework.gateway.cors import CORSPolicy
@@ -37,7 +39,7 @@ from framework.gateway.throttle import throttled
 from framework.runtime.events import Events
 
 if TYPE_CHECKING:
-    from framework.registry import Registry, RouteSpec
+    from framework.registry import GatewayOptions, Registry, RouteSpec
     from framework.runtime import Runtime
 
 __all__ = ["Gateway", "build"]
@@ -111,7 +113,7 @@ class Gateway:
         taken = {spec.full_path for spec in registry.routes}
         built_in: list[tuple[str, Endpoint]] = []
         if self.metrics is not None:
-            built_in.append((METRICS_PATH, self.metrics.endpoint))
+            built_in.append((METRICS_PATH, _metrics_endpoint(options, self.metrics)))
         if options.openapi:
             openapi = OpenAPI(registry)
             built_in += [(OPENAPI_PATH, openapi.document), (DOCS_PATH, openapi.page)]
@@ -164,7 +166,9 @@ class Gateway:
         rid = request_id(scope["headers"])
         if self.proxies is not None:
             self.proxies.resolve(scope)
-        if self.cors is not None:
+        # The app's CORS policy is for its own routes: the admin API never sends CORS
+        # headers, so no other origin's page can read a queue through a browser.
+        if self.cors is not None and not _is_admin(scope):
             origin = header(scope, b"origin")
             if self.cors.is_preflight(scope, origin):
                 await self.cors.preflight(scope, send, origin or b"", rid)
@@ -222,6 +226,30 @@ def build(
         clock: Wall-clock seconds, for throttles, caches and quotas (tests pass their own).
     """
     return Gateway(registry, events, clock=clock)
+
+
+def _is_admin(scope: Scope) -> bool:
+    path = route_path(scope)
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+def _metrics_endpoint(options: GatewayOptions, metrics: Metrics) -> Endpoint:
+    """``/metrics``, behind the admin token when the app sets ``protect_metrics``."""
+    if not options.protect_metrics:
+        return metrics.endpoint
+    if not options.admin_token:
+        raise DeclarationError(
+            "protect_metrics = True needs an admin token: App(admin_token=...) or "
+            "FRAMEWORK_ADMIN_TOKEN"
+        )
+    access = AdminAccess(options.admin_token)
+    serve = metrics.endpoint
+
+    async def protected(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        access.check_token(header(scope, b"authorization"))
+        await serve(scope, receive, send, request_id)
+
+    return protected
 
 
 def _uncounted(hit: bool) -> None:

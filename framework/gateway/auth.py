@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from framework.exceptions import DeclarationError
 from framework.gateway.cache import ExpiringLRU
 from framework.gateway.errors import HTTPError
+from framework.gateway.jwks import JWKS
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import PlanLimiter, UsagePlan
 
@@ -177,6 +178,10 @@ class JWTAuth:
 
     Args:
         *keys: The verification keys; with several, a token's ``kid`` header picks one.
+        jwks: Instead of ``keys``: the provider's key set, a ``JWKS`` or its URL (an Amazon
+            Cognito user pool's ``.well-known/jwks.json``, an OIDC ``jwks_uri``), fetched,
+            cached and refreshed on an unknown ``kid`` at a bounded rate; needs ``issuer``
+            and ``audience``.
         issuer: The required ``iss`` claim.
         audience: The required ``aud`` claim.
         leeway: Seconds of clock skew tolerated on ``exp`` and ``nbf``.
@@ -185,22 +190,36 @@ class JWTAuth:
 
     Raises:
         DeclarationError: For no key, an unknown or ``none`` algorithm, or a key that does not
-            fit its algorithm (a PEM key for HS256: the classic key-confusion mistake).
+            fit its algorithm (a PEM key for HS256: the classic key-confusion mistake); for
+            ``jwks`` with keys, or without ``issuer`` and ``audience``.
     """
 
     def __init__(
         self,
         *keys: JWTKey,
+        jwks: JWKS | str | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = 0.0,
         principal_claim: str = "sub",
         max_entries: int = 10_000,
     ) -> None:
-        if not keys:
-            raise DeclarationError("JWTAuth needs at least one JWTKey(key, algorithm)")
+        if not keys and jwks is None:
+            raise DeclarationError(
+                "JWTAuth needs at least one JWTKey(key, algorithm) or jwks=JWKS(url)"
+            )
+        if keys and jwks is not None:
+            raise DeclarationError("JWTAuth takes JWTKey(...)s or jwks=..., not both")
         if len(keys) > 1 and any(k.kid is None for k in keys):
             raise DeclarationError("JWTAuth with several keys needs a kid on each")
+        self.jwks = JWKS(jwks) if isinstance(jwks, str) else jwks
+        if self.jwks is not None and (issuer is None or audience is None):
+            # Anyone can get a token signed by a shared provider (a Cognito pool, Google):
+            # without iss and aud, a token meant for another app would pass.
+            raise DeclarationError(
+                "JWTAuth(jwks=...) needs issuer= and audience= (the provider signs tokens "
+                "for other apps too)"
+            )
         algorithms = get_default_algorithms()
         self._keys: dict[str | None, tuple[Any, str]] = {}
         for k in keys:
@@ -226,18 +245,15 @@ class JWTAuth:
         """Return the principal named by a valid token's ``principal_claim``.
 
         Raises:
-            HTTPError: 401 without a bearer token, 403 for an invalid or expired one.
+            HTTPError: 401 without a bearer token, 403 for an invalid or expired one, 503
+                when a JWKS key set could never be fetched.
         """
         token = _bearer(scope)
         digest = _digest(token)
         principal = self._verified.get(digest, now)
         if principal is not None:
             return principal
-        try:
-            kid = jwt.get_unverified_header(token).get("kid") if len(self._keys) > 1 else None
-            key, algorithm = self._keys[kid] if kid in self._keys else self._keys[None]
-        except (jwt.InvalidTokenError, KeyError):
-            raise HTTPError(403, "the bearer token is not valid: unknown or missing kid") from None
+        key, algorithm = await self._key_for(token, now)
         try:
             claims = jwt.decode(
                 token,
@@ -266,6 +282,26 @@ class JWTAuth:
         # Remember it no longer than the token lives; exp is wall-clock seconds, like ``now``.
         self._verified.put(digest, principal, float(claims["exp"]) + self.leeway)
         return principal
+
+    async def _key_for(self, token: bytes, now: float) -> tuple[Any, str]:
+        """Return the key (and its one algorithm) the token's ``kid`` names."""
+        try:
+            header = (
+                jwt.get_unverified_header(token)
+                if self.jwks is not None or len(self._keys) > 1
+                else {}
+            )
+        except jwt.InvalidTokenError:
+            raise HTTPError(403, "the bearer token is not valid: malformed header") from None
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise HTTPError(403, "the bearer token is not valid: unknown or missing kid")
+        if self.jwks is not None:
+            return await self.jwks.key(kid, now)
+        found = self._keys.get(kid) if kid in self._keys else self._keys.get(None)
+        if found is None:
+            raise HTTPError(403, "the bearer token is not valid: unknown or missing kid")
+        return found
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
         exp, nbf = claims["exp"], claims.get("nbf")

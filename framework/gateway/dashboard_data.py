@@ -177,7 +177,7 @@ def message_json(delivery: Delivery) -> dict[str, Any]:
         count = headers.get(DLQ_RECEIVE_COUNT, "")
         reason = {
             "source_queue": headers.get(DLQ_SOURCE),
-            "receive_count": int(count) if count.isdigit() else None,
+            "receive_count": int(count) if count.isascii() and count.isdigit() else None,
             "error_type": headers.get(DLQ_ERROR_TYPE),
             "error_message": headers.get(DLQ_ERROR_MESSAGE),
             "time": headers.get(DLQ_TIME),

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from typing_extensions import TypedDict
 
 from framework.binding import Param
+from framework.codec import allows_inf_nan, find_non_finite, is_finite_value
 from framework.exceptions import DeclarationError
 from framework.gateway.auth import Principal
 from framework.gateway.errors import (
@@ -29,6 +30,8 @@ from framework.gateway.errors import (
     RequestValidationError,
     field_errors,
     missing_body,
+    non_finite,
+    non_finite_parameter,
 )
 from framework.gateway.inputs import check_json_content_type, read_body, replay
 from framework.gateway.responses import send_result
@@ -63,6 +66,8 @@ class Parameters:
         self.headers = {v.encode("latin-1"): k for k, v in self.header_names.items()}
         self.repeated_headers = {p.name for p in headers if _repeats(p.annotation)}
         self.defaults = {p.name: p.default for p in params if not p.required}
+        # pydantic reads "nan" and "inf" as floats; like a body's, they are refused (422).
+        self.finite = [p.name for p in params if _wants_finite_float(p.annotation)]
         # Mutable defaults are copied per request, so a handler appending to one cannot leak.
         self.fresh = [k for k, v in self.defaults.items() if not isinstance(v, _IMMUTABLE)]
         fields = {p.name: p.annotation if p.required else NotRequired[p.annotation] for p in params}
@@ -101,6 +106,14 @@ class Parameters:
                     if error["loc"][0] == "header":
                         error["loc"][1] = self.header_names[error["loc"][1]]
             return {}, errors
+        if self.finite:
+            errors = [
+                non_finite_parameter(self.sources[name], self.header_names.get(name, name))
+                for name in self.finite
+                if name in values and not is_finite_value(values[name])
+            ]
+            if errors:
+                return {}, errors
         if self.defaults:
             values = {**self.defaults, **values}
             for name in self.fresh:
@@ -161,7 +174,10 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
     if body is not None:
         if binder.body_adapter is None:  # binding never makes an Any or bytes parameter a body
             raise DeclarationError(f"{where}: the request body {body.name!r} needs a type")
-        validate_body = _validator(binder.body_adapter).validate_json
+        body_validator = _validator(binder.body_adapter)
+        validate_body = body_validator.validate_json
+    # NaN, Infinity and 1e400 parse, but cannot be sent on as JSON: refused unless asked for.
+    finite_body = body is not None and not allows_inf_nan(body.annotation)
     request_param = binder.param("request")
     request_name = request_param.name if request_param is not None else None
     status = spec.status_code
@@ -185,9 +201,14 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
             raw = await read_body(receive, limit, content_length)
             if raw:
                 try:
-                    kwargs[body_name] = validate_body(raw)
+                    value = kwargs[body_name] = validate_body(raw)
                 except ValidationError as exc:
                     errors += field_errors(exc, "body")
+                else:
+                    if finite_body and (loc := find_non_finite(raw, value)) is not None:
+                        errors.append(non_finite(loc))
+                    if b"true" in raw or b"false" in raw:
+                        errors += _booleans_as_numbers(body_validator, raw)
             elif body_required:
                 errors.append(missing_body())
             else:
@@ -210,6 +231,31 @@ def route_endpoint(spec: RouteSpec, max_body_size: int, *, authorized: bool = Fa
     return endpoint
 
 
+_NUMBER_TYPES = ("int_type", "float_type")
+
+
+def _booleans_as_numbers(validator: SchemaValidator, raw: bytes) -> list[FieldError]:
+    """Return an error for each JSON ``true``/``false`` given where the body wants a number.
+
+    pydantic's lax mode reads ``false`` as ``0.0`` for a ``float`` field, while the OpenAPI
+    document says ``number``: a client sending a boolean there has a bug worth a 422. Strict
+    validation finds them (its other refusals, such as ``"3"`` for an int, are left to lax).
+    """
+    try:
+        validator.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        return [
+            {
+                "loc": ["body", *error["loc"]],
+                "msg": "Input should be a number, not a boolean",
+                "type": error["type"],
+            }
+            for error in exc.errors(include_url=False, include_context=False)
+            if error["type"] in _NUMBER_TYPES and isinstance(error.get("input"), bool)
+        ]
+    return []
+
+
 def _no_body(raw: bytes) -> Any:
     raise AssertionError("this route takes no body")
 
@@ -228,6 +274,13 @@ def is_principal(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (typing.Union, UnionType):
         return Principal in typing.get_args(annotation)
     return annotation is Principal
+
+
+def _wants_finite_float(annotation: Any) -> bool:
+    """True for ``float``, also optional or in a list: ``nan`` and ``inf`` are refused for it."""
+    if annotation is float:
+        return True
+    return any(_wants_finite_float(a) for a in typing.get_args(annotation))
 
 
 def _repeats(annotation: Any) -> bool:

@@ -24,6 +24,8 @@ __all__ = [
     "backend_error",
     "field_errors",
     "missing_body",
+    "non_finite",
+    "non_finite_parameter",
 ]
 
 FieldError = dict[str, Any]
@@ -116,6 +118,25 @@ def field_errors(exc: ValidationError, source: str | Mapping[str, str]) -> list[
         where = source if isinstance(source, str) else source.get(str(loc[0]), "query")
         out.append({"loc": [where, *loc], "msg": error["msg"], "type": error["type"]})
     return out
+
+
+def non_finite(loc: list[str | int]) -> FieldError:
+    """Return the field error of a NaN, an Infinity or an out-of-range number in the body."""
+    return {
+        "loc": ["body", *loc],
+        "msg": "Input should be a finite number (NaN, Infinity and numbers past a 64-bit "
+        "float's range, such as 1e400, are not accepted)",
+        "type": "finite_number",
+    }
+
+
+def non_finite_parameter(source: str, name: str) -> FieldError:
+    """Return the field error of a path, query or header parameter that is NaN or infinite."""
+    return {
+        "loc": [source, name],
+        "msg": "Input should be a finite number (not nan or inf)",
+        "type": "finite_number",
+    }
 
 
 def missing_body() -> FieldError:

@@ -113,7 +113,12 @@ async def read_body(receive: Receive, limit: int, content_length: bytes | None) 
         HTTPError: 413 when the body is (or is announced to be) larger than ``limit``.
         ClientDisconnectedError: If the client went away first.
     """
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+    if (
+        content_length is not None
+        and content_length.isascii()
+        and content_length.isdigit()
+        and int(content_length) > limit
+    ):
         raise _too_large(limit)
     message = await receive()
     if message["type"] == "http.disconnect":

@@ -22,6 +22,7 @@ __all__ = [
     "check_redrive_target",
     "delete_selected",
     "peek",
+    "purge",
     "queue_stats",
     "redrive",
     "redrive_selected",
@@ -261,6 +262,21 @@ async def delete_selected(
     deleted, missing = await _on_selected(backend, queue, message_ids, backend.ack)
     event(log, logging.INFO, "queue.messages_deleted", queue=queue, deleted=deleted)
     return deleted, missing
+
+
+async def purge(backend: Backend, queue: str) -> int:
+    """Delete every message of ``queue`` and log how many (``queue.purged``).
+
+    Args:
+        backend: The backend holding the queue.
+        queue: The queue.
+
+    Returns:
+        How many messages were deleted (as the backend counts them).
+    """
+    purged = await backend.purge(queue)
+    event(log, logging.INFO, "queue.purged", queue=queue, purged=purged)
+    return purged
 
 
 async def queue_stats(backend: Backend, names: Sequence[str] | None = None) -> list[QueueStats]:

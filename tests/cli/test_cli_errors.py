@@ -50,7 +50,8 @@ def test_unreachable_broker_is_one_line_with_the_password_masked() -> None:
     line = assert_one_error_line(
         run("queues", "--backend", url, "--queue", "q"), containing="cannot connect to"
     )
-    assert "amqp://guest:***@127.0.0.1" in line
+    assert "127.0.0.1" in line
+    assert SECRET not in line
 
 
 @pytest.mark.skipif(not reachable(AMQP), reason="RabbitMQ is not reachable")
@@ -58,9 +59,9 @@ def test_wrong_broker_credentials_are_one_line() -> None:
     """RabbitMQ refusing the login: one line saying so, the wrong password masked."""
     url = f"amqp://guest:{SECRET}@127.0.0.1:5672/"
     line = assert_one_error_line(
-        run("queues", "--backend", url, "--queue", "q"), containing="ACCESS_REFUSED"
+        run("queues", "--backend", url, "--queue", "q"), containing="refused the login"
     )
-    assert "guest:***@" in line
+    assert SECRET not in line
 
 
 @pytest.mark.parametrize(
@@ -156,5 +157,5 @@ def test_a_real_process_prints_one_line_and_exits_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("error: cannot connect to amqp://guest:***@127.0.0.1:")
+    assert result.stderr.startswith("error: cannot connect to")
     assert SECRET not in result.stderr + result.stdout

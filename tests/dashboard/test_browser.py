@@ -58,8 +58,18 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live() -> Iterator[Live]:
-    """The shop app on memory://, served on a free loopback port until the test ends."""
-    app, seen, healed = make_app(admin_token=TOKEN)
+    """The shop app on memory://, with an admin token, served on a free loopback port."""
+    yield from _serve(*make_app(admin_token=TOKEN))
+
+
+@pytest.fixture
+def live_open() -> Iterator[Live]:
+    """The shop app without an admin token (the default), served on a free loopback port."""
+    yield from _serve(*make_app())
+
+
+def _serve(app: App, seen: list[Any], healed: set[str]) -> Iterator[Live]:
+    """Serve ``app`` with uvicorn in a thread until the test ends."""
     port = _free_port()
     served = Live(app, f"http://127.0.0.1:{port}", seen, healed)
     started = threading.Event()
@@ -181,6 +191,69 @@ def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
         _eventually(lambda: any(s[:2] == ("jobs", "bad") for s in live.seen), "the redriven job")
         expect(dead).to_have_count(0)
         expect(page.locator('#queues tr[data-queue="jobs"] td.dead-letters')).to_have_text("0")
+        browser.close()
+    http.close()
+    assert errors == []
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_letter_queue_that_fails_to_load_shows_no_other_queues_rows(live: Live) -> None:
+    """Choosing a dead-letter queue whose messages cannot be loaded empties the table."""
+    try:
+        from playwright.sync_api import Route, expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    http = httpx.Client(base_url=live.url, timeout=10)
+    http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
+
+    def fail(route: Route) -> None:  # what a failed load looked like: a 500 for that queue
+        route.fulfill(status=500, content_type="application/json", body='{"detail": "boom"}')
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.route("**/_framework/queues/parked-dlq/messages*", fail)
+        page.goto(f"{live.url}/_framework/dashboard")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-save")
+        dead = page.locator("#dlq-messages tr.dead-letter")
+        expect(dead).to_have_count(1, timeout=15000)  # jobs-dlq, the fullest, shown first
+        page.select_option("#dlq-select", "parked-dlq")
+        expect(page.locator("#dlq-note")).to_contain_text("could not load parked-dlq")
+        expect(dead).to_have_count(0)
+        expect(page.locator("#dlq-messages")).to_contain_text("could not load parked-dlq")
+        browser.close()
+    http.close()
+
+
+@pytest.mark.timeout(120)
+def test_without_a_token_the_dashboard_works_on_loopback(live_open: Live) -> None:
+    """No admin token: opened on 127.0.0.1, the page reads and purges (same-origin, JSON)."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    http = httpx.Client(base_url=live_open.url, timeout=10)
+    http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{live_open.url}/_framework/dashboard")
+        expect(page.locator("#status")).to_have_text("running")
+        expect(page.locator("#token-dialog")).not_to_be_visible()
+        dead = page.locator("#dlq-messages tr.dead-letter")
+        expect(dead).to_have_count(1, timeout=15000)
+        page.click("#purge")
+        page.click("#confirm-ok")
+        expect(page.locator("#dlq-note")).to_contain_text("purged 1")
+        expect(dead).to_have_count(0)
         browser.close()
     http.close()
     assert errors == []

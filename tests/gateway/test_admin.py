@@ -179,7 +179,7 @@ async def test_redrive_moves_dead_letters_back_to_their_source() -> None:
 
 
 async def test_redrive_honours_to_and_limit_and_accepts_no_body() -> None:
-    """Redrive with to and limit moves that many to that queue; no body means defaults."""
+    """Redrive with to and limit moves that many to that queue; an empty JSON body: defaults."""
     app, _ = make_app()
     async with TestApp(app, workers=False) as t:
         for n in range(3):
@@ -187,7 +187,9 @@ async def test_redrive_honours_to_and_limit_and_accepts_no_body() -> None:
         r = await t.http.post(
             "/_framework/queues/orders-dlq/redrive", json={"to": "parked", "limit": 2}
         )
-        rest = await t.http.post("/_framework/queues/orders-dlq/redrive")
+        rest = await t.http.post(
+            "/_framework/queues/orders-dlq/redrive", headers={"content-type": "application/json"}
+        )
         parked = (await t.stats())["parked"].depth
     assert r.json() == {"moved": 2}
     assert rest.json() == {"moved": 1}
@@ -200,7 +202,7 @@ async def test_purge_deletes_the_queued_messages() -> None:
     async with TestApp(app, workers=False) as t:
         await app.send("parked", "a")
         await app.send("parked", "b")
-        r = await t.http.post("/_framework/queues/parked/purge")
+        r = await t.http.post("/_framework/queues/parked/purge", json={})
         depth = (await t.stats())["parked"].depth
     assert r.json() == {"purged": 2}
     assert depth == 0
@@ -231,7 +233,7 @@ async def test_routes_lists_the_apps_routes() -> None:
         ("POST", "/_framework/topics/nope/messages", {"body": 1}),
         ("POST", "/_framework/queues/nope/redrive", {}),
         ("POST", "/_framework/queues/orders-dlq/redrive", {"to": "nope"}),
-        ("POST", "/_framework/queues/nope/purge", None),
+        ("POST", "/_framework/queues/nope/purge", {}),
     ],
 )
 async def test_unknown_queue_or_topic_is_404(method: str, path: str, body: Any) -> None:

@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
-import jwt
+import importlib
+import logging
+import sys
+from types import ModuleType
 
-from examples.api import app
+import jwt
+import pytest
+
+from framework.exceptions import ConfigError
 from tests.gateway.helpers import FakeClock, client
 
 NOW = 1_800_000_000.0
-SECRET = "change-me-to-32-bytes-or-more!!!"
+SECRET = "a-test-secret-that-is-32-bytes-long!"
+PUBLISHED = "change-me-to-32-bytes-or-more!!!"  # what the example once fell back to
 
 
-def signed(**claims: object) -> dict[str, str]:
+def load_example(secret: str | None) -> ModuleType:
+    """Import examples.api afresh with FRAMEWORK_API_JWT_SECRET set to ``secret`` (or unset)."""
+    with pytest.MonkeyPatch.context() as env:
+        if secret is None:
+            env.delenv("FRAMEWORK_API_JWT_SECRET", raising=False)
+        else:
+            env.setenv("FRAMEWORK_API_JWT_SECRET", secret)
+        sys.modules.pop("examples.api", None)
+        return importlib.import_module("examples.api")
+
+
+app = load_example(SECRET).app
+
+
+def signed(secret: str = SECRET, **claims: object) -> dict[str, str]:
     body = {"sub": "u-1", "iss": "https://auth.example.com", "aud": "api", "exp": NOW + 60}
     body.update(claims)
-    return {"Authorization": "Bearer " + jwt.encode(body, SECRET, algorithm="HS256")}
+    return {"Authorization": "Bearer " + jwt.encode(body, secret, algorithm="HS256")}
+
+
+async def test_without_a_secret_no_token_verifies_and_a_warning_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unset FRAMEWORK_API_JWT_SECRET: a loud warning, and a token signed with the once
+    published default secret is refused."""
+    with caplog.at_level(logging.WARNING):
+        unset = load_example(None).app
+    assert "FRAMEWORK_API_JWT_SECRET is not set" in caplog.text
+    profile = {"name": "Ann", "email": "ann@example.com"}
+    async with client(unset, FakeClock(NOW)) as c:
+        r = await c.put("/me", json=profile, headers=signed(PUBLISHED))
+    assert r.status_code == 403
+
+
+def test_a_short_secret_is_refused() -> None:
+    """A secret under 32 bytes is refused with one clear error."""
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load_example("short")
 
 
 async def test_api_key_route_answers_per_key_and_caches() -> None:

@@ -55,15 +55,19 @@
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
+    // Every admin POST is JSON (the API refuses anything else), even one without options.
+    if (method === "POST" && body === undefined) body = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(BASE + path, {
       method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (response.status === 401 || response.status === 403) {
+    const data = await response.json().catch(() => ({}));
+    // A 403 is about the token only when one was sent; otherwise (another origin, a host or
+    // address the admin API does not serve without a token) its detail says what to do.
+    if (response.status === 401 || (response.status === 403 && token)) {
       askToken(response.status === 403 ? "That token was refused (403): try again." : null);
       throw new AuthError("admin token needed");
     }
-    const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail || data);
       throw new Error(`${response.status}: ${detail}`);
@@ -283,21 +287,30 @@
     if (!dlq) return;
     const current = dlqs().find((q) => q.name === dlq);
     dlqDepth = current ? current.depth : null;
+    const name = dlq;
+    let data;
     try {
-      const data = await api("GET", `/queues/${encodeURIComponent(dlq)}/messages?limit=100`);
-      peeked = data.messages;
-      $("#dlq-note").textContent = (lastAction ? lastAction + ". " : "") +
-        `${peeked.length} shown of ${dlqDepth ?? "?"} visible in ${dlq}. ` +
-        "Each look is a receive and adds one to a message's receive count.";
+      data = await api("GET", `/queues/${encodeURIComponent(name)}/messages?limit=100`);
     } catch (error) {
-      if (!(error instanceof AuthError)) $("#dlq-note").textContent = String(error.message);
+      if (name !== dlq) return;  // another queue was chosen meanwhile: its own look decides
+      // Never leave the previous queue's rows on screen under this queue's name.
+      peeked = [];
+      selected.clear();
+      const why = error instanceof AuthError ? "admin token needed" : String(error.message);
+      $("#dlq-note").textContent = `could not load ${name}: ${why}`;
+      drawDeadLetters(`could not load ${name}`);
       return;
     }
+    if (name !== dlq) return;  // an answer for a queue no longer shown
+    peeked = data.messages;
+    $("#dlq-note").textContent = (lastAction ? lastAction + ". " : "") +
+      `${peeked.length} shown of ${dlqDepth ?? "?"} visible in ${name}. ` +
+      "Each look is a receive and adds one to a message's receive count.";
     for (const id of [...selected]) if (!peeked.some((m) => m.message_id === id)) selected.delete(id);
     drawDeadLetters();
   }
 
-  function drawDeadLetters() {
+  function drawDeadLetters(empty) {
     const rows = peeked.map((m) => {
       const r = m.dead_letter || {};
       const box = el("input", { type: "checkbox", checked: selected.has(m.message_id), "aria-label": "select" });
@@ -311,7 +324,7 @@
         el("td", {}, when(r.time)),
         el("td", { class: "mono body-preview" }, m.body));
     });
-    fill($("#dlq-messages"), rows, dlq ? "no dead letters" : "no dead-letter queues", 7);
+    fill($("#dlq-messages"), rows, empty || (dlq ? "no dead letters" : "no dead-letter queues"), 7);
     $("#dlq-all").checked = peeked.length > 0 && selected.size === peeked.length;
     updateButtons();
   }

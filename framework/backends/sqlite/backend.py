@@ -93,7 +93,7 @@ class SQLiteBackend:
         self._watcher.start()
         event(
             log,
-            logging.DEBUG,
+            logging.INFO,
             "backend.opened",
             backend="sqlite",
             path=str(self.settings.path.resolve()),

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,92 +28,15 @@ from framework.backends.base import (
     OutgoingMail,
     QueueStats,
 )
-from framework.exceptions import (
-    BackendUnavailableError,
-    ConfigError,
-    UnknownQueueError,
-    UnknownTopicError,
-)
+from framework.exceptions import UnknownQueueError, UnknownTopicError
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DEDUPLICATION_WINDOW, content_deduplication_id
 
+from .schema import connect, errors, transaction
 from .settings import Settings
 
-__all__ = ["SCHEMA_VERSION", "Store"]
-
-KIND = "framework-sqlite"
-SCHEMA_VERSION = "1"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS framework_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS queues (
-    name TEXT PRIMARY KEY,
-    fifo INTEGER NOT NULL,
-    visibility_timeout REAL NOT NULL,
-    delay REAL NOT NULL,
-    retention REAL NOT NULL,
-    content_based_deduplication INTEGER NOT NULL,
-    dead_letter TEXT,
-    max_receive_count INTEGER NOT NULL,
-    max_message_size INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    attributes TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    group_id TEXT,
-    deduplication_id TEXT,
-    sent_at REAL NOT NULL,
-    visible_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    first_received_at REAL,
-    receipt TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_by_deadline ON messages (queue, visible_at, seq);
-CREATE INDEX IF NOT EXISTS messages_by_group ON messages (queue, group_id, seq)
-    WHERE group_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS deduplication (
-    scope TEXT NOT NULL,
-    deduplication_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (scope, deduplication_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deduplication_by_time ON deduplication (scope, at);
-CREATE TABLE IF NOT EXISTS topics (
-    name TEXT PRIMARY KEY,
-    fifo INTEGER NOT NULL,
-    content_based_deduplication INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subscriptions (
-    topic TEXT NOT NULL,
-    name TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    filter_policy TEXT,
-    filter_policy_scope TEXT NOT NULL,
-    PRIMARY KEY (topic, name)
-);
-CREATE TABLE IF NOT EXISTS changes (
-    queue TEXT PRIMARY KEY,
-    version INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    message BLOB NOT NULL,
-    at REAL NOT NULL
-);
-"""
+__all__ = ["Store"]
 
 # A message is receivable when its deadline has passed and it has not outlived the queue's
 # retention; on a FIFO queue also only if it is the oldest message of its group, so the
@@ -162,29 +85,6 @@ class Store:
         # The change counter this process last wrote per queue: its watcher skips its own.
         self.written: dict[str, int] = {}
 
-    # --- opening ---------------------------------------------------------------------------
-
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        """Turn SQLite's errors into the framework's, naming the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) or exc.sqlite_errorname in (
-                "SQLITE_FULL",
-                "SQLITE_READONLY",
-                "SQLITE_IOERR",
-                "SQLITE_CANTOPEN",
-            ):
-                raise BackendUnavailableError(
-                    f"sqlite file {str(self.path)!r}: {exc} ({exc.sqlite_errorname}); "
-                    "the operation was not stored"
-                ) from exc
-            raise ConfigError(
-                f"sqlite file {str(self.path)!r} cannot be used: {exc} ({exc.sqlite_errorname}); "
-                "is it a corrupt or foreign file? Point sqlite:/// at another path"
-            ) from exc
-
     @property
     def db(self) -> sqlite3.Connection:
         """The open connection."""
@@ -199,69 +99,8 @@ class Store:
             ConfigError: If the file is not a SQLite database, or one of something else.
             BackendUnavailableError: If it cannot be opened or written (read-only, disk full).
         """
-        path = self.path
-        created = not path.exists() or path.stat().st_size == 0
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BackendUnavailableError(
-                f"cannot create the folder of sqlite file {str(path)!r}: {exc}"
-            ) from exc
-        with self.errors():
-            db = sqlite3.connect(
-                path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=self.settings.busy_timeout,
-            )
-            self._db = db
-            try:
-                self._check_foreign(db)
-                db.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout * 1000)}")
-                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise BackendUnavailableError(
-                        f"sqlite file {str(path)!r} cannot use WAL mode (journal_mode={mode})"
-                    )
-                db.execute(f"PRAGMA synchronous = {self.settings.synchronous.upper()}")
-                with self.write():
-                    for statement in SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(
-                        "INSERT OR IGNORE INTO framework_meta (key, value) VALUES "
-                        "('kind', ?), ('schema_version', ?)",
-                        (KIND, SCHEMA_VERSION),
-                    )
-                self._check_version(db)
-            except BaseException:
-                self._db = None
-                db.close()
-                raise
+        self._db, created = connect(self.settings)
         return created
-
-    def _check_foreign(self, db: sqlite3.Connection) -> None:
-        tables = sorted(
-            row[0]
-            for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not str(row[0]).startswith("sqlite_")
-        )
-        if tables and "framework_meta" not in tables:
-            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-            raise ConfigError(
-                f"sqlite file {str(self.path)!r} is not a framework database: it holds other "
-                f"tables ({shown}). The framework keeps its queues in a file of its own: point "
-                "sqlite:/// at another path"
-            )
-
-    def _check_version(self, db: sqlite3.Connection) -> None:
-        meta = dict(db.execute("SELECT key, value FROM framework_meta").fetchall())
-        if meta.get("kind") != KIND or meta.get("schema_version") != SCHEMA_VERSION:
-            raise ConfigError(
-                f"sqlite file {str(self.path)!r} has framework_meta {meta}, expected kind "
-                f"{KIND!r} and schema_version {SCHEMA_VERSION!r}: a file of another tool or "
-                "another framework version"
-            )
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -269,18 +108,13 @@ class Store:
         if db is not None:
             db.close()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def errors(self) -> AbstractContextManager[None]:
+        """Turn SQLite's errors into the framework's, naming the file."""
+        return errors(self.path)
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        return transaction(self.db)
 
     def _changed(self, db: sqlite3.Connection, queue: str) -> None:
         """Bump ``queue``'s row in ``changes``: other processes' watchers wake its receivers."""
@@ -290,10 +124,6 @@ class Store:
             (queue,),
         ).fetchone()[0]
         self.written[queue] = version
-
-    def versions(self) -> dict[str, int]:
-        """Return every queue's change counter (for the watcher's own connection)."""
-        return dict(self.db.execute("SELECT queue, version FROM changes").fetchall())
 
     # --- queues ----------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_deadline ON messages (queue, visible_at, seq);
-CREATE INDEX IF NOT EXISTS messages_by_group ON messages (queue, group_id, seq)
+CREATE INDEX IF NOT EXISTS messages_by_group ON messages (queue, group_id, seq, expires_at)
     WHERE group_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deduplication (
     scope TEXT NOT NULL,

@@ -40,26 +40,36 @@ __all__ = ["Store"]
 
 # A message is receivable when its deadline has passed and it has not outlived the queue's
 # retention; on a FIFO queue also only if it is the oldest message of its group, so the
-# lease on a group's head is the group's lock, in the table, for every process.
-_RECEIVABLE = """
-    m.queue = :queue AND m.visible_at <= :now AND m.expires_at > :now
-    AND (:fifo = 0 OR m.group_id IS NULL OR NOT EXISTS (
-        SELECT 1 FROM messages e
-        WHERE e.queue = :queue AND e.group_id = m.group_id AND e.seq < m.seq
-          AND e.expires_at > :now))
+# lease on a group's head is the group's lock, in the table, for every process. The heads come
+# from one pass over the (queue, group_id, seq, expires_at) index, not a lookup per message.
+_STANDARD = """
+SELECT m.seq FROM messages m
+WHERE m.queue = :queue AND m.visible_at <= :now AND m.expires_at > :now
+ORDER BY m.visible_at, m.seq LIMIT :limit
 """
-_CLAIM = f"""
+_FIFO = """
+SELECT m.seq FROM (
+    SELECT MIN(seq) AS seq FROM messages
+    WHERE queue = :queue AND group_id IS NOT NULL AND expires_at > :now
+    GROUP BY group_id
+) AS heads JOIN messages m ON m.seq = heads.seq
+WHERE m.visible_at <= :now
+ORDER BY m.visible_at, m.seq LIMIT :limit
+"""
+_CLAIM = """
 UPDATE messages
 SET receive_count = receive_count + 1,
     first_received_at = COALESCE(first_received_at, :now),
     visible_at = :until,
     receipt = seq || '.' || :token
-WHERE seq IN (
-    SELECT m.seq FROM messages m WHERE {_RECEIVABLE} ORDER BY m.visible_at, m.seq LIMIT :limit)
+WHERE seq IN ({candidates})
 RETURNING seq, message_id, body, attributes, headers, receive_count, sent_at,
     first_received_at, receipt, group_id, deduplication_id
 """
-_HAS_RECEIVABLE = f"SELECT EXISTS (SELECT 1 FROM messages m WHERE {_RECEIVABLE})"
+_CLAIM_STANDARD = _CLAIM.format(candidates=_STANDARD)
+_CLAIM_FIFO = _CLAIM.format(candidates=_FIFO)
+_HAS_STANDARD = f"SELECT EXISTS ({_STANDARD})"
+_HAS_FIFO = f"SELECT EXISTS ({_FIFO})"
 _QUEUE_COLUMNS = (
     "fifo, visibility_timeout, delay, retention, content_based_deduplication, dead_letter, "
     "max_receive_count, max_message_size"
@@ -210,7 +220,8 @@ class Store:
                 message.body,
                 json.dumps(dict(message.attributes), separators=(",", ":")),
                 json.dumps(dict(message.headers), separators=(",", ":")),
-                message.group_id if fifo else None,
+                # SQS refuses a FIFO message without a group; here it joins the group "".
+                (message.group_id or "") if fifo else None,
                 message.deduplication_id,
                 sent_at,
                 now + max(message.delay, delay),
@@ -241,12 +252,12 @@ class Store:
                 params = {
                     "queue": queue,
                     "now": now,
-                    "fifo": row[0],
                     "until": now + row[1],
                     "token": token,
                     "limit": limit,
                 }
-                rows = db.execute(_CLAIM, params).fetchall()
+                claim = _CLAIM_FIFO if row[0] else _CLAIM_STANDARD
+                rows = db.execute(claim, params).fetchall()
             if not rows:
                 nxt = self.db.execute(
                     "SELECT MIN(visible_at) FROM messages WHERE queue = ? AND visible_at > ?",
@@ -389,7 +400,8 @@ class Store:
         """True if a receive on ``queue`` now would return a message."""
         with self.errors():
             fifo = self._queue(self.db, queue)[0]
-            row = self.db.execute(_HAS_RECEIVABLE, {"queue": queue, "now": now, "fifo": fifo})
+            query = _HAS_FIFO if fifo else _HAS_STANDARD
+            row = self.db.execute(query, {"queue": queue, "now": now, "limit": 1})
             return bool(row.fetchone()[0])
 
     def purge(self, queue: str) -> int:

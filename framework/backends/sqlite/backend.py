@@ -206,7 +206,9 @@ class SQLiteBackend:
 
     async def extend(self, delivery: Delivery, *, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` from now."""
-        await self._call(self.store.change_visibility, delivery.receipt, self._now(), seconds)
+        # As at receive, the lease outlasts the handler's new deadline by ``lease_grace``.
+        lease = seconds + self.settings.lease_grace if seconds > 0 else seconds
+        await self._call(self.store.change_visibility, delivery.receipt, self._now(), lease)
         if seconds <= 0:
             self._held.pop(delivery.receipt, None)
             self.hub.notify(delivery.queue)
@@ -218,9 +220,11 @@ class SQLiteBackend:
             UnknownQueueError: If the queue has no dead-letter queue.
         """
         self._held.pop(delivery.receipt, None)
-        await self._call(self.store.dead_letter, delivery, reason, self._now())
-        if delivery.group_id is not None:
-            self.hub.notify(delivery.queue)
+        dlq = await self._call(self.store.dead_letter, delivery, reason, self._now())
+        if dlq is not None:
+            self.hub.notify(dlq)
+            if delivery.group_id is not None:
+                self.hub.notify(delivery.queue)  # the group's next message is receivable now
 
     async def stats(self, queue: str) -> QueueStats:
         """Return depth, in flight, delayed and the dead-letter queue's size.

@@ -11,7 +11,7 @@ from framework.exceptions import ConfigError
 __all__ = ["Settings"]
 
 _SYNCHRONOUS = ("normal", "full", "extra")
-_OPTIONS = {"synchronous", "busy_timeout"}
+_OPTIONS = {"synchronous", "busy_timeout", "lease_grace"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +25,15 @@ class Settings:
       (a commit also survives a power loss: one fsync per commit) or ``extra``.
     - ``busy_timeout``: seconds a writer waits for another process's write lock before the
       call fails; default 10.
+    - ``lease_grace``: seconds a lease in the file outlasts the visibility timeout; default
+      0.5. The runtime cancels a handler at the timeout and settles its delivery; the grace
+      lets it do so before another receive (in any process) can lease the message again.
     """
 
     path: Path
     synchronous: str = "normal"
     busy_timeout: float = 10.0
+    lease_grace: float = 0.5
 
     @classmethod
     def from_url(cls, url: str) -> Settings:
@@ -62,13 +66,22 @@ class Settings:
                 f"sqlite:// option synchronous={synchronous!r} must be one of "
                 f"{', '.join(_SYNCHRONOUS)}"
             )
-        try:
-            busy = float(options.get("busy_timeout", "10"))
-        except ValueError:
-            busy = -1.0
-        if not 0 < busy <= 3600:
-            raise ConfigError(
-                f"sqlite:// option busy_timeout={options['busy_timeout']!r} must be seconds "
-                "from 0 to 3600"
-            )
-        return cls(path=Path(raw), synchronous=synchronous, busy_timeout=busy)
+        busy = _seconds(options, "busy_timeout", "10", low=0.0, open_low=True)
+        grace = _seconds(options, "lease_grace", "0.5", low=0.0, open_low=False)
+        return cls(path=Path(raw), synchronous=synchronous, busy_timeout=busy, lease_grace=grace)
+
+
+def _seconds(
+    options: dict[str, str], name: str, default: str, *, low: float, open_low: bool
+) -> float:
+    text = options.get(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > low if open_low else value >= low) or value > 3600:
+        bound = "above" if open_low else "from"
+        raise ConfigError(
+            f"sqlite:// option {name}={text!r} must be seconds {bound} {low:g} to 3600"
+        )
+    return value

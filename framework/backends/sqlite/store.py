@@ -252,7 +252,7 @@ class Store:
                 params = {
                     "queue": queue,
                     "now": now,
-                    "until": now + row[1],
+                    "until": now + row[1] + self.settings.lease_grace,
                     "token": token,
                     "limit": limit,
                 }
@@ -332,8 +332,11 @@ class Store:
                     self._changed(db, row[0])
         return released
 
-    def dead_letter(self, delivery: Delivery, reason: DeadLetterReason, now: float) -> bool:
+    def dead_letter(self, delivery: Delivery, reason: DeadLetterReason, now: float) -> str | None:
         """Move a leased message to its dead-letter queue in one transaction, with ``reason``.
+
+        Returns:
+            The dead-letter queue's name, or None if the message was leased again meanwhile.
 
         Raises:
             UnknownQueueError: If the queue has no dead-letter queue, or it does not exist.
@@ -349,7 +352,7 @@ class Store:
                 (_seq_of(receipt), receipt),
             ).fetchone()
             if row is None:
-                return False  # leased again meanwhile: that receive decides
+                return None  # leased again meanwhile: that receive decides
             headers = {**json.loads(row[0]), **reason.headers()}
             db.execute(
                 "INSERT INTO messages (queue, message_id, body, attributes, headers, group_id, "
@@ -368,7 +371,7 @@ class Store:
             self._changed(db, dlq)
             if delivery.group_id is not None:
                 self._changed(db, delivery.queue)
-            return True
+            return str(dlq)
 
     def stats(self, queue: str, now: float) -> QueueStats:
         """Return the queue's depth, in-flight and delayed counts and its dead letters."""

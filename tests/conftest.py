@@ -1,8 +1,10 @@
 """Fixtures shared by the whole suite: the backend every conformance test runs on, fresh names.
 
 Three lanes (see STYLE.md section 3): plain ``pytest`` runs memory plus whatever broker is
-reachable; CI sets ``FRAMEWORK_TEST_BACKENDS=memory,rabbitmq,aws`` so a missing broker fails
-instead of skipping; ``-m "not rabbitmq and not aws"`` runs offline.
+reachable; CI sets ``FRAMEWORK_TEST_BACKENDS=memory,rabbitmq,aws,sqlite`` so a missing broker
+fails instead of skipping; ``-m "not rabbitmq and not aws"`` runs offline (memory and sqlite).
+
+The sqlite lane needs nothing but a folder: each test gets a fresh file under its ``tmp_path``.
 
 For now the RabbitMQ lane is opt-in: it runs only when ``FRAMEWORK_TEST_BACKENDS`` lists
 ``rabbitmq``. The broker on these machines is shared, and while the backend's reliability tests

@@ -122,7 +122,7 @@ class Fleet:
         }
         command = [sys.executable, "-m", "framework.cli", "run", "worker_app:app"]
         command += ["--workers-only", "--backend", self.url, "--grace", "2"]
-        command += ["--log-level", "warning"]
+        command += ["--log-level", "info"]
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command, cwd=HERE, env=environment, stdout=out, stderr=subprocess.STDOUT
@@ -130,6 +130,17 @@ class Fleet:
         worker = Worker(name, process, results, log)
         self.workers.append(worker)
         return worker
+
+    async def wait_started(self) -> None:
+        """Wait until every worker logged ``app.started`` (its signal handlers are set)."""
+
+        def started() -> bool:
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise AssertionError(f"{worker.name} exited early:\n{self.logs()}")
+            return all("app.started" in w.log.read_text() for w in self.workers)
+
+        await until(started, START_TIMEOUT, f"the workers to start:\n{self.logs()}")
 
     def kill(self, worker: Worker) -> None:
         """``kill -9`` the worker: no shutdown code runs."""

@@ -142,6 +142,7 @@ async def test_processes_sharing_a_file_keep_fifo_group_order(
     ) as fleet:
         for n in range(processes):
             fleet.start(f"p{n}")
+        await fleet.wait_started()
         sent = [f"g{n % groups}-{n // groups}" for n in range(groups * per_group)]
         await fleet.send(sent, group=lambda n: f"g{n % groups}")
         await fleet.wait_until_handled(sent)

@@ -359,7 +359,14 @@ def routes(
     if app_target is not None:
         rows = routes_of(load_app(app_target))
     else:
-        ops = _ops(server, backend, env, token)
+        # Routes belong to a running app, not to a backend's file: without --backend, ask the
+        # local `framework run` (or the configured server), as before the SQLite default.
+        settings = load_settings(env=env, overrides={"backend": backend})
+        ops = (
+            _ops(server, backend, env, token)
+            if server or backend
+            else ServerOps(settings.server or LOCAL_SERVER, token)
+        )
         rows = _run(ops.routes)
     if as_json:
         click.echo(json.dumps({"routes": rows}, indent=2))

@@ -179,3 +179,13 @@ def test_a_named_backend_still_wins(
     assert code == 0, err
     assert other.is_file()
     assert not (folder / ".framework").exists()
+
+
+def test_operations_on_a_missing_file_create_nothing(project: tuple[Path, str]) -> None:
+    """`framework queues APP` where the app never ran says so and leaves no empty file."""
+    folder, name = project
+    code, _, err = run("queues", f"{name}:app")
+    assert code == 1
+    assert f".framework/{name}.db" in err
+    assert "framework run APP" in err
+    assert not (folder / ".framework").exists()

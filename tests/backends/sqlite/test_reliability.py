@@ -50,7 +50,12 @@ async def test_kill_9_of_a_worker_holding_messages_loses_nothing(fleet: Fleet) -
     sent = [f"job-{n}" for n in range(60)]
     a = fleet.start("a")
     await fleet.send(sent)
-    await until(lambda: len(a.records("D")) >= 10, 20, f"a to finish 10:\n{fleet.logs()}")
+
+    def holding() -> bool:
+        done = len(a.records("D"))
+        return done >= 10 and len(a.records("S")) > done
+
+    await until(holding, 20, f"a to finish 10 and hold more:\n{fleet.logs()}")
     fleet.kill(a)
     done = {r.id for r in a.records("D")}
     held = {r.id for r in a.records("S")} - done

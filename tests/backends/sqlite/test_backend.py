@@ -302,3 +302,15 @@ def test_bad_urls_are_refused_clearly(url: str, error: str) -> None:
     """Each bad URL names what is wrong."""
     with pytest.raises(ConfigError, match=error):
         Settings.from_url(url)
+
+
+@pytest.mark.parametrize(("option", "level"), [("", 1), ("?synchronous=full", 2)])
+async def test_the_file_is_in_wal_mode_with_the_chosen_synchronous_level(
+    tmp_path: Path, option: str, level: int
+) -> None:
+    """WAL always; synchronous NORMAL (1) by default, FULL (2) when asked; busy_timeout set."""
+    async with SQLiteBackend.from_url(f"sqlite:///{tmp_path / 'p.db'}{option}") as backend:
+        db = backend.store.db
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000

@@ -88,7 +88,9 @@ class SQLiteBackend:
             with contextlib.suppress(RuntimeError):  # the loop closed while the watcher looked
                 loop.call_soon_threadsafe(self.hub.notify_many, queues)
 
-        self._watcher = Watcher(self.settings.path, self.store.written, changed)
+        self._watcher = Watcher(
+            self.settings.path, self.store.written, changed, poll_max=self.settings.poll_max
+        )
         self.hub.on_waiting = self._watcher.activate
         self._watcher.start()
         event(

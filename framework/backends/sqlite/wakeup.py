@@ -6,9 +6,9 @@ change made by this process notifies the waiting receivers directly (``Hub.notif
 made by another process is seen by the ``Watcher``: a thread with a connection of its own that
 reads ``PRAGMA data_version`` (which changes when another connection commits; reading it costs
 no I/O) and, when it changed, the tiny ``changes`` table of per-queue counters that every write
-bumps. It polls every millisecond right after a change and backs off to ``POLL_MAX`` when the
-file is quiet, and it sleeps on an event while no receiver waits, so an idle worker costs
-nothing but a few polls a second.
+bumps. It polls every millisecond right after a change and backs off to ``poll_max`` (default
+``POLL_MAX``, 50 ms) when the file is quiet, and it sleeps on an event while no receiver waits,
+so an idle worker costs nothing but a few polls a second.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,12 +83,19 @@ class Watcher:
         path: The database file.
         own: The change counters this process wrote last (``Store.written``), skipped.
         changed: Called from the thread with the queues another process changed.
+        poll_max: The longest interval between two looks, in seconds, once the file is quiet.
     """
 
     def __init__(
-        self, path: Path, own: dict[str, int], changed: Callable[[list[str]], None]
+        self,
+        path: Path,
+        own: dict[str, int],
+        changed: Callable[[list[str]], None],
+        *,
+        poll_max: float = POLL_MAX,
     ) -> None:
         self._path = path
+        self._poll_max = poll_max
         self._own = own
         self._changed = changed
         self._active = threading.Event()
@@ -126,12 +134,16 @@ class Watcher:
                 if not self._active.is_set():
                     self._active.wait()
                     interval = POLL_MIN
-                if self._stopping.wait(interval):
+                # time.sleep, not Event.wait(timeout): a timed lock wait cost four times the CPU
+                # here (340 against 90 microseconds per 50 ms wait), and this runs 20 times a
+                # second in every idle worker. ``stop`` waits at most one interval for it.
+                time.sleep(interval)
+                if self._stopping.is_set():
                     return
                 self.polls += 1
                 current = db.execute("PRAGMA data_version").fetchone()[0]
                 if current == data_version:
-                    interval = min(interval * 2, POLL_MAX)
+                    interval = min(interval * 2, self._poll_max)
                     continue
                 data_version = current
                 interval = POLL_MIN

@@ -295,6 +295,7 @@ def test_synchronous_defaults_to_normal_and_can_be_full() -> None:
         ("sqlite:///a.db?synchronous=off", "must be one of normal, full, extra"),
         ("sqlite:///a.db?busy_timeout=0", "busy_timeout='0'"),
         ("sqlite:///a.db?lease_grace=-1", "lease_grace='-1'"),
+        ("sqlite:///a.db?poll_max=0", "poll_max='0'"),
         ("sqlite:///a.db?fast=1", "fast"),
     ],
 )

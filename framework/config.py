@@ -2,7 +2,8 @@
 
 Precedence, highest first: a command-line flag; the profile chosen with ``--env`` (or
 ``FRAMEWORK_ENV``) from ``[tool.framework.env.NAME]``; the ``FRAMEWORK_BACKEND`` variable; the
-top-level ``[tool.framework]`` table; the default ``memory://``.
+top-level ``[tool.framework]`` table; the default ``sqlite:///.framework/{app}.db``, a durable
+file per app in the working directory (``{app}`` is the app's name, in any URL).
 
 The SMTP receiver's table ``[tool.framework.smtp]`` is merged key by key with the profile's
 ``[tool.framework.env.NAME.smtp]``; an ``App(smtp=SMTPConfig(...))`` given in code replaces both.
@@ -11,6 +12,7 @@ The SMTP receiver's table ``[tool.framework.smtp]`` is merged key by key with th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,9 +23,10 @@ from framework.exceptions import ConfigError
 from framework.redact import mask_text
 from framework.smtp.config import SMTPConfig, SMTPTable
 
-__all__ = ["Settings", "find_pyproject", "load_settings", "load_smtp_config"]
+__all__ = ["Settings", "backend_for", "find_pyproject", "load_settings", "load_smtp_config"]
 
-DEFAULT_BACKEND = "memory://"
+DEFAULT_BACKEND = "sqlite:///.framework/{app}.db"
+APP_PLACEHOLDER = "{app}"
 _KEYS = {"backend", "host", "http_port", "smtp_port", "grace", "log_level", "server"}
 
 
@@ -48,6 +51,44 @@ class Settings:
             if values[name] is not None:
                 values[name] = mask_text(values[name])
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+
+    def backend_for(self, app_name: str | None = None) -> str:
+        """Return the backend URL for the app named ``app_name`` (see ``backend_for``)."""
+        return backend_for(self.backend, app_name)
+
+
+def backend_for(url: str, app_name: str | None = None) -> str:
+    """Return ``url`` with ``{app}`` replaced by ``app_name`` made fit for a file name.
+
+    Without an app name (``framework send`` and the other operations commands that take no
+    APP), a ``sqlite://`` URL's ``{app}`` stands for the one file that matches it, so
+    ``framework redrive orders-dlq`` finds ``.framework/shop.db`` when it is the only one.
+
+    Raises:
+        ConfigError: If no app name is given and no file, or several, match the pattern.
+    """
+    if APP_PLACEHOLDER not in url:
+        return url
+    if app_name is not None:
+        return url.replace(APP_PLACEHOLDER, re.sub(r"[^A-Za-z0-9._-]", "_", app_name))
+    scheme, _, rest = url.partition(":///")
+    pattern, _, query = rest.partition("?")
+    if scheme != "sqlite":
+        raise ConfigError(f"backend {url!r} needs an app name for {APP_PLACEHOLDER}: pass APP")
+    folder = Path(pattern).parent
+    stem = Path(pattern).name
+    found = sorted(folder.glob(stem.replace(APP_PLACEHOLDER, "*"))) if folder.is_dir() else []
+    if len(found) == 1:
+        return f"sqlite:///{found[0]}" + (f"?{query}" if query else "")
+    if not found:
+        raise ConfigError(
+            f"no app database matches {pattern!r} in {Path.cwd()}: run `framework run APP` "
+            "here first, or pass --backend sqlite:///PATH (or --server URL)"
+        )
+    names = ", ".join(str(p) for p in found)
+    raise ConfigError(
+        f"several app databases match {pattern!r} ({names}): pass --backend sqlite:///PATH"
+    )
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:

@@ -1,8 +1,10 @@
 """Fixtures shared by the whole suite: the backend every conformance test runs on, fresh names.
 
 Three lanes (see STYLE.md section 3): plain ``pytest`` runs memory plus whatever broker is
-reachable; CI sets ``FRAMEWORK_TEST_BACKENDS=memory,rabbitmq,aws`` so a missing broker fails
-instead of skipping; ``-m "not rabbitmq and not aws"`` runs offline.
+reachable; CI sets ``FRAMEWORK_TEST_BACKENDS=memory,rabbitmq,aws,sqlite`` so a missing broker
+fails instead of skipping; ``-m "not rabbitmq and not aws"`` runs offline (memory and sqlite).
+
+The sqlite lane needs nothing but a folder: each test gets a fresh file under its ``tmp_path``.
 
 For now the RabbitMQ lane is opt-in: it runs only when ``FRAMEWORK_TEST_BACKENDS`` lists
 ``rabbitmq``. The broker on these machines is shared, and while the backend's reliability tests
@@ -39,6 +41,8 @@ BACKENDS = [
     pytest.param(("memory", "memory://"), id="memory"),
     pytest.param(("rabbitmq", AMQP), id="rabbitmq", marks=pytest.mark.rabbitmq),
     pytest.param(("aws", AWS), id="aws", marks=pytest.mark.aws),
+    # A fresh file under the test's tmp_path (see ``backend_url``).
+    pytest.param(("sqlite", "sqlite:///"), id="sqlite"),
 ]
 
 CONNECT_TIMEOUT = 0.3
@@ -54,7 +58,7 @@ def required_backends() -> set[str]:
 def address_of(url: str) -> tuple[str, int] | None:
     """Return the host and port a backend URL connects to, or None for an in-process backend."""
     parts = urlsplit(url)
-    if parts.scheme == "memory":
+    if parts.scheme in ("memory", "sqlite"):
         return None
     if parts.scheme == "aws":
         endpoint = parse_qs(parts.query).get("endpoint_url")
@@ -78,7 +82,7 @@ def redacted(url: str) -> str:
 def reachable(url: str) -> bool:
     """Return True if the backend at ``url`` accepts a TCP connection within a fraction of a second.
 
-    The in-process memory backend is always reachable.
+    The in-process memory backend and the embedded SQLite file are always reachable.
     """
     address = address_of(url)
     if address is None:
@@ -196,6 +200,9 @@ def backend_url(request: pytest.FixtureRequest) -> str:
             pytest.skip(f"aws backend is not available: {exc}")
         url = f"aws://us-east-1?endpoint_url={request.getfixturevalue('moto_endpoint')}"
         expect_moto_gap(request, url)
+    if name == "sqlite":
+        tmp_path = request.getfixturevalue("tmp_path")
+        url = f"sqlite:///{tmp_path / 'conformance.db'}"
     try:
         from_url(url)
     except (MissingDependencyError, ImportError) as exc:

@@ -35,6 +35,7 @@ _SCHEMES = {
     "amqp": ("framework.backends.rabbitmq:RabbitMQBackend", "rabbitmq"),
     "amqps": ("framework.backends.rabbitmq:RabbitMQBackend", "rabbitmq"),
     "aws": ("framework.backends.aws:AWSBackend", "aws"),
+    "sqlite": ("framework.backends.sqlite:SQLiteBackend", None),
 }
 
 

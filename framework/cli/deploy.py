@@ -41,7 +41,7 @@ def provision(app_target: str, backend: str | None, env: str | None, check: bool
             "provision; pass --backend amqp://... or aws://REGION"
         )
     app = load_app(app_target)
-    target = from_url(settings.backend)
+    target = from_url(settings.backend_for(app.name))
     runtime = app.run(target, workers=False, declare=not check)
     total = runtime.declarations()
     done = 0

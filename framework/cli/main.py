@@ -34,7 +34,9 @@ def cli() -> None:
 @cli.command()
 @click.argument("app_target", metavar="APP")
 @click.option(
-    "--backend", help="Backend URL: memory://, amqp://..., aws://REGION (FRAMEWORK_BACKEND)."
+    "--backend",
+    help="Backend URL: sqlite:///PATH (default sqlite:///.framework/{app}.db), memory://, "
+    "amqp://..., aws://REGION (FRAMEWORK_BACKEND).",
 )
 @click.option("--env", "env", help="Profile from [tool.framework.env.NAME] in pyproject.toml.")
 @click.option("--host", default=None, help="Address the gateway listens on (default 127.0.0.1).")
@@ -103,7 +105,7 @@ def run(
         async def work() -> None:
             await serve(
                 app,
-                backend_url=settings.backend,
+                backend_url=settings.backend_for(app.name),
                 host=settings.host,
                 http_port=http,
                 smtp_port=smtp,
@@ -118,7 +120,10 @@ def run(
 def _ops_options(command: F) -> F:
     options = [
         click.option("--server", help="A running `framework run`, e.g. http://127.0.0.1:8000."),
-        click.option("--backend", help="Talk straight to a broker: amqp://..., aws://REGION."),
+        click.option(
+            "--backend",
+            help="Talk straight to the backend: sqlite:///PATH, amqp://..., aws://REGION.",
+        ),
         click.option("--env", "env", help="Profile from [tool.framework.env.NAME]."),
         click.option("--token", envvar="FRAMEWORK_ADMIN_TOKEN", help="The admin API's token."),
     ]
@@ -127,13 +132,19 @@ def _ops_options(command: F) -> F:
     return command
 
 
-def _ops(server: str | None, backend: str | None, env: str | None, token: str | None) -> Ops:
+def _ops(
+    server: str | None,
+    backend: str | None,
+    env: str | None,
+    token: str | None,
+    app_name: str | None = None,
+) -> Ops:
     """Choose where the queues are: an explicit flag, then the profile and environment."""
     if server:
         return ServerOps(server, token)
     settings = load_settings(env=env, overrides={"backend": backend})
     if backend or not settings.backend.startswith("memory:"):
-        return BackendOps(settings.backend)
+        return BackendOps(settings.backend_for(app_name))
     return ServerOps(settings.server or LOCAL_SERVER, token)
 
 
@@ -170,8 +181,9 @@ def queues(
     With APP (module:attribute), its declared queues; with --queue, those. A RabbitMQ broker
     cannot list its queues over AMQP, so name them one of these ways there.
     """
-    ops = _ops(server, backend, env, token)
-    chosen = [*(load_app(app_target).registry.queues if app_target else ()), *names]
+    app = load_app(app_target) if app_target else None
+    ops = _ops(server, backend, env, token, app.name if app is not None else None)
+    chosen = [*(app.registry.queues if app is not None else ()), *names]
     rows = run_once(lambda: ops.queues(chosen))
     if not rows and not chosen:
         click.echo(
@@ -340,7 +352,14 @@ def routes(
     if app_target is not None:
         rows = routes_of(load_app(app_target))
     else:
-        ops = _ops(server, backend, env, token)
+        # Routes belong to a running app, not to a backend's file: without --backend, ask the
+        # local `framework run` (or the configured server), as before the SQLite default.
+        settings = load_settings(env=env, overrides={"backend": backend})
+        ops = (
+            _ops(server, backend, env, token)
+            if server or backend
+            else ServerOps(settings.server or LOCAL_SERVER, token)
+        )
         rows = run_once(ops.routes)
     if as_json:
         click.echo(json.dumps({"routes": rows}, indent=2))

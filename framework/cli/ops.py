@@ -196,6 +196,16 @@ class BackendOps:
                 "memory:// lives inside the process that runs the app: reach it with "
                 "--server http://HOST:PORT (the running `framework run`)"
             )
+        if url.startswith("sqlite:"):
+            from framework.backends.sqlite.settings import Settings as SQLiteSettings
+
+            path = SQLiteSettings.from_url(url).path
+            if not path.exists():
+                # An operations command must not leave an empty database behind a typo.
+                raise ConfigError(
+                    f"no sqlite file {str(path)!r}: run `framework run APP` (or `framework "
+                    "provision APP`) to create it, or pass --backend sqlite:///PATH"
+                )
         self.url = url
 
     async def _with(self, work: Callable[[Backend], Any]) -> Any:

@@ -64,6 +64,10 @@ def served() -> Iterator[Served]:
             "framework.cli",
             "run",
             "sample_app:app",
+            # These tests reach the app through its admin API; the durable default would
+            # leave a file in tests/cli/ and its messages to the next run.
+            "--backend",
+            "memory://",
             "--http-port",
             str(port),
             "--no-smtp",

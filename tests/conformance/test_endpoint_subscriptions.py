@@ -119,9 +119,9 @@ async def test_endpoint_that_never_accepts_is_dead_lettered_without_blocking_oth
 
 
 async def test_mailto_subscription_mails_the_message(backend_url: str, topic_name: str) -> None:
-    """A ``mailto:`` subscription sends each message as a mail (captured by memory's outbox)."""
-    if not backend_url.startswith("memory:"):
-        pytest.skip("only the memory backend captures outgoing mail in an outbox")
+    """A ``mailto:`` subscription sends each message as a mail (captured in an outbox)."""
+    if not backend_url.startswith(("memory:", "sqlite:")):
+        pytest.skip("only the memory and sqlite backends capture outgoing mail in an outbox")
     app = App("conformance")
     app.subscribe(topic_name, "mailto:ops@shop.example")
     async with TestApp(app, backend=backend_url) as t:

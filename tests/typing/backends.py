@@ -14,6 +14,7 @@ from framework.backends.aws import AWSBackend
 from framework.backends.base import CanCheckDeclared
 from framework.backends.memory import MemoryBackend
 from framework.backends.rabbitmq import RabbitMQBackend
+from framework.backends.sqlite import SQLiteBackend
 from framework.clock import Clock
 from framework.messages import OutgoingMail
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
@@ -24,9 +25,11 @@ by_url: Backend = from_url("memory://")
 memory: MemoryBackend = MemoryBackend.from_url("memory://")  # from_url returns Self
 rabbitmq: Backend = RabbitMQBackend.from_url("amqp://guest:guest@127.0.0.1:5672/")
 aws: Backend = AWSBackend.from_url("aws://us-east-1")
+sqlite: Backend = SQLiteBackend.from_url("sqlite:///app.db")
 # --no-declare: every backend can say what is missing.
 checks: list[CanCheckDeclared] = [
     memory,
+    SQLiteBackend.from_url("sqlite:///app.db"),
     RabbitMQBackend.from_url("amqp://"),
     AWSBackend.from_url("aws://us-east-1"),
 ]

@@ -34,7 +34,8 @@ def test_defaults_without_any_configuration(tmp_path: Path) -> None:
     path.write_text('[project]\nname = "x"\n')
     settings = load_settings(pyproject=path, environ={})
     assert settings == Settings()
-    assert settings.backend == "memory://"
+    assert settings.backend == "sqlite:///.framework/{app}.db"
+    assert settings.backend_for("shop") == "sqlite:///.framework/shop.db"
 
 
 def test_pyproject_table_sets_values(pyproject: Path) -> None:

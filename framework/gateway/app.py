@@ -28,6 +28,7 @@ from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import Endpoint, RouteTable
+from framework.gateway.sockets import SocketAPI, deny
 from framework.gateway.throttle import throttled
 from framework.runtime.events import Events
 
@@ -118,6 +119,17 @@ class Gateway:
             self.routes.add(path, methods, endpoint)
         for path, endpoint in self.dashboard.routes() if self.dashboard is not None else ():
             self.routes.add(path, ("GET",), endpoint)
+        sockets = self.metrics.sockets if self.metrics is not None else None
+        self.sockets = {
+            path: SocketAPI(
+                api,
+                [r for r in registry.websocket_routes if r.path == path],
+                events,
+                sockets,
+                clock,
+            )
+            for path, api in registry.websocket_apis.items()
+        }
 
     def close(self) -> None:
         """Stop observing the app's events (the gateway is being replaced)."""
@@ -150,7 +162,7 @@ class Gateway:
         return endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection: an HTTP request, or the lifespan protocol."""
+        """Serve one ASGI connection: an HTTP request, a WebSocket, or the lifespan protocol."""
         if scope["type"] != "http":
             await self._other(scope, receive, send)
             return
@@ -196,7 +208,14 @@ class Gateway:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            api = self.sockets.get(route_path(scope))
+            if api is None:
+                if (await receive())["type"] == "websocket.connect":
+                    await deny(scope, send, 404, "no WebSocket API at this path")
+                return
+            if self.proxies is not None:
+                self.proxies.resolve(scope)
+            await api(scope, receive, send)
 
 
 def build(

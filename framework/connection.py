@@ -8,11 +8,11 @@ process can tell where to deliver a push without a shared table: the runtime's
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from framework.principal import Principal
 
@@ -21,7 +21,12 @@ __all__ = [
     "DEFAULT",
     "DISCONNECT",
     "SPECIAL_ROUTES",
+    "CanRelayConnections",
     "Connection",
+    "Relay",
+    "Reply",
+    "Request",
+    "Serve",
     "new_connection_id",
     "owner_of",
 ]
@@ -32,6 +37,13 @@ DEFAULT = "$default"
 SPECIAL_ROUTES = (CONNECT, DISCONNECT, DEFAULT)
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+Request = Mapping[str, Any]
+"""A request about a connection, from another process: ``{"op": "send", "id": ..., ...}``."""
+Reply = dict[str, Any]
+"""Its answer: ``{}``, ``{"connection": {...}}`` or ``{"error": "gone", "detail": ...}``."""
+Serve = Callable[[Request], Awaitable[Reply]]
+"""What answers the requests sent to this process."""
 
 
 def new_connection_id(process: str) -> str:
@@ -105,3 +117,25 @@ class Connection:
             query=MappingProxyType(dict(data["query"])),
             connected_at=datetime.fromisoformat(str(data["connected_at"])),
         )
+
+
+class Relay(Protocol):
+    """**Protocol**: a backend's delivery path to the process owning a connection."""
+
+    async def call(self, owner: str, request: Request) -> Reply:
+        """Send ``request`` to process ``owner`` and return its reply.
+
+        Raises:
+            ConnectionGoneError: If that process is gone (or does not answer in time).
+        """
+
+    async def aclose(self) -> None:
+        """Stop answering and disconnect."""
+
+
+@runtime_checkable
+class CanRelayConnections(Protocol):
+    """**Protocol**: a backend that can deliver connection requests between processes."""
+
+    async def connection_relay(self, process: str, serve: Serve) -> Relay:
+        """Start answering requests for ``process`` with ``serve``; return the sending side."""

@@ -100,6 +100,11 @@ async def serve(
             # (App(trusted_proxies=...)); uvicorn's default trusts X-Forwarded-For from loopback.
             proxy_headers=False,
             timeout_graceful_shutdown=max(1, round(grace)),
+            # Frames over the largest WebSocket message allowed close with 1009 before buffering.
+            ws_max_size=max(
+                (api.max_message_size for api in app.registry.websocket_apis.values()),
+                default=16_777_216,
+            ),
         )
         server = _Server(config)
     scheme = backend_url.partition("://")[0]
@@ -142,6 +147,9 @@ async def serve(
                             if server is not None and sock is not None:
                                 tg.start_soon(server.serve, [sock])
                             await stop.wait()
+                            # WebSockets close with 1001 after their handlers, before uvicorn's
+                            # shutdown would drop them with 1012.
+                            await runtime.close_connections()
                             if server is not None:
                                 server.should_exit = True
                             if receiver is not None:

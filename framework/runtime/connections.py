@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import anyio
 from pydantic_core import to_json
 
-from framework.connection import Connection, new_connection_id, owner_of
+from framework.connection import (
+    CanRelayConnections,
+    Connection,
+    Relay,
+    Reply,
+    Request,
+    new_connection_id,
+    owner_of,
+)
 from framework.exceptions import ConnectionGoneError, MessageTooLargeError
 
-__all__ = [
-    "CanRelayConnections",
-    "ConnectionManager",
-    "Connections",
-    "Relay",
-    "Session",
-    "encode_push",
-]
-
-Request = Mapping[str, Any]
-Reply = dict[str, Any]
-Serve = Callable[[Request], Awaitable[Reply]]
+__all__ = ["ConnectionManager", "Connections", "Session", "encode_push"]
 
 
 class Session(Protocol):
@@ -65,28 +61,6 @@ class Session(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Start closing the connection with ``code``; the handler in flight finishes."""
-
-
-class Relay(Protocol):
-    """**Protocol**: a backend's delivery path to the process owning a connection."""
-
-    async def call(self, owner: str, request: Request) -> Reply:
-        """Send ``request`` to process ``owner`` and return its reply.
-
-        Raises:
-            ConnectionGoneError: If that process is gone (or does not answer in time).
-        """
-
-    async def aclose(self) -> None:
-        """Stop answering and disconnect."""
-
-
-@runtime_checkable
-class CanRelayConnections(Protocol):
-    """**Protocol**: a backend that can deliver connection requests between processes."""
-
-    async def connection_relay(self, process: str, serve: Serve) -> Relay:
-        """Start answering requests for ``process`` with ``serve``; return the sending side."""
 
 
 class ConnectionManager(Protocol):

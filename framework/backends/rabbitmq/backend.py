@@ -26,6 +26,7 @@ from aio_pika.exceptions import (
 )
 
 from framework.clock import Clock, SystemClock
+from framework.connection import Serve
 from framework.exceptions import MailError, UnknownQueueError, UnknownTopicError
 from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
@@ -35,6 +36,7 @@ from framework.semantics.fifo import DeduplicationWindow
 
 from .leases import Inbox, Lease, LeaseTable, is_alive
 from .messages import Received, amqp_message, copy_of
+from .relay import ConnectionRelay
 from .settings import Settings
 from .topology import Topology
 
@@ -113,6 +115,14 @@ class RabbitMQBackend:
         for inbox in self._inboxes.values():
             inbox.reset()
         event(log, logging.WARNING, "backend.reconnected", backend="rabbitmq")
+
+    async def connection_relay(self, process: str, serve: Serve) -> ConnectionRelay:
+        """Start answering connection requests for ``process``; see ``relay.py``."""
+        if self.connection is None:
+            raise RuntimeError("the RabbitMQ backend is not connected")
+        relay = ConnectionRelay(self.connection, process, serve)
+        await relay.open()
+        return relay
 
     @property
     def topology(self) -> Topology:

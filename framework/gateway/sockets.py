@@ -113,6 +113,7 @@ class _Session:
         self.gone = False
         self.overflowed = False
         self.in_handler = False
+        self.finished = False
         self.receiving: anyio.CancelScope | None = None
         self.writing = anyio.CancelScope()
         self.bucket = _Bucket(api.spec.rate, api.spec.burst)
@@ -136,7 +137,9 @@ class _Session:
     # --- the gateway's side ---------------------------------------------------------------------
 
     def enqueue(self, text: str | None, data: bytes | None, route: str) -> None:
-        if self.closing is not None or self.gone:
+        # While closing (1001 after the handler in flight) the queue still takes its answer;
+        # once it is flushed, or dropped on overflow, the connection is gone.
+        if self.gone or self.finished or self.overflowed:
             raise ConnectionGoneError(f"connection {self.connection.id!r} is closed")
         try:
             self.outbox.send_nowait((text, data))
@@ -208,6 +211,7 @@ class _Session:
             self.writing.cancel()
         else:
             self.writing.deadline = anyio.current_time() + FLUSH_TIMEOUT
+        self.finished = True
         self.outbox.close()
 
 

@@ -175,6 +175,8 @@ class WebSocketClient:
             async for _ in self._inbox:
                 pass
         await group.__aexit__(None, None, None)
+        self._app_inbox.close()
+        self._inbox.close()
 
     # --- the test's side ------------------------------------------------------------------
 

@@ -7,6 +7,17 @@ import pytest
 from tests.conftest import AMQP, reachable, redacted, required_backends
 
 
+@pytest.fixture
+def broker() -> str:
+    """The broker URL (deleting what it declares on exit) when FRAMEWORK_TEST_BACKENDS lists
+    rabbitmq; a skip otherwise, so a plain run leaves the shared broker alone."""
+    if "rabbitmq" not in required_backends():
+        pytest.skip("set FRAMEWORK_TEST_BACKENDS=rabbitmq to test against the broker")
+    if not reachable(AMQP):
+        pytest.fail(f"rabbitmq backend required but {redacted(AMQP)} is not reachable")
+    return AMQP
+
+
 @pytest.fixture(
     params=[
         pytest.param("memory://", id="memory"),

@@ -63,6 +63,9 @@ class Gateway:
     three paths replaces the built-in one. The dashboard at ``/_framework/dashboard`` is served
     unless the app sets ``dashboard = False``.
 
+    WebSocket handshakes at an ``app.websocket_api`` path are served by its ``SocketAPI``
+    (``sockets.py``); at any other path they are refused with 404.
+
     Before routing, the client's address is read from ``X-Forwarded-For`` when the socket peer
     is one of the app's ``trusted_proxies`` (never otherwise), and a CORS preflight is answered
     when the app has ``cors=``; CORS headers are then added to every answer.

@@ -8,6 +8,7 @@ from examples.notifications import app
 from framework.testing import HandshakeRefusedError, TestApp
 
 
+# --8<-- [start:push]
 async def test_work_is_pushed_to_the_client_that_posted_it() -> None:
     """Two clients connect; the result of one's work reaches that one only."""
     async with TestApp(app) as t, t.websocket("/ws") as mine, t.websocket("/ws") as theirs:
@@ -22,6 +23,9 @@ async def test_work_is_pushed_to_the_client_that_posted_it() -> None:
         assert await mine.receive_json() == {"type": "result", "text": "ping", "shouted": "PING"}
         with pytest.raises(TimeoutError):
             await theirs.receive(timeout=0.1)
+
+
+# --8<-- [end:push]
 
 
 async def test_other_messages_get_help_and_nobody_is_refused() -> None:

@@ -267,9 +267,9 @@ class SocketAPI:
         path = self.spec.path
         runtime = self.events.running
         connections = runtime.connections if runtime is not None else None
-        if not isinstance(connections, Connections):
+        if not isinstance(connections, Connections) or connections.closing:
             self._refused(503)
-            await deny(scope, send, 503, "the app is not running")
+            await deny(scope, send, 503, "the app is not running (or is stopping)")
             return
         if connections.count(path) >= self.spec.max_connections:
             self._refused(503)

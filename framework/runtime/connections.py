@@ -100,6 +100,8 @@ class Connections:
         self.relay_name = ""
         self.pushes = 0
         self._empty: anyio.Event | None = None
+        # Set by close_all: the process is stopping, and new handshakes are refused (503).
+        self.closing = False
 
     # --- life ------------------------------------------------------------------------------
 
@@ -134,7 +136,11 @@ class Connections:
         return sum(1 for s in self.sessions.values() if s.connection.path == path)
 
     def close_all(self, code: int = 1001, reason: str = "server stopping") -> None:
-        """Start closing every connection held here (their handlers in flight finish)."""
+        """Start closing every connection held here (their handlers in flight finish).
+
+        New handshakes are refused from now on.
+        """
+        self.closing = True
         for session in list(self.sessions.values()):
             session.close(code, reason)
 

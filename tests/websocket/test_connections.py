@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from framework import App, Connection, ConnectionGoneError, MessageTooLargeError
-from framework.testing import TestApp
+from framework.testing import HandshakeRefusedError, TestApp
 
 
 class Job(BaseModel):
@@ -155,3 +155,16 @@ async def test_each_connection_logs_its_connect_and_disconnect(
     assert events["websocket.connected"]["connection"] == connected[0]
     assert events["websocket.disconnected"]["connection"] == connected[0]
     assert events["websocket.disconnected"]["by"] == "client"
+
+
+async def test_no_new_connection_while_stopping() -> None:
+    """Once the runtime starts closing connections, a new handshake is refused with 503."""
+    app, _, _ = push_app()
+    async with TestApp(app) as t:
+        async with t.websocket("/events") as ws:
+            await t.runtime.close_connections()
+            assert await ws.wait_closed() == 1001
+        with pytest.raises(HandshakeRefusedError) as refused:
+            async with t.websocket("/events"):
+                pass
+    assert refused.value.status == 503

@@ -142,6 +142,8 @@ _SPECIAL_KINDS = {
 
 def _check_special(name: str, kind: str, param: str, special: str) -> None:
     kinds, instead = _SPECIAL_KINDS[special]
+    if kind == "websocket" and special != "connection":
+        instead = "a WebSocket handler gets the message and conn: Connection"
     if kind not in kinds:
         raise DeclarationError(f"{name}: parameter {param!r} cannot be bound: {instead}")
 

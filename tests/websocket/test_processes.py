@@ -83,6 +83,14 @@ class Processes:
             p for p in (ln.split() for ln in self.results.read_text().splitlines()) if p[0] == kind
         ]
 
+    async def push(self, connection_id: str) -> None:
+        """Queue a job for ``connection_id`` straight on the broker (no gateway needed)."""
+        async with RabbitMQBackend.from_url(self.url) as backend:
+            body = json.dumps({"connection_id": connection_id, "n": 1}).encode()
+            await backend.send(
+                self.queue, Outgoing(body=body, headers={CONTENT_TYPE: "application/json"})
+            )
+
     async def consumers(self) -> int:
         connection = await aio_pika.connect(self.url)
         try:
@@ -167,11 +175,21 @@ async def test_stopping_the_gateway_closes_with_1001_and_later_pushes_are_gone(
     assert processes.started["gateway"].wait(timeout=20) == 0, processes.logs()
     assert [line[1] for line in processes.lines("disconnect")] == [connection_id]
 
-    backend = RabbitMQBackend.from_url(processes.url)
-    async with backend:
-        body = json.dumps({"connection_id": connection_id, "n": 1}).encode()
-        await backend.send(
-            processes.queue, Outgoing(body=body, headers={CONTENT_TYPE: "application/json"})
-        )
+    await processes.push(connection_id)
     await until(lambda: bool(processes.lines("gone")), 10, f"a gone push:\n{processes.logs()}")
     assert processes.lines("gone")[0][1] == connection_id
+
+
+async def test_a_push_to_a_killed_gateway_is_gone(processes: Processes) -> None:
+    """``kill -9`` of the gateway: the broker drops its queue, and the worker's push is gone."""
+    async with connect(f"ws://127.0.0.1:{processes.port}/events") as ws:
+        await ws.send(json.dumps({"action": "whoami"}))
+        connection_id = json.loads(await ws.recv())["id"]
+        processes.started["gateway"].send_signal(signal.SIGKILL)
+        processes.started["gateway"].wait(timeout=20)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+    await processes.push(connection_id)
+    await until(lambda: bool(processes.lines("gone")), 15, f"a gone push:\n{processes.logs()}")
+    assert processes.lines("gone")[0][1] == connection_id
+    assert processes.lines("pushed") == []

@@ -1,5 +1,7 @@
 """The notifications example in headless Chromium: two tabs, a push reaching the right one only.
 
+The dashboard then shows both connections open.
+
 The app is served by uvicorn on loopback (a thread, memory backend), as ``framework run``
 serves it. Needs Playwright for Python and Debian's ``chromium`` (never ``playwright
 install``); without them the test skips, unless ``FRAMEWORK_TEST_BROWSER=1`` (CI), where it
@@ -115,5 +117,11 @@ def test_a_push_reaches_the_tab_that_asked_only(served: str) -> None:
         expect(second.locator("#results li.result")).to_have_text("second -> SECOND")
         expect(first.locator("#results li.result")).to_have_count(1)
         expect(second.locator("#results li.result")).to_have_count(1)
+
+        # The dashboard counts both tabs' connections.
+        dashboard = context.new_page()
+        dashboard.on("pageerror", lambda exc: errors.append(str(exc)))
+        dashboard.goto(f"{served}/_framework/dashboard")
+        expect(dashboard.locator('#websockets tr[data-api="/ws"] td.open')).to_have_text("2")
         browser.close()
     assert errors == []

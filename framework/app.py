@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from framework.config import Settings
+    from framework.connection import ConnectionManager
     from framework.gateway.app import Gateway
     from framework.gateway.routers import Router
-    from framework.runtime.connections import ConnectionManager
 
 __all__ = ["App"]
 

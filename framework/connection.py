@@ -23,6 +23,7 @@ __all__ = [
     "SPECIAL_ROUTES",
     "CanRelayConnections",
     "Connection",
+    "ConnectionManager",
     "Relay",
     "Reply",
     "Request",
@@ -139,3 +140,16 @@ class CanRelayConnections(Protocol):
 
     async def connection_relay(self, process: str, serve: Serve) -> Relay:
         """Start answering requests for ``process`` with ``serve``; return the sending side."""
+
+
+class ConnectionManager(Protocol):
+    """**Protocol**: what ``app.connections`` is (``Connections``, or API Gateway's API)."""
+
+    async def send(self, connection_id: str, body: object) -> None:
+        """Send ``body`` to the connection."""
+
+    async def close(self, connection_id: str, code: int = 1000) -> None:
+        """Close the connection."""
+
+    async def info(self, connection_id: str) -> Connection:
+        """Describe the connection."""

@@ -38,7 +38,7 @@ from framework.connection import (
 )
 from framework.exceptions import ConnectionGoneError, MessageTooLargeError
 
-__all__ = ["ConnectionManager", "Connections", "Session", "encode_push"]
+__all__ = ["Connections", "Session", "encode_push"]
 
 
 class Session(Protocol):
@@ -61,19 +61,6 @@ class Session(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Start closing the connection with ``code``; the handler in flight finishes."""
-
-
-class ConnectionManager(Protocol):
-    """**Protocol**: what ``app.connections`` is (``Connections``, or API Gateway's API)."""
-
-    async def send(self, connection_id: str, body: object) -> None:
-        """Send ``body`` to the connection."""
-
-    async def close(self, connection_id: str, code: int = 1000) -> None:
-        """Close the connection."""
-
-    async def info(self, connection_id: str) -> Connection:
-        """Describe the connection."""
 
 
 def encode_push(body: object) -> tuple[str | None, bytes | None]:

@@ -10,6 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from framework.backends.base import Backend
+from framework.connection import ConnectionManager
 from framework.context import AppHandle
 from framework.exceptions import (
     AppNotRunningError,
@@ -23,7 +24,7 @@ from framework.messages import QueueStats
 from framework.outgoing import PublishOptions, SendOptions, build
 from framework.registry import QueueSpec, Registry
 from framework.runtime import operations
-from framework.runtime.connections import ConnectionManager, Connections
+from framework.runtime.connections import Connections
 from framework.runtime.dispatch import Dispatcher
 from framework.runtime.events import Events
 from framework.runtime.worker import POLL_WAIT, Worker

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from framework import App, Connection, ConnectionGoneError, MessageTooLargeError
+from framework import App, Connection, ConnectionGoneError, Context, MessageTooLargeError
 from framework.testing import HandshakeRefusedError, TestApp
 
 
@@ -168,3 +168,16 @@ async def test_no_new_connection_while_stopping() -> None:
             async with t.websocket("/events"):
                 pass
     assert refused.value.status == 503
+
+
+async def test_ctx_app_connections_reach_the_client() -> None:
+    """A queue handler without the module's ``app`` pushes through ``ctx.app.connections``."""
+    app, connected, _ = push_app()
+
+    @app.on_queue("greetings")
+    async def greet(connection_id: str, ctx: Context) -> None:
+        await ctx.app.connections.send(connection_id, "hello")
+
+    async with TestApp(app) as t, t.websocket("/events") as ws:
+        await app.send("greetings", connected[0])
+        assert await ws.receive() == "hello"

@@ -151,6 +151,8 @@ class _Session:
                 f"connection {self.connection.id!r} was closed: its client read too slowly and "
                 f"{self.api.spec.send_queue} messages were waiting (send_queue)"
             ) from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the writer has ended
+            raise ConnectionGoneError(f"connection {self.connection.id!r} is closed") from None
         if self.api.metrics is not None:
             self.api.metrics.messages_out.labels(self.api.spec.path, route).inc()
 

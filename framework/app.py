@@ -400,8 +400,6 @@ class App:
         known = self.registry.websocket_apis.get(path)
         if known is not None and known != spec and known != WebSocketAPISpec(path):
             raise DeclarationError(f"{where} is declared twice with different options")
-        if any(r.path == path for r in self.registry.routes):
-            raise DeclarationError(f"{where}: an HTTP route is already served at {path}")
         self.registry.websocket_apis[path] = spec
         self._drop_gateway()
         return spec

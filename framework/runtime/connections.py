@@ -13,7 +13,8 @@ Gateway's 410).
 
 The seam, for a backend: implement ``connection_relay(process, serve)`` returning a
 ``Relay``; ``serve`` answers the requests other processes send here (RabbitMQ: one
-exclusive queue per process, see ``backends/rabbitmq/relay.py``). For a deployment where the
+exclusive queue per process, ``backends/rabbitmq/relay.py``; AWS: one SQS queue per
+process, ``backends/aws/relay.py``). For a deployment where the
 connections live elsewhere entirely (Lambda behind API Gateway), pass another
 ``ConnectionManager`` to ``Runtime(connections=...)``.
 """
@@ -206,8 +207,8 @@ class Connections:
         if self.relay is None:
             raise ConnectionGoneError(
                 f"connection {connection_id!r} is held by another process, and this backend "
-                "has no delivery path between processes (memory:// and aws:// as workers "
-                "reach only connections of their own process)"
+                "has no delivery path between processes (memory:// reaches only the "
+                "connections of its own process; the app must declare a WebSocket API)"
             )
         return await self.relay.call(owner, request)
 

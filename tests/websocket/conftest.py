@@ -1,4 +1,5 @@
-"""Fixtures of the WebSocket tests: the backends they run on (memory, and RabbitMQ when asked)."""
+"""Fixtures of the WebSocket tests: the backends they run on (memory; RabbitMQ and AWS on moto's
+server when ``FRAMEWORK_TEST_BACKENDS`` lists them)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,28 @@ def broker() -> str:
     return AMQP
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory://", id="memory"),
-        pytest.param(AMQP, id="rabbitmq", marks=pytest.mark.rabbitmq),
-    ]
-)
+def _url(request: pytest.FixtureRequest, name: str) -> str:
+    if name == "memory":
+        return "memory://"
+    if name not in required_backends():
+        pytest.skip(f"set FRAMEWORK_TEST_BACKENDS={name} to test against it")
+    if name == "rabbitmq":
+        return str(request.getfixturevalue("broker"))
+    pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
+    return f"aws://us-east-1?endpoint_url={request.getfixturevalue('moto_endpoint')}"
+
+
+_RABBITMQ = pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)
+_AWS = pytest.param("aws", marks=pytest.mark.aws)
+
+
+@pytest.fixture(params=["memory", _RABBITMQ, _AWS])
 def ws_backend(request: pytest.FixtureRequest) -> str:
-    """A backend URL: memory always; RabbitMQ when ``FRAMEWORK_TEST_BACKENDS`` lists it."""
-    url: str = request.param
-    if url.startswith("amqp"):
-        if "rabbitmq" not in required_backends():
-            pytest.skip("set FRAMEWORK_TEST_BACKENDS=rabbitmq to test against the broker")
-        if not reachable(url):
-            pytest.fail(f"rabbitmq backend required but {redacted(url)} is not reachable")
-    return url
+    """A backend URL: memory always; RabbitMQ and AWS (moto) when asked for."""
+    return _url(request, request.param)
+
+
+@pytest.fixture(params=[_RABBITMQ, _AWS])
+def relay_url(request: pytest.FixtureRequest) -> str:
+    """A backend with a delivery path between processes: RabbitMQ, or AWS on moto's server."""
+    return _url(request, request.param)

@@ -1,4 +1,4 @@
-"""``app.connections`` between two runtimes on RabbitMQ: each has its own process id and queue."""
+"""``app.connections`` between two runtimes on RabbitMQ and AWS: each has its own id and queue."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from framework.backends import from_url
 from framework.runtime import Runtime
 from framework.runtime.connections import Connections
 from framework.testing import TestApp
-
-pytestmark = pytest.mark.rabbitmq
 
 
 def relay_app() -> tuple[App, list[str]]:
@@ -27,13 +25,13 @@ def relay_app() -> tuple[App, list[str]]:
 
 
 async def test_send_info_and_close_reach_a_connection_held_by_another_runtime(
-    broker: str,
+    relay_url: str,
 ) -> None:
     """From another runtime: a push arrives, info describes it, close closes it with 1000."""
     app, ids = relay_app()
     async with (
-        Runtime(app.registry, from_url(broker), workers=False) as remote,
-        TestApp(app, broker) as t,
+        Runtime(app.registry, from_url(relay_url), workers=False) as remote,
+        TestApp(app, relay_url) as t,
         t.websocket("/ws", query={"room": "9"}) as ws,
     ):
         await remote.connections.send(ids[0], {"hello": "from afar"})
@@ -57,11 +55,11 @@ def owner(t: TestApp) -> str:
     return connections.process
 
 
-async def test_a_push_to_a_stopped_runtime_is_gone_at_once(broker: str) -> None:
+async def test_a_push_to_a_stopped_runtime_is_gone_at_once(relay_url: str) -> None:
     """Once the runtime holding a connection has stopped, its queue is gone: so is the push."""
     app, ids = relay_app()
-    async with Runtime(app.registry, from_url(broker), workers=False) as pusher:
-        async with TestApp(app, broker) as t, t.websocket("/ws"):
+    async with Runtime(app.registry, from_url(relay_url), workers=False) as pusher:
+        async with TestApp(app, relay_url) as t, t.websocket("/ws"):
             pass
         with pytest.raises(ConnectionGoneError, match="has stopped"):
             await pusher.connections.send(ids[0], "anyone?")

@@ -12,6 +12,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from framework.clock import Clock, SystemClock
+from framework.connection import Serve
 from framework.exceptions import (
     InvalidMessageError,
     UnknownQueueError,
@@ -32,6 +33,7 @@ from .messages import decode, encode_checked, fifo_arguments
 from .notifications import unwrap_mail
 from .outbound_mail import SESSender
 from .receipt import ReceiptRules
+from .relay import SQSConnectionRelay
 from .settings import AWSSettings
 from .sns import Topics, missing, queue_policy
 from .sqs import (
@@ -131,6 +133,14 @@ class AWSBackend:
         self._queues = self._topics = self._mailer = self._deleter = None
         self._receipt = None
         self._client = None
+
+    async def connection_relay(self, process: str, serve: Serve) -> SQSConnectionRelay:
+        """Start answering connection requests for ``process``; see ``relay.py``."""
+        if self._client is None:
+            raise RuntimeError("the AWS backend is not connected")
+        relay = SQSConnectionRelay(self._client, process, serve)
+        await relay.open()
+        return relay
 
     @property
     def sqs(self) -> Queues:

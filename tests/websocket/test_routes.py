@@ -242,3 +242,21 @@ def test_declaration_errors_name_the_handler() -> None:
     app.websocket_api("/z", route_selection="type")
     with pytest.raises(DeclarationError, match="declared twice"):
         app.websocket_api("/z", route_selection="kind")
+
+
+async def test_an_http_route_and_a_websocket_api_share_a_path() -> None:
+    """``GET /live`` answers over HTTP while ``/live`` is also a WebSocket API."""
+    app = App("ws")
+
+    @app.route("/live")
+    async def page() -> dict[str, str]:
+        return {"page": "live"}
+
+    @app.websocket("/live")
+    async def default(message: str) -> str:
+        return message
+
+    async with TestApp(app) as t, t.websocket("/live") as ws:
+        assert (await t.http.get("/live")).json() == {"page": "live"}
+        await ws.send_text("both")
+        assert await ws.receive() == "both"

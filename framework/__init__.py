@@ -2,11 +2,13 @@
 
 from framework.app import App
 from framework.binding import Header
+from framework.connection import Connection
 from framework.context import Context, DeadLetterInfo, Message
 from framework.exceptions import (
     AppNotRunningError,
     BackendUnavailableError,
     ConfigError,
+    ConnectionGoneError,
     DeclarationError,
     FrameworkError,
     InvalidFilterPolicyError,
@@ -16,6 +18,7 @@ from framework.exceptions import (
     MessageTooLargeError,
     MissingDependencyError,
     MissingResourcesError,
+    Refuse,
     UnknownBackendError,
     UnknownQueueError,
     UnknownTopicError,
@@ -28,6 +31,8 @@ __all__ = [
     "Attachment",
     "BackendUnavailableError",
     "ConfigError",
+    "Connection",
+    "ConnectionGoneError",
     "Context",
     "DeadLetterInfo",
     "DeclarationError",
@@ -42,6 +47,7 @@ __all__ = [
     "MessageTooLargeError",
     "MissingDependencyError",
     "MissingResourcesError",
+    "Refuse",
     "UnknownBackendError",
     "UnknownQueueError",
     "UnknownTopicError",

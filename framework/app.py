@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from framework.binding import bind
+from framework.connection import CONNECT, DISCONNECT, SPECIAL_ROUTES
 from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX
 from framework.gateway.auth import Authorizer, authorizer_for
@@ -28,6 +29,8 @@ from framework.registry import (
     RouteSpec,
     SubscriptionSpec,
     TopicSpec,
+    WebSocketAPISpec,
+    WebSocketRouteSpec,
 )
 from framework.runtime import Runtime
 from framework.runtime.events import Events
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from framework.config import Settings
+    from framework.connection import ConnectionManager
     from framework.gateway.app import Gateway
     from framework.gateway.routers import Router
 
@@ -348,6 +352,130 @@ class App:
             self.route, prefix, version=version, auth=auth, throttle=throttle, cache=cache
         )
 
+    def websocket_api(
+        self,
+        path: str,
+        route_selection: str = "action",
+        *,
+        max_message_size: int = 131_072,
+        rate: float = 100.0,
+        burst: int = 200,
+        idle_timeout: float = 600.0,
+        max_connections: int = 10_000,
+        send_queue: int = 256,
+    ) -> WebSocketAPISpec:
+        """Declare the WebSocket API at ``path``: which JSON field picks a route, and its limits.
+
+        ``@app.websocket`` declares one with the defaults when its path has none; call this
+        first (or after: it replaces the defaults) to change them. See ``WebSocketAPISpec``.
+
+        Raises:
+            DeclarationError: For a path without a leading '/' or under ``/_framework``, an
+                empty ``route_selection``, a limit out of range, or a second declaration of
+                the path with other options.
+        """
+        if not path.startswith("/"):
+            raise DeclarationError(f"websocket_api {path!r}: the path must start with '/'")
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            raise DeclarationError(f"websocket_api {path!r}: it is reserved for the admin API")
+        if not isinstance(route_selection, str) or not route_selection:
+            raise DeclarationError(
+                f"websocket_api {path!r}: route_selection={route_selection!r} must name a field"
+            )
+        where = f"websocket_api {path!r}"
+        limits: dict[str, tuple[float, float]] = {
+            "max_message_size": (1, 16_777_216),
+            "rate": (0.001, 1_000_000),
+            "burst": (1, 1_000_000),
+            "idle_timeout": (0.01, 86_400),
+            "max_connections": (1, 10_000_000),
+            "send_queue": (1, 1_000_000),
+        }
+        values = {
+            "max_message_size": max_message_size,
+            "rate": rate,
+            "burst": burst,
+            "idle_timeout": idle_timeout,
+            "max_connections": max_connections,
+            "send_queue": send_queue,
+        }
+        for option, (low, high) in limits.items():
+            value = values[option]
+            whole = option in ("max_message_size", "burst", "max_connections", "send_queue")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int if whole else int | float)
+                or not low <= value <= high
+            ):
+                kind = "a whole number" if whole else "a number"
+                raise DeclarationError(
+                    f"{where}: {option}={value!r} must be {kind} from {low:g} to {high:g}"
+                )
+        spec = WebSocketAPISpec(path, route_selection, **values)  # type: ignore[arg-type]
+        known = self.registry.websocket_apis.get(path)
+        if known is not None and known != spec and known != WebSocketAPISpec(path):
+            raise DeclarationError(f"{where} is declared twice with different options")
+        self.registry.websocket_apis[path] = spec
+        self._drop_gateway()
+        return spec
+
+    def websocket(
+        self, path: str, route: str = "$default", *, auth: Any = None
+    ) -> Callable[[H], H]:
+        """Handle one route of the WebSocket API at ``path`` with the decorated function.
+
+        Args:
+            path: The API's path (declared with defaults if ``websocket_api`` was not called).
+            route: ``$connect``, ``$disconnect``, ``$default``, or a value of the JSON
+                message's route selection field (``action``).
+            auth: An authorizer (as for routes), checked at the handshake: only on
+                ``$connect``.
+
+        Raises:
+            DeclarationError: For a bad path or route name, ``auth=`` on another route than
+                ``$connect``, a message parameter on ``$connect``/``$disconnect``, a
+                parameter that cannot be bound, or a second handler of the route.
+        """
+        if (
+            not isinstance(route, str)
+            or not route
+            or (route.startswith("$") and route not in SPECIAL_ROUTES)
+        ):
+            raise DeclarationError(
+                f"websocket {path!r}: route {route!r} must be $connect, $disconnect, $default "
+                "or a value of the route selection field"
+            )
+
+        def register(handler: H) -> H:
+            binder = bind(handler, kind="websocket")
+            where = binder.handler_name
+            with _named(handler):
+                if path not in self.registry.websocket_apis:
+                    self.websocket_api(path)
+                if route in (CONNECT, DISCONNECT) and binder.body is not None:
+                    raise DeclarationError(
+                        f"parameter {binder.body.name!r}: {route} has no message; "
+                        "take conn: Connection only"
+                    )
+                if auth is not None and route != CONNECT:
+                    raise DeclarationError(
+                        f"auth= applies at the handshake: put it on the {CONNECT} route"
+                    )
+                authorizer = self._authorizer(auth, where) if auth is not None else None
+                for other in self.registry.websocket_routes:
+                    if other.path == path and other.route == route:
+                        raise DeclarationError(
+                            f"route {route!r} of WebSocket API {path} is already handled by "
+                            f"{other.name}"
+                        )
+            self.registry.websocket_routes.append(
+                WebSocketRouteSpec(path, route, handler, binder, auth=authorizer)
+            )
+            self._drop_gateway()
+            return handler
+
+        return register
+
     def queue(self, name: str, **options: Unpack[QueueOptions]) -> QueueSpec:
         """Declare a queue without a handler (to send to, or consume elsewhere)."""
         return self.registry.add_queue(QueueSpec.from_options(name, **options))
@@ -511,6 +639,19 @@ class App:
             AppNotRunningError: If the app is not running.
         """
         return self.events.current()
+
+    @property
+    def connections(self) -> ConnectionManager:
+        """Push to, close and describe WebSocket connections, wherever they are held.
+
+        ``await app.connections.send(connection_id, body)``, ``close(connection_id)`` and
+        ``info(connection_id)`` work from any handler in any process on the same backend
+        (see ``framework.runtime.connections``).
+
+        Raises:
+            AppNotRunningError: If the app is not running.
+        """
+        return self.events.current().connections
 
     def run(
         self,

@@ -68,7 +68,7 @@ class Param:
     name: str
     annotation: Any
     default: Any
-    source: str  # "body", "context", "mail", "request", "path", "query", "header"
+    source: str  # "body", "context", "mail", "request", "connection", "path", "query", "header"
     alias: str | None = None  # the lowercase header name, for source "header"
 
     @property
@@ -136,11 +136,14 @@ _SPECIAL_KINDS = {
     "context": ({"queue", "topic", "email"}, "a route has no message; use request: Request"),
     "mail": ({"email"}, "only an @on_email handler gets the mail"),
     "request": ({"route"}, "only a route has a request; use ctx: Context"),
+    "connection": ({"websocket"}, "only a WebSocket handler has a connection"),
 }
 
 
 def _check_special(name: str, kind: str, param: str, special: str) -> None:
     kinds, instead = _SPECIAL_KINDS[special]
+    if kind == "websocket" and special != "connection":
+        instead = "a WebSocket handler gets the message and conn: Connection"
     if kind not in kinds:
         raise DeclarationError(f"{name}: parameter {param!r} cannot be bound: {instead}")
 
@@ -152,13 +155,16 @@ def bind(
     path: str | None = None,
     methods: tuple[str, ...] = (),
 ) -> Binder:
-    """Work out how to call ``handler`` for a ``kind``: "queue", "topic", "email" or "route".
+    """Work out how to call ``handler`` for a ``kind``: "queue", "topic", "email", "route" or
+    "websocket" (a parameter annotated ``Connection`` gets the connection; the first other
+    one gets the validated message).
 
     Raises:
         DeclarationError: If a parameter cannot be bound, naming the handler and the parameter.
     """
     from starlette.requests import Request
 
+    from framework.connection import Connection
     from framework.context import Context
     from framework.smtp.parsing import Email
 
@@ -184,7 +190,12 @@ def bind(
             params.append(_header_param(name, kind, p, annotation, marker))
             continue
         annotation = hints.get(p.name, Any)
-        special = {Context: "context", Email: "mail", Request: "request"}.get(annotation)
+        special = {
+            Context: "context",
+            Email: "mail",
+            Request: "request",
+            Connection: "connection",
+        }.get(annotation)
         if special is not None:
             _check_special(name, kind, p.name, special)
             source = special

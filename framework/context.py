@@ -19,6 +19,7 @@ from framework.messages import (
 )
 
 if TYPE_CHECKING:
+    from framework.connection import ConnectionManager
     from framework.outgoing import PublishOptions, SendOptions
     from framework.smtp.outbound import Mailer
 
@@ -26,7 +27,8 @@ __all__ = ["AppHandle", "Context", "DeadLetterInfo", "Message"]
 
 
 class AppHandle(Protocol):
-    """**Protocol**: what a handler reaches through ``ctx.app``: sending, publishing, mail.
+    """**Protocol**: what a handler reaches through ``ctx.app``: sending, publishing, mail,
+    WebSocket connections.
 
     The ``App`` is one; so is a ``Runtime`` built without an ``App`` (in a test, on Lambda).
     """
@@ -40,6 +42,10 @@ class AppHandle(Protocol):
 
     async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Publish ``body`` to ``topic``; see ``App.publish``."""
+
+    @property
+    def connections(self) -> ConnectionManager:
+        """Push to and close WebSocket connections (``await ctx.app.connections.send(...)``)."""
 
 
 @dataclass(frozen=True, slots=True)

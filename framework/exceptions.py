@@ -6,6 +6,7 @@ __all__ = [
     "AppNotRunningError",
     "BackendUnavailableError",
     "ConfigError",
+    "ConnectionGoneError",
     "DeclarationError",
     "FrameworkError",
     "InvalidFilterPolicyError",
@@ -15,6 +16,7 @@ __all__ = [
     "MessageTooLargeError",
     "MissingDependencyError",
     "MissingResourcesError",
+    "Refuse",
     "UnknownBackendError",
     "UnknownQueueError",
     "UnknownTopicError",
@@ -87,3 +89,23 @@ class MissingResourcesError(DeclarationError):
             f"{len(missing)} resource(s) the app declares do not exist on the backend "
             f"(--no-declare creates nothing; run `framework provision` or deploy them):\n{listed}"
         )
+
+
+class ConnectionGoneError(FrameworkError):
+    """A WebSocket connection is closed, or was never open (API Gateway's 410 Gone)."""
+
+
+class Refuse(FrameworkError):
+    """Raised by a ``$connect`` handler to refuse the connection with an HTTP status.
+
+    Args:
+        status: The handshake's HTTP status, 400-599 (default 403).
+        detail: Why, sent to the client as ``{"detail": ...}``.
+    """
+
+    def __init__(self, status: int = 403, detail: str = "connection refused") -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"Refuse(status={status!r}): the status must be 400-599")
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail

@@ -23,6 +23,8 @@ __all__ = [
     "RouteSpec",
     "SubscriptionSpec",
     "TopicSpec",
+    "WebSocketAPISpec",
+    "WebSocketRouteSpec",
     "rules_for",
 ]
 
@@ -327,6 +329,50 @@ def rules_for(rules: Sequence[EmailRule], recipient: str) -> list[EmailRule]:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketAPISpec:
+    """A WebSocket API at one path: how a message picks its route, and its limits.
+
+    Attributes:
+        path: Where the gateway serves it (an exact path).
+        route_selection: The field of a JSON message naming its route (``action``).
+        max_message_size: The largest message a client may send, in bytes (a bigger one
+            closes the connection with 1009, as API Gateway's 128 KB limit does).
+        rate: Messages per second one connection may send, refilling a bucket of ``burst``
+            (more are answered with a ``throttled`` error and not handled).
+        burst: The bucket's size.
+        idle_timeout: Seconds without a message from the client before the connection is
+            closed (1000, ``idle timeout``); API Gateway's is 10 minutes.
+        max_connections: Open connections of this API one process holds (503 above).
+        send_queue: Messages waiting to be written to one slow client (1008 above).
+    """
+
+    path: str
+    route_selection: str = "action"
+    max_message_size: int = 131_072
+    rate: float = 100.0
+    burst: int = 200
+    idle_timeout: float = 600.0
+    max_connections: int = 10_000
+    send_queue: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketRouteSpec:
+    """One route of a WebSocket API: ``$connect``, ``$disconnect``, ``$default`` or a value."""
+
+    path: str
+    route: str
+    handler: Handler
+    binder: Binder
+    auth: Any = None
+
+    @property
+    def name(self) -> str:
+        """The handler's qualified name, for logs and errors."""
+        return self.binder.handler_name
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayOptions:
     """How the app's HTTP gateway is served, checked when the ``App`` is made.
 
@@ -370,6 +416,8 @@ class Registry:
     consumers: dict[str, ConsumerSpec] = field(default_factory=dict)
     routes: list[RouteSpec] = field(default_factory=list)
     email_rules: list[EmailRule] = field(default_factory=list)
+    websocket_apis: dict[str, WebSocketAPISpec] = field(default_factory=dict)
+    websocket_routes: list[WebSocketRouteSpec] = field(default_factory=list)
 
     def add_queue(self, spec: QueueSpec) -> QueueSpec:
         """Record a queue (and its dead-letter queue); redeclaring must not change it."""

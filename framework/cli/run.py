@@ -160,6 +160,12 @@ async def serve(
                 proxy_headers=False,
                 timeout_graceful_shutdown=max(1, round(grace)),
                 http=protocol_class(read_timeout),
+                # Frames over the largest WebSocket message allowed close with 1009 before
+                # they are buffered.
+                ws_max_size=max(
+                    (api.max_message_size for api in app.registry.websocket_apis.values()),
+                    default=16_777_216,
+                ),
             )
             config.load()
             server = _Server(config)
@@ -239,6 +245,9 @@ async def _run(
                     if server is not None and sock is not None:
                         tg.start_soon(server.serve, [sock])
                     await stop.wait()
+                    # WebSockets close with 1001 after their handlers, before uvicorn's
+                    # shutdown would drop them with 1012.
+                    await runtime.close_connections()
                     if server is not None:
                         server.should_exit = True
                     if receiver is not None:

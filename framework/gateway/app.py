@@ -35,6 +35,7 @@ from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import Endpoint, RouteTable
+from framework.gateway.sockets import SocketAPI, deny
 from framework.gateway.throttle import throttled
 from framework.runtime.events import Events
 
@@ -70,6 +71,9 @@ class Gateway:
     ``/docs`` are served unless the app sets ``openapi = False``; an app route at any of these
     three paths replaces the built-in one. The dashboard at ``/_framework/dashboard`` is served
     unless the app sets ``dashboard = False``.
+
+    WebSocket handshakes at an ``app.websocket_api`` path are served by its ``SocketAPI``
+    (``sockets.py``); at any other path they are refused with 404.
 
     Before routing, the client's address is read from ``X-Forwarded-For`` when the socket peer
     is one of the app's ``trusted_proxies`` (never otherwise), and a CORS preflight is answered
@@ -127,6 +131,17 @@ class Gateway:
             self.routes.add(path, methods, endpoint)
         for path, endpoint in self.dashboard.routes() if self.dashboard is not None else ():
             self.routes.add(path, ("GET",), endpoint)
+        sockets = self.metrics.sockets if self.metrics is not None else None
+        self.sockets = {
+            path: SocketAPI(
+                api,
+                [r for r in registry.websocket_routes if r.path == path],
+                events,
+                sockets,
+                clock,
+            )
+            for path, api in registry.websocket_apis.items()
+        }
 
     def close(self) -> None:
         """Stop observing the app's events (the gateway is being replaced)."""
@@ -159,7 +174,7 @@ class Gateway:
         return endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection: an HTTP request, or the lifespan protocol."""
+        """Serve one ASGI connection: an HTTP request, a WebSocket, or the lifespan protocol."""
         if scope["type"] != "http":
             await self._other(scope, receive, send)
             return
@@ -212,7 +227,14 @@ class Gateway:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            api = self.sockets.get(route_path(scope))
+            if api is None:
+                if (await receive())["type"] == "websocket.connect":
+                    await deny(scope, send, 404, "no WebSocket API at this path")
+                return
+            if self.proxies is not None:
+                self.proxies.resolve(scope)
+            await api(scope, receive, send)
 
 
 def build(

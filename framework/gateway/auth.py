@@ -28,6 +28,7 @@ from framework.gateway.errors import HTTPError
 from framework.gateway.jwks import JWKS
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import PlanLimiter, UsagePlan
+from framework.principal import Principal
 
 __all__ = [
     "APIKey",
@@ -42,23 +43,6 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who made an authorized request.
-
-    Attributes:
-        id: The principal's identity: an API key's owner, a JWT's ``sub``, or what a custom
-            authorizer said.
-        claims: What the authorizer knows about it: the JWT's verified claims, an API key's
-            or a custom authorizer's extra data.
-        scheme: ``"api_key"``, ``"jwt"`` or ``"custom"``.
-    """
-
-    id: str
-    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    scheme: str = "custom"
 
 
 class Authorizer(Protocol):

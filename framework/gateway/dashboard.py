@@ -38,6 +38,7 @@ from framework.gateway.dashboard_data import (
 from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.runtime import operations
+from framework.runtime.connections import Connections
 from framework.runtime.events import Events, HandlerEvent
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ class Dashboard:
             "interval": self.interval,
             "queues": queues,
             "topics": topic_rows(registry),
+            "websockets": self._socket_rows(runtime),
             "routes": route_rows(registry, now_routes, before, span),
             "email": {
                 "rules": [
@@ -248,6 +250,20 @@ class Dashboard:
             "totals": {"handled": self.handled, "failed": self.failed},
             "history": [p for p in self.history if since is None or p["t"] > since],
         }
+
+    def _socket_rows(self, runtime: Runtime | None) -> list[dict[str, Any]]:
+        """Each WebSocket API: its routes and the connections this process holds open."""
+        connections = runtime.connections if runtime is not None else None
+        held = connections if isinstance(connections, Connections) else None
+        return [
+            {
+                "path": path,
+                "route_selection": api.route_selection,
+                "routes": [r.route for r in self.registry.websocket_routes if r.path == path],
+                "open": held.count(path) if held is not None else 0,
+            }
+            for path, api in self.registry.websocket_apis.items()
+        ]
 
     def _queue_rates(self) -> dict[str, tuple[float, float]]:
         """Each queue's (in, out) messages per second over the last five seconds."""

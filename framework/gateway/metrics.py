@@ -15,6 +15,11 @@ template (``/v2/orders/{order_id}``), never the raw path, so the number of serie
 | ``framework_handler_outcomes_total`` | queue, handler, outcome (ok, retry, timeout, ...) |
 | ``framework_mail_scan_duration_seconds`` (histogram) | scanner (spf, dkim, clamav, dnsbl, ...) |
 | ``framework_mail_scan_failures_total`` | scanner |
+| ``framework_websocket_connections_open`` (gauge), ``_connections_total`` | api |
+| ``framework_websocket_refused_total`` (handshakes refused) | api, status |
+| ``framework_websocket_messages_in_total``, ``_messages_out_total`` | api, route |
+| ``framework_websocket_pushes_total`` (``app.connections.send`` delivered here) | api |
+| ``framework_websocket_errors_total`` | api, kind (validation, unknown_route, throttled, ...) |
 
 Requests matching no route count under route ``<unmatched>``. The queue gauges are read from
 the backend when ``/metrics`` is scraped, and are absent while the app is not running.
@@ -46,7 +51,7 @@ from framework.runtime.events import Events, HandlerEvent, ScanEvent
 if TYPE_CHECKING:
     from framework.runtime import Runtime
 
-__all__ = ["BOUNDS", "METRICS_PATH", "Metrics", "RouteTotals"]
+__all__ = ["BOUNDS", "METRICS_PATH", "Metrics", "RouteTotals", "SocketMetrics"]
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"
@@ -141,6 +146,49 @@ def _duration_family() -> HistogramMetricFamily:
     )
 
 
+class SocketMetrics:
+    """The WebSocket APIs' counters, labelled by the API's path (``api``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.open = Gauge(
+            "framework_websocket_connections_open", "Connections open now.", ["api"], registry=r
+        )
+        self.connections = Counter(
+            "framework_websocket_connections", "Connections accepted.", ["api"], registry=r
+        )
+        self.refused = Counter(
+            "framework_websocket_refused",
+            "Handshakes refused, by HTTP status.",
+            ["api", "status"],
+            registry=r,
+        )
+        self.messages_in = Counter(
+            "framework_websocket_messages_in",
+            "Messages received from clients, by the route they went to.",
+            ["api", "route"],
+            registry=r,
+        )
+        self.messages_out = Counter(
+            "framework_websocket_messages_out",
+            "Messages queued for clients: replies by route, $push, $error.",
+            ["api", "route"],
+            registry=r,
+        )
+        self.pushes = Counter(
+            "framework_websocket_pushes",
+            "app.connections.send deliveries to connections this process holds.",
+            ["api"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "framework_websocket_errors",
+            "Errors: validation, unknown_route, throttled, too_big, send_queue_full, handler.",
+            ["api", "kind"],
+            registry=r,
+        )
+
+
 class Metrics:
     """The gateway's metrics in their own registry.
 
@@ -196,6 +244,7 @@ class Metrics:
             ["queue", "handler", "outcome"],
             registry=r,
         )
+        self.sockets = SocketMetrics(r)
         self.scan_seconds = Histogram(
             "framework_mail_scan_duration_seconds",
             "Each mail scanner's run time on one mail (dnsbl: on one connecting client).",

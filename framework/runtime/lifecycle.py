@@ -10,6 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from framework.backends.base import Backend
+from framework.connection import ConnectionManager
 from framework.context import AppHandle
 from framework.exceptions import (
     AppNotRunningError,
@@ -23,6 +24,7 @@ from framework.messages import QueueStats
 from framework.outgoing import PublishOptions, SendOptions, build
 from framework.registry import QueueSpec, Registry
 from framework.runtime import operations
+from framework.runtime.connections import Connections
 from framework.runtime.dispatch import Dispatcher
 from framework.runtime.events import Events
 from framework.runtime.worker import POLL_WAIT, Worker
@@ -57,6 +59,8 @@ class Runtime:
         declare: Create what the registry declares; with False, check it exists.
         grace: Seconds handlers in flight get to finish when the runtime stops.
         poll_wait: The longest one receive waits, in seconds.
+        connections: What ``app.connections`` is (default: a ``Connections`` of this
+            process, reaching other processes' through the backend when it can).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Runtime:
         declare: bool = True,
         grace: float = DEFAULT_GRACE,
         poll_wait: float = POLL_WAIT,
+        connections: ConnectionManager | None = None,
     ) -> None:
         self.registry = registry
         self.backend = backend
@@ -85,11 +90,16 @@ class Runtime:
         self.workers: list[Worker] = []
         self._stack: list[TaskGroup] = []
         self._services: TaskGroup | None = None
+        self.connections: ConnectionManager = (
+            connections if connections is not None else Connections()
+        )
 
     async def __aenter__(self) -> Self:
         await self.backend.__aenter__()
         try:
             await self.declare()
+            if self.registry.websocket_apis and isinstance(self.connections, Connections):
+                await self.connections.start(self.backend)
             services = anyio.create_task_group()
             await services.__aenter__()
             self._services = services
@@ -97,6 +107,7 @@ class Runtime:
                 await self._start_workers()
         except BaseException:
             await self._stop_services()
+            await self._stop_relay()
             await self.backend.__aexit__(None, None, None)
             raise
         self.events.started(self)
@@ -110,7 +121,26 @@ class Runtime:
             self.events.stopped(self)
             await self._stop_services()
         finally:
-            await self.backend.__aexit__(*exc_info)
+            try:
+                await self._stop_relay()
+            finally:
+                await self.backend.__aexit__(*exc_info)
+
+    async def _stop_relay(self) -> None:
+        if isinstance(self.connections, Connections):
+            await self.connections.stop()
+
+    async def close_connections(self, grace: float | None = None) -> None:
+        """Close every WebSocket connection held here with 1001, after its handler in flight.
+
+        Each connection's ``$disconnect`` handler runs; waits up to ``grace`` seconds
+        (default: the runtime's) for all of them. ``framework run`` calls it before the
+        gateway stops accepting; ``stop`` calls it too.
+        """
+        if not isinstance(self.connections, Connections) or not self.connections.sessions:
+            return
+        self.connections.close_all(1001, "server stopping")
+        await self.connections.wait_closed(self.grace if grace is None else grace)
 
     def spawn(self, work: Callable[[], Awaitable[object]]) -> None:
         """Run ``work`` in the runtime's task group until it returns or the runtime stops.
@@ -238,7 +268,11 @@ class Runtime:
         return sum(w.active for w in self.workers)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop receiving, let handlers finish within ``grace`` seconds, cancel the rest."""
+        """Stop receiving, let handlers finish within ``grace`` seconds, cancel the rest.
+
+        WebSocket connections held here are closed first (1001), after their handlers.
+        """
+        await self.close_connections(grace)
         if not self._stack:
             return
         handlers, receivers = self._stack

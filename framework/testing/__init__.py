@@ -2,5 +2,17 @@
 
 from framework.testing.app import TestApp
 from framework.testing.clock import RealClock, VirtualClock
+from framework.testing.websocket import (
+    HandshakeRefusedError,
+    WebSocketClient,
+    WebSocketClosedError,
+)
 
-__all__ = ["RealClock", "TestApp", "VirtualClock"]
+__all__ = [
+    "HandshakeRefusedError",
+    "RealClock",
+    "TestApp",
+    "VirtualClock",
+    "WebSocketClient",
+    "WebSocketClosedError",
+]

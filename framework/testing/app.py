@@ -17,6 +17,7 @@ from framework.runtime import Runtime
 from framework.smtp.parsing import Email, parse
 from framework.smtp.receiver import Receiver
 from framework.testing.clock import RealClock, VirtualClock, settle
+from framework.testing.websocket import WebSocketClient
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -93,6 +94,38 @@ class TestApp:
                 await self.receiver.stop()
         finally:
             await self.runtime.__aexit__(*exc_info)
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        max_queue: int = 64,
+        timeout: float = 5.0,
+    ) -> WebSocketClient:
+        """Return a WebSocket client of the app's API at ``path``, for ``async with``.
+
+        It speaks ASGI to the app's gateway in this event loop (handshake, authorizer,
+        routes and limits as served), on whatever backend the test app runs::
+
+            async with t.websocket("/chat", query={"access_token": token}) as ws:
+                await ws.send_json({"action": "join", "room": "a"})
+                assert await ws.receive_json() == {"joined": "a"}
+
+        Args:
+            path: The WebSocket API's path.
+            headers: Handshake headers.
+            query: Query parameters (``access_token``, an API key's header name).
+            max_queue: Messages held unread before the server's sends wait.
+            timeout: Seconds the handshake and each ``receive`` wait by default.
+
+        Raises:
+            HandshakeRefusedError: On entering, when the handshake is refused.
+        """
+        return WebSocketClient(
+            self.app.asgi, path, headers=headers, query=query, max_queue=max_queue, timeout=timeout
+        )
 
     @property
     def outbox(self) -> list[Email]:

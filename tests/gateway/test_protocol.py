@@ -101,11 +101,16 @@ async def test_gateway_completes_the_lifespan_protocol() -> None:
     ]
 
 
-async def test_websocket_connections_are_closed() -> None:
-    """The gateway serves no websockets: a connection is closed at once."""
+async def test_websocket_at_a_path_without_an_api_is_refused() -> None:
+    """A handshake where no WebSocket API is declared is refused at once (the server sends 403
+    when it cannot send the denial response itself)."""
+
+    async def connect() -> Message:
+        return {"type": "websocket.connect"}
+
     sent = Recorder()
-    await app.asgi({"type": "websocket", "path": "/ws", "headers": []}, no_body, sent)
-    assert sent.messages == [{"type": "websocket.close", "code": 1000}]
+    await app.asgi({"type": "websocket", "path": "/ws", "headers": []}, connect, sent)
+    assert sent.messages == [{"type": "websocket.close", "code": 1008}]
 
 
 async def test_client_gone_before_its_body_gets_no_response() -> None:

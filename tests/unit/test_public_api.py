@@ -102,8 +102,15 @@ def test_top_level_exports_the_core_api() -> None:
 
 
 def test_testing_exports_test_app_and_clocks() -> None:
-    """``framework.testing`` exports TestApp and both clocks."""
-    assert set(exported("framework.testing")) == {"RealClock", "TestApp", "VirtualClock"}
+    """``framework.testing`` exports TestApp, both clocks and the WebSocket client."""
+    assert set(exported("framework.testing")) == {
+        "HandshakeRefusedError",
+        "RealClock",
+        "TestApp",
+        "VirtualClock",
+        "WebSocketClient",
+        "WebSocketClosedError",
+    }
 
 
 def test_every_exported_error_derives_from_framework_error() -> None:

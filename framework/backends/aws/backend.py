@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from framework.clock import Clock, SystemClock
+from framework.connection import Serve
 from framework.exceptions import (
     BackendUnavailableError,
     InvalidMessageError,
@@ -35,6 +36,7 @@ from .messages import decode, encode_checked, fifo_arguments
 from .notifications import unwrap_mail
 from .outbound_mail import SESSender
 from .receipt import ReceiptRules
+from .relay import SQSConnectionRelay
 from .settings import AWSSettings
 from .sns import Topics, missing, queue_policy
 from .sqs import (
@@ -163,6 +165,14 @@ class AWSBackend:
         self._queues = self._topics = self._mailer = self._deleter = None
         self._receipt = None
         self._client = None
+
+    async def connection_relay(self, process: str, serve: Serve) -> SQSConnectionRelay:
+        """Start answering connection requests for ``process``; see ``relay.py``."""
+        if self._client is None:
+            raise RuntimeError("the AWS backend is not connected")
+        relay = SQSConnectionRelay(self._client, process, serve)
+        await relay.open()
+        return relay
 
     @property
     def sqs(self) -> Queues:

@@ -27,6 +27,7 @@ from aio_pika.exceptions import (
 )
 
 from framework.clock import Clock, SystemClock
+from framework.connection import Serve
 from framework.exceptions import (
     BackendUnavailableError,
     MailError,
@@ -51,6 +52,7 @@ from .connection import (
 )
 from .leases import Inbox, Lease, LeaseTable, UnseenDeliveries, is_alive
 from .messages import Received, amqp_message, copy_of
+from .relay import ConnectionRelay
 from .settings import Settings
 from .topology import Topology
 
@@ -177,6 +179,14 @@ class RabbitMQBackend:
         for inbox in self._inboxes.values():
             inbox.reset()
         self._link.reconnected()
+
+    async def connection_relay(self, process: str, serve: Serve) -> ConnectionRelay:
+        """Start answering connection requests for ``process``; see ``relay.py``."""
+        if self.connection is None:
+            raise RuntimeError("the RabbitMQ backend is not connected")
+        relay = ConnectionRelay(self.connection, process, serve)
+        await relay.open()
+        return relay
 
     @property
     def topology(self) -> Topology:

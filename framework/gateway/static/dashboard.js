@@ -221,6 +221,14 @@
     fill($("#routes tbody"), rows, "no routes", 8);
   }
 
+  function drawSockets() {
+    const rows = (state.websockets || []).map((w) => el("tr", { "data-api": w.path },
+      el("td", { class: "mono" }, w.path),
+      el("td", { class: "mono" }, `${w.routes.join(", ")} (by ${w.route_selection})`),
+      el("td", { class: "num open" }, w.open)));
+    fill($("#websockets tbody"), rows, "no WebSocket APIs", 3);
+  }
+
   function drawTopics() {
     const topics = state.topics.map((t) => el("div", { class: "topic", "data-topic": t.name },
       el("div", { class: "name mono" }, t.name, t.fifo ? " (FIFO)" : ""),
@@ -399,7 +407,7 @@
       status.textContent = data.running ? "running" : "not running";
       status.className = "pill " + (data.running ? "ok" : "bad");
       $("#updated").textContent = "updated " + clock(data.time);
-      drawQueues(); drawRoutes(); drawTopics(); drawEmail(); drawFailures(); drawCharts(); drawDlqSelect();
+      drawQueues(); drawRoutes(); drawSockets(); drawTopics(); drawEmail(); drawFailures(); drawCharts(); drawDlqSelect();
     } catch (error) {
       if (!(error instanceof AuthError)) {
         $("#status").textContent = "unreachable";

@@ -1,0 +1,518 @@
+"""The WebSocket endpoint: API Gateway's WebSocket APIs on the same gateway and port as the routes.
+
+One ``SocketAPI`` per ``app.websocket_api`` path. A handshake passes the API's authorizer (the
+``auth=`` of its ``$connect`` route) and its ``$connect`` handler, which may
+``raise Refuse(status)``; a refused client gets that HTTP status and never connects. Then each
+message is routed by its JSON ``route_selection`` field (``action``) to its route, or to
+``$default``; the handler's return value is sent back as JSON, and ``$disconnect`` runs
+exactly once, however the connection ends.
+
+Close codes the server sends: 1000 (closed by ``app.connections.close``, or idle timeout),
+1001 (the server is stopping), 1008 (the client reads too slowly: its send queue is full),
+1009 (a message over ``max_message_size``). Errors that keep the connection are JSON
+messages ``{"error": KIND, "detail": ...}``: ``validation`` (with ``errors``),
+``unknown_route``, ``throttled`` and ``internal``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import ValidationError
+from pydantic_core import to_json
+from starlette.types import Message, Receive, Scope, Send
+
+from framework.connection import CONNECT, DEFAULT, DISCONNECT, Connection
+from framework.exceptions import ConnectionGoneError, Refuse
+from framework.gateway.errors import HTTPError
+from framework.logs import event
+from framework.registry import WebSocketAPISpec, WebSocketRouteSpec
+from framework.runtime.connections import Connections, encode_push
+from framework.runtime.events import Events
+
+if TYPE_CHECKING:
+    from framework.gateway.metrics import SocketMetrics
+    from framework.runtime import Runtime
+
+__all__ = ["SocketAPI", "deny"]
+
+log = logging.getLogger("framework.websocket")
+
+# A ``$disconnect`` handler gets this long, even while the server is being cancelled.
+DISCONNECT_TIMEOUT = 10.0
+# Queued messages get this long to reach a client whose connection is being closed.
+FLUSH_TIMEOUT = 5.0
+_PUSH = "$push"
+_Frame = tuple[str | None, bytes | None]
+
+
+async def deny(
+    scope: Scope,
+    send: Send,
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse a handshake with an HTTP ``status`` and ``{"detail": ...}``.
+
+    On a server without ASGI's WebSocket denial response, the handshake is closed instead
+    (the server answers 403).
+    """
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = to_json({"detail": detail})
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+class _Bucket:
+    """A token bucket: ``rate`` messages per second, ``burst`` at most."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.updated = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class _Session:
+    """One accepted connection: its send queue, writer and state. A ``Session`` of the runtime."""
+
+    def __init__(self, api: SocketAPI, connection: Connection, send: Send) -> None:
+        self.api = api
+        self.connection = connection
+        self.max_message_size = api.spec.max_message_size
+        self._send = send
+        self.outbox: MemoryObjectSendStream[_Frame]
+        self._queued: MemoryObjectReceiveStream[_Frame]
+        self.outbox, self._queued = anyio.create_memory_object_stream[_Frame](api.spec.send_queue)
+        self.closing: tuple[int, str] | None = None
+        self.gone = False
+        self.overflowed = False
+        self.in_handler = False
+        self.finished = False
+        self.receiving: anyio.CancelScope | None = None
+        self.writing = anyio.CancelScope()
+        self.bucket = _Bucket(api.spec.rate, api.spec.burst)
+        self.received = 0
+        self.sent = 0
+
+    # --- the runtime's side (Session) ---------------------------------------------------------
+
+    def push(self, text: str | None, data: bytes | None) -> None:
+        """Queue a push from ``app.connections.send``."""
+        self.enqueue(text, data, _PUSH)
+        if self.api.metrics is not None:
+            self.api.metrics.pushes.labels(self.api.spec.path).inc()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing with ``code``: the reader stops once the handler in flight returns."""
+        if self.closing is None:
+            self.closing = (code, reason)
+        self._wake()
+
+    # --- the gateway's side ---------------------------------------------------------------------
+
+    def enqueue(self, text: str | None, data: bytes | None, route: str) -> None:
+        # While closing (1001 after the handler in flight) the queue still takes its answer;
+        # once it is flushed, or dropped on overflow, the connection is gone.
+        if self.gone or self.finished or self.overflowed:
+            raise ConnectionGoneError(f"connection {self.connection.id!r} is closed")
+        try:
+            self.outbox.send_nowait((text, data))
+        except anyio.WouldBlock:
+            self.overflowed = True
+            self.api.count_error("send_queue_full")
+            self.close(1008, "send queue full: the client reads too slowly")
+            raise ConnectionGoneError(
+                f"connection {self.connection.id!r} was closed: its client read too slowly and "
+                f"{self.api.spec.send_queue} messages were waiting (send_queue)"
+            ) from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the writer has ended
+            raise ConnectionGoneError(f"connection {self.connection.id!r} is closed") from None
+        if self.api.metrics is not None:
+            self.api.metrics.messages_out.labels(self.api.spec.path, route).inc()
+
+    def _wake(self) -> None:
+        if self.receiving is not None and not self.in_handler:
+            self.receiving.cancel()
+        if self.overflowed:
+            self.writing.cancel()
+
+    async def write(self) -> None:
+        with self.writing:
+            async with self._queued:
+                async for text, data in self._queued:
+                    message: Message = (
+                        {"type": "websocket.send", "text": text}
+                        if text is not None
+                        else {"type": "websocket.send", "bytes": data}
+                    )
+                    try:
+                        await self._send(message)
+                    except (OSError, RuntimeError):  # the client is gone
+                        self.gone = True
+                        self._wake()
+                        return
+                    self.sent += 1
+
+    async def read(self, receive: Receive) -> None:
+        idle = self.api.spec.idle_timeout
+        while self.closing is None and not self.gone:
+            with anyio.CancelScope(deadline=anyio.current_time() + idle) as scope:
+                self.receiving = scope
+                message = await receive()
+            self.receiving = None
+            if scope.cancelled_caught:
+                if self.closing is None and not self.gone:
+                    self.closing = (1000, "idle timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                self.gone = True
+                return
+            if message["type"] == "websocket.receive":
+                self.received += 1
+                await self.api.handle(self, message.get("text"), message.get("bytes"))
+
+    async def send_close(self) -> None:
+        """Close the connection from this side (unless the client already went)."""
+        if self.gone:
+            return
+        code, reason = self.closing or (1000, "")
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except (OSError, RuntimeError):
+            self.gone = True
+
+    async def finish(self) -> None:
+        """After the reader: flush the queue (or drop it, on overflow), then send the close."""
+        if self.overflowed:
+            self.writing.cancel()
+        else:
+            self.writing.deadline = anyio.current_time() + FLUSH_TIMEOUT
+        self.finished = True
+        self.outbox.close()
+
+
+class SocketAPI:
+    """One WebSocket API: its routes, its authorizer and limits, serving every connection.
+
+    Args:
+        spec: The API's path, route selection field and limits.
+        routes: Its declared routes.
+        events: The app's events hub (the running runtime holds the connections).
+        metrics: Where to count connections and messages, or None.
+        clock: Wall-clock seconds, for the authorizer's caches and quotas.
+    """
+
+    def __init__(
+        self,
+        spec: WebSocketAPISpec,
+        routes: list[WebSocketRouteSpec],
+        events: Events[Runtime],
+        metrics: SocketMetrics | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.spec = spec
+        self.events = events
+        self.metrics = metrics
+        self.clock = clock
+        by_route = {r.route: r for r in routes}
+        self.on_connect = by_route.pop(CONNECT, None)
+        self.on_disconnect = by_route.pop(DISCONNECT, None)
+        self.default = by_route.pop(DEFAULT, None)
+        self.routes = by_route
+        self.auth = self.on_connect.auth if self.on_connect is not None else None
+        header = str(getattr(self.auth, "header", "Authorization"))
+        self.credential_header = header.lower().encode("latin-1")
+        # Browsers cannot set headers on a WebSocket: the credential may come in the query.
+        self.credential_query = (
+            "access_token" if header.lower() == "authorization" else header.lower()
+        )
+
+    def count_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.errors.labels(self.spec.path, kind).inc()
+
+    def _refused(self, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.refused.labels(self.spec.path, str(status)).inc()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one WebSocket connection, from the handshake to ``$disconnect``."""
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        path = self.spec.path
+        runtime = self.events.running
+        connections = runtime.connections if runtime is not None else None
+        if not isinstance(connections, Connections) or connections.closing:
+            self._refused(503)
+            await deny(scope, send, 503, "the app is not running (or is stopping)")
+            return
+        if connections.count(path) >= self.spec.max_connections:
+            self._refused(503)
+            event(log, logging.WARNING, "websocket.refused", api=path, status=503, why="full")
+            await deny(
+                scope, send, 503, f"this server holds its {self.spec.max_connections} connections"
+            )
+            return
+        headers, query, auth_scope = self._inputs(scope)
+        principal = None
+        if self.auth is not None:
+            try:
+                principal = await self.auth.authorize(auth_scope, self.clock())
+            except HTTPError as exc:
+                self._refused(exc.status)
+                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                await deny(scope, send, exc.status, str(exc.detail), exc.headers)
+                return
+        connection = Connection(
+            id=connections.new_id(),
+            path=path,
+            principal=principal,
+            headers=MappingProxyType(headers),
+            query=MappingProxyType(query),
+            connected_at=datetime.now(UTC),
+        )
+        if self.on_connect is not None:
+            try:
+                await self._call(self.on_connect, connection, None)
+            except Refuse as exc:
+                self._refused(exc.status)
+                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                await deny(scope, send, exc.status, exc.detail)
+                return
+            except Exception as exc:
+                self._refused(500)
+                self.count_error("handler")
+                log.error(
+                    "websocket.handler_failed",
+                    exc_info=exc,
+                    extra={"fields": {"api": path, "route": CONNECT, "connection": connection.id}},
+                )
+                await deny(scope, send, 500, "internal server error")
+                return
+        try:
+            await send({"type": "websocket.accept"})
+        except (OSError, RuntimeError):
+            return  # gone during $connect: it never connected, so no $disconnect either
+        await self._serve(connections, _Session(self, connection, send), receive)
+
+    async def _serve(self, connections: Connections, session: _Session, receive: Receive) -> None:
+        connection = session.connection
+        connections.register(session)
+        started = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.connections.labels(self.spec.path).inc()
+            self.metrics.open.labels(self.spec.path).inc()
+        event(
+            log, logging.INFO, "websocket.connected", api=self.spec.path, connection=connection.id
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.write)
+                await session.read(receive)
+                await session.finish()
+            await session.send_close()
+        finally:
+            connections.unregister(connection.id)
+            with anyio.CancelScope(shield=True):
+                if self.on_disconnect is not None:
+                    with anyio.move_on_after(DISCONNECT_TIMEOUT):
+                        try:
+                            await self._call(self.on_disconnect, connection, None)
+                        except Exception as exc:
+                            self.count_error("handler")
+                            log.error(
+                                "websocket.handler_failed",
+                                exc_info=exc,
+                                extra={
+                                    "fields": {
+                                        "api": self.spec.path,
+                                        "route": DISCONNECT,
+                                        "connection": connection.id,
+                                    }
+                                },
+                            )
+            if self.metrics is not None:
+                self.metrics.open.labels(self.spec.path).dec()
+            code = session.closing[0] if session.closing is not None else None
+            event(
+                log,
+                logging.INFO,
+                "websocket.disconnected",
+                api=self.spec.path,
+                connection=connection.id,
+                code=code,
+                by="client" if code is None else "server",
+                seconds=round(time.monotonic() - started, 3),
+                received=session.received,
+                sent=session.sent,
+            )
+
+    def _inputs(self, scope: Scope) -> tuple[dict[str, str], dict[str, str], Scope]:
+        """The handshake's headers and query (credentials left out) and the scope to authorize."""
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        if self.auth is None:
+            return headers, query, scope
+        header_name = self.credential_header.decode("latin-1")
+        headers.pop(header_name, None)
+        credential = query.pop(self.credential_query, None)
+        auth_scope = scope
+        if credential and not any(k == self.credential_header for k, _ in scope["headers"]):
+            value = f"Bearer {credential}" if header_name == "authorization" else credential
+            auth_scope = dict(scope)
+            auth_scope["headers"] = [
+                *scope["headers"],
+                (self.credential_header, value.encode("latin-1")),
+            ]
+        return headers, query, auth_scope
+
+    async def handle(self, session: _Session, text: str | None, data: bytes | None) -> None:
+        """Route one message and run its handler; errors answer the caller and keep it."""
+        size = len(data) if data is not None else len(text or "")
+        if text is not None and size * 4 > self.spec.max_message_size:
+            size = len(text.encode())
+        if size > self.spec.max_message_size:
+            self.count_error("too_big")
+            session.close(1009, f"message over {self.spec.max_message_size} bytes")
+            return
+        if not session.bucket.take():
+            self.count_error("throttled")
+            self._answer(
+                session,
+                {
+                    "error": "throttled",
+                    "detail": f"over {self.spec.rate:g} messages per second; slow down",
+                },
+            )
+            return
+        value: Any = data
+        is_json = False
+        if text is not None:
+            try:
+                value, is_json = json.loads(text), True
+            except ValueError:
+                value = text
+        key = value.get(self.spec.route_selection) if is_json and isinstance(value, dict) else None
+        route = self.routes.get(key) if isinstance(key, str) else None
+        if route is None:
+            route = self.default
+        name = route.route if route is not None else (key if isinstance(key, str) else DEFAULT)
+        if self.metrics is not None:
+            self.metrics.messages_in.labels(self.spec.path, name).inc()
+        if route is None:
+            self.count_error("unknown_route")
+            what = f"route {key!r}" if isinstance(key, str) else "a message without a route"
+            self._answer(
+                session,
+                {
+                    "error": "unknown_route",
+                    "detail": f"no handler for {what}, and this API has no $default route; "
+                    f"send JSON with {self.spec.route_selection!r} naming one of: "
+                    f"{', '.join(sorted(self.routes)) or 'none'}",
+                },
+            )
+            return
+        try:
+            body = _body(route, value, is_json, text, data)
+        except ValidationError as exc:
+            self.count_error("validation")
+            self._answer(
+                session,
+                {
+                    "error": "validation",
+                    "route": route.route,
+                    "detail": "the message does not match the route's model",
+                    "errors": exc.errors(
+                        include_url=False, include_context=False, include_input=False
+                    ),
+                },
+            )
+            return
+        session.in_handler = True
+        try:
+            result = await self._call(route, session.connection, body)
+        except Exception as exc:
+            self.count_error("handler")
+            log.error(
+                "websocket.handler_failed",
+                exc_info=exc,
+                extra={
+                    "fields": {
+                        "api": self.spec.path,
+                        "route": route.route,
+                        "connection": session.connection.id,
+                        "error": type(exc).__name__,
+                    }
+                },
+            )
+            self._answer(session, {"error": "internal", "detail": "internal server error"})
+            return
+        finally:
+            session.in_handler = False
+        if result is not None:
+            reply_text, reply_data = encode_push(result)
+            with contextlib.suppress(ConnectionGoneError):
+                session.enqueue(reply_text, reply_data, route.route)
+
+    def _answer(self, session: _Session, error: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionGoneError):
+            session.enqueue(to_json(error).decode(), None, "$error")
+
+    async def _call(self, route: WebSocketRouteSpec, connection: Connection, body: Any) -> Any:
+        kwargs: dict[str, Any] = {}
+        for p in route.binder.params:
+            if p.source == "connection":
+                kwargs[p.name] = connection
+            elif p.source == "body":
+                kwargs[p.name] = body
+        if route.binder.is_async:
+            return await route.handler(**kwargs)
+        return await anyio.to_thread.run_sync(lambda: route.handler(**kwargs))
+
+
+def _body(
+    route: WebSocketRouteSpec, value: Any, is_json: bool, text: str | None, data: bytes | None
+) -> Any:
+    """The handler's message: validated by its annotation (str gets the text, bytes the bytes)."""
+    binder = route.binder
+    if binder.body is None:
+        return None
+    annotation = binder.body.annotation
+    if annotation is bytes:
+        return data if data is not None else (text or "").encode()
+    if annotation is str and text is not None:
+        return text
+    if binder.body_adapter is None:
+        return value
+    return binder.body_adapter.validate_python(value)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import click
 
+from framework.aws.deploy import options_for
+from framework.aws.sam import template as lambda_template
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
 from framework.backends.aws.settings import physical_name
@@ -73,16 +77,96 @@ def export() -> None:
     """Write APP's resources in a deployment format."""
 
 
+def _lambda_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--memory",
+                type=click.IntRange(128, 10240),
+                default=512,
+                help="Megabytes per function (512).",
+            ),
+            click.option(
+                "--arch",
+                "architecture",
+                type=click.Choice(["x86_64", "arm64"]),
+                default="x86_64",
+                help="The functions' architecture (x86_64).",
+            ),
+            click.option("--python-version", default="3.11", help="Lambda's Python (3.11)."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @export.command()
 @click.argument("app_target", metavar="APP")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (stdout)."
 )
+@click.option(
+    "--lambda",
+    "on_lambda",
+    is_flag=True,
+    help="Add the Lambda functions, triggers, HTTP API and roles (code from S3).",
+)
+@_lambda_options
 @_one_line_errors
-def cloudformation(app_target: str, output: str | None) -> None:
+def cloudformation(
+    app_target: str,
+    output: str | None,
+    on_lambda: bool,
+    memory: int,
+    architecture: str,
+    python_version: str,
+) -> None:
     """Print APP's queues, topics, subscriptions and mail rules as a CloudFormation template."""
     app = load_app(app_target)
-    doc = template(app.registry, app_name=app.name, physical=physical_name)
+    if on_lambda:
+        options = options_for(
+            app,
+            app_target,
+            memory=memory,
+            architecture=architecture,
+            python_version=python_version,
+        )
+        doc = lambda_template(app.registry, options, sam=False, physical=physical_name)
+    else:
+        doc = template(app.registry, app_name=app.name, physical=physical_name)
+    _write(doc, output)
+
+
+@export.command()
+@click.argument("app_target", metavar="APP")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (stdout)."
+)
+@click.option("--code-uri", help="The zip `framework package` built (dist/APP.zip).")
+@_lambda_options
+@_one_line_errors
+def sam(
+    app_target: str,
+    output: str | None,
+    code_uri: str | None,
+    memory: int,
+    architecture: str,
+    python_version: str,
+) -> None:
+    """Print a SAM template deploying APP serverless: its resources, functions, API, roles."""
+    app = load_app(app_target)
+    options = options_for(
+        app,
+        app_target,
+        memory=memory,
+        architecture=architecture,
+        python_version=python_version,
+        code_uri=code_uri,
+    )
+    _write(lambda_template(app.registry, options, sam=True, physical=physical_name), output)
+
+
+def _write(doc: dict[str, Any], output: str | None) -> None:
     text = json.dumps(doc, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

@@ -26,7 +26,7 @@ from framework.config import load_settings
 from framework.exceptions import ConfigError
 from framework.runtime import Runtime
 
-__all__ = ["export", "provision"]
+__all__ = ["export", "package", "provision"]
 
 
 @click.command()
@@ -174,3 +174,55 @@ def _write(doc: dict[str, Any], output: str | None) -> None:
     with open(output, "w", encoding="utf-8") as file:
         file.write(text)
     click.echo(f"wrote {len(json.loads(text)['Resources'])} resources to {output}", err=True)
+
+
+@click.command()
+@click.argument("app_target", metavar="APP")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default="dist", help="Folder (dist/)."
+)
+@click.option(
+    "--requirements",
+    "requirement_files",
+    type=click.Path(dir_okay=False, exists=True),
+    multiple=True,
+    help="The app's requirements file(s) (requirements.txt if there is one).",
+)
+@click.option("--arch", "architecture", type=click.Choice(["x86_64", "arm64"]), default="x86_64")
+@click.option("--python-version", default="3.11", help="Lambda's Python (3.11).")
+@_one_line_errors
+def package(
+    app_target: str,
+    out_dir: str,
+    requirement_files: tuple[str, ...],
+    architecture: str,
+    python_version: str,
+) -> None:
+    """Build dist/APP.zip for AWS Lambda: APP's code and its dependencies for Lambda's platform."""
+    from pathlib import Path
+
+    from framework.aws.package import build
+
+    app = load_app(app_target)
+    files = [Path(f) for f in requirement_files]
+    if not files and Path("requirements.txt").is_file():
+        files = [Path("requirements.txt")]
+    click.echo(
+        f"installing dependencies for Lambda (python{python_version}, {architecture})...", err=True
+    )
+    built = build(
+        app_target,
+        Path(out_dir),
+        name=app.name,
+        requirement_files=files,
+        python_version=python_version,
+        architecture=architecture,
+    )
+    left_out = ", ".join(f"{pattern} ({count})" for pattern, count in built.left_out.items())
+    click.echo(f"left out: {left_out or 'nothing'}", err=True)
+    for warning in built.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"built {built.path}: {built.size / 1e6:.1f} MB ({built.unzipped / 1e6:.1f} MB "
+        f"unzipped, {built.files} files)"
+    )

@@ -358,10 +358,11 @@ def routes(
 
 
 def _register() -> None:
-    from framework.cli.deploy import export, provision
+    from framework.cli.deploy import export, package, provision
 
     cli.add_command(provision)
     cli.add_command(export)
+    cli.add_command(package)
 
 
 _register()

@@ -46,6 +46,8 @@ log = logging.getLogger("framework.aws")
 # handlers, so that after a deadline the verdicts still reach SQS before Lambda stops the
 # function: ChangeMessageVisibility and SendMessage take milliseconds, not a second.
 SETTLE_MARGIN = 1.0
+# Lambda sets this in every execution environment.
+_ON_LAMBDA = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "framework_aws_request_id", default=None
@@ -78,8 +80,8 @@ class _DeclaredByTheTemplate(Runtime):
         await super().declare(progress)
 
 
-def _backend_url() -> str:
-    url = os.environ.get("FRAMEWORK_BACKEND")
+def _backend_url(given: str | None = None) -> str:
+    url = given or os.environ.get("FRAMEWORK_BACKEND")
     if url:
         return url
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -132,10 +134,13 @@ class LambdaHandler:
 
     Args:
         app: The app whose routes and handlers serve the function's triggers.
+        backend: The backend URL (default: ``FRAMEWORK_BACKEND``, else ``aws://`` in the
+            function's region).
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, backend: str | None = None) -> None:
         self.app = app
+        self.backend_url = backend
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runtime: Runtime | None = None
         self.backend: Backend | None = None
@@ -194,7 +199,7 @@ class LambdaHandler:
                 handler.addFilter(_RequestIdFilter())
         loop = self.loop or asyncio.new_event_loop()
         self.loop = loop
-        backend = from_url(_backend_url())
+        backend = from_url(_backend_url(self.backend_url))
         runtime = _DeclaredByTheTemplate(self.app, backend, workers=False)
         loop.run_until_complete(runtime.__aenter__())
         self.backend, self.runtime = backend, runtime
@@ -216,7 +221,7 @@ class LambdaHandler:
             logging.INFO,
             "lambda.started",
             app=self.app.name,
-            backend=_backend_url().partition("://")[0] + "://",
+            backend=_backend_url(self.backend_url).partition("://")[0] + "://",
             consumers=len(registry.consumers),
             routes=len(registry.routes),
         )
@@ -302,34 +307,36 @@ class LambdaHandler:
             self._metrics.invocations.labels(kind, "true" if cold else "false").inc()
             self._metrics.duration.labels(kind).observe(seconds)
         milliseconds = round(seconds * 1000, 3)
-        event(
-            log,
-            logging.INFO,
-            "lambda.invoked",
-            app=self.app.name,
-            trigger=kind,
-            cold_start=cold,
-            duration_ms=milliseconds,
-            # CloudWatch turns this JSON line into the metrics Duration and ColdStart.
-            _aws={
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": "framework",
-                        "Dimensions": [["app", "trigger"]],
-                        "Metrics": [
-                            {"Name": "Duration", "Unit": "Milliseconds"},
-                            {"Name": "ColdStart", "Unit": "Count"},
-                        ],
-                    }
-                ],
-            },
-            Duration=milliseconds,
-            ColdStart=1 if cold else 0,
-        )
+        fields: dict[str, Any] = {
+            "app": self.app.name,
+            "trigger": kind,
+            "cold_start": cold,
+            "duration_ms": milliseconds,
+        }
+        if _ON_LAMBDA or os.environ.get("FRAMEWORK_LAMBDA_EMF") == "1":
+            # CloudWatch turns this JSON line into the metrics Duration and ColdStart
+            # (the embedded metric format); off Lambda it would only be noise.
+            fields.update(
+                _aws={
+                    "Timestamp": int(time.time() * 1000),
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": "framework",
+                            "Dimensions": [["app", "trigger"]],
+                            "Metrics": [
+                                {"Name": "Duration", "Unit": "Milliseconds"},
+                                {"Name": "ColdStart", "Unit": "Count"},
+                            ],
+                        }
+                    ],
+                },
+                Duration=milliseconds,
+                ColdStart=1 if cold else 0,
+            )
+        event(log, logging.INFO, "lambda.invoked", **fields)
 
 
-def lambda_handler(app: App) -> LambdaHandler:
+def lambda_handler(app: App, *, backend: str | None = None) -> LambdaHandler:
     """Return the Lambda function of ``app``: ``handler = lambda_handler(app)`` in its module.
 
     The function serves API Gateway REST (payload 1.0) and HTTP API or function URL (payload
@@ -341,8 +348,10 @@ def lambda_handler(app: App) -> LambdaHandler:
 
     Args:
         app: The app.
+        backend: The backend URL, for runs off Lambda (default: ``FRAMEWORK_BACKEND``, else
+            ``aws://`` in ``AWS_REGION``).
 
     Returns:
         A plain callable ``handler(event, context)``.
     """
-    return LambdaHandler(app)
+    return LambdaHandler(app, backend=backend)

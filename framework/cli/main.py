@@ -73,6 +73,12 @@ def cli() -> None:
 )
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.option(
+    "--lambda",
+    "as_lambda",
+    is_flag=True,
+    help="Run as AWS Lambda would: SQS event source mappings and an API Gateway front door.",
+)
 @_one_line_errors
 def run(
     app_target: str,
@@ -88,6 +94,7 @@ def run(
     grace: float | None,
     log_level: str | None,
     log_json: bool,
+    as_lambda: bool = False,
 ) -> None:
     """Serve APP (module:attribute): gateway, SMTP receiver and workers, until SIGTERM/SIGINT."""
     from framework.cli.run import serve
@@ -108,6 +115,15 @@ def run(
     app.use_settings(settings)
     http = None if (no_http or workers_only) else settings.http_port
     smtp = None if (no_smtp or workers_only) else settings.smtp_port
+    if as_lambda:
+        from framework.cli.local_lambda import serve_lambda
+
+        _run(
+            lambda: serve_lambda(
+                app, backend_url=settings.backend, host=settings.host, http_port=http
+            )
+        )
+        return
 
     async def work() -> None:
         await serve(

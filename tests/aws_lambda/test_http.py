@@ -214,9 +214,10 @@ def test_unknown_route_is_404_json(handler: LambdaHandler) -> None:
 
 
 def test_invocations_are_counted_and_logged_with_the_request_id(
-    handler: LambdaHandler, caplog: pytest.LogCaptureFixture
+    handler: LambdaHandler, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cold start and durations are in /metrics; each invocation's log line has its request id."""
+    monkeypatch.setenv("FRAMEWORK_LAMBDA_EMF", "1")  # as on Lambda: CloudWatch's metric format
     context = LambdaContext(aws_request_id="req-1")
     with caplog.at_level(logging.INFO, logger="framework.aws"):
         handler(rest_event("GET", "/orders/a"), context)

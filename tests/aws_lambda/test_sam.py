@@ -20,7 +20,12 @@ from tests.aws_lambda import deploy_app
 from tests.cli.conftest import framework
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ["examples.shop:app", "examples.api:app", "examples.newsletter:app"]
+EXAMPLES = [
+    "examples.shop:app",
+    "examples.api:app",
+    "examples.newsletter:app",
+    "examples.serverless:app",
+]
 
 
 def deployed() -> dict[str, Any]:
@@ -111,6 +116,18 @@ def test_apps_without_their_own_handler_use_the_framework_entry() -> None:
         assert props["Environment"]["Variables"]["FRAMEWORK_APP"] == "examples.shop:app"
         assert props["Code"] == {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}}
     assert "Transform" not in doc
+
+
+def test_the_serverless_example_uses_its_own_handler() -> None:
+    """examples/serverless defines ``handler``: the functions' handler setting names it."""
+    result = framework("export", "sam", "examples.serverless:app", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    handlers = {
+        f["Properties"]["Handler"] for f in of_type(doc, "AWS::Serverless::Function").values()
+    }
+    assert handlers == {"examples.serverless.handler"}
+    assert doc["Transform"] == "AWS::Serverless-2016-10-31"
 
 
 @pytest.mark.parametrize("target", EXAMPLES)

@@ -15,6 +15,8 @@ from tests.aws_lambda.shapes import http_event
 from tests.cli.conftest import framework
 
 ROOT = Path(__file__).resolve().parents[2]
+# pip installs the dependencies for Lambda's platform (from its cache, or PyPI): ~20 s.
+pytestmark = pytest.mark.timeout(300)
 
 APP = """
 from framework import App

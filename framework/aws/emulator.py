@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -247,7 +248,7 @@ def _http_event(scope: Scope, body: bytes) -> dict[str, Any]:
     event_: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": scope["path"],
+        "rawPath": (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1"),
         "rawQueryString": query,
         "headers": headers,
         "requestContext": {

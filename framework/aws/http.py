@@ -8,10 +8,10 @@ gateway's answer becomes the response shape API Gateway expects.
   ``multiValueQueryStringParameters`` (API Gateway decodes query values: they are encoded
   again for the ASGI query string). The response has ``headers`` for names with one value and
   ``multiValueHeaders`` for names with several (``Set-Cookie``), as API Gateway merges them.
-- **2.0**: the path is ``rawPath`` and the query ``rawQueryString``, as the client sent
-  them; repeated headers arrive joined by commas and cookies in ``cookies``, which go back
-  into one ``cookie`` header. The response's ``Set-Cookie`` headers become ``cookies``, and
-  other repeated headers are joined by commas.
+- **2.0**: the path is ``rawPath`` (percent-decoded for ASGI's ``path``) and the query
+  ``rawQueryString``, as the client sent them; repeated headers arrive joined by commas and
+  cookies in ``cookies``, which go back into one ``cookie`` header. The response's
+  ``Set-Cookie`` headers become ``cookies``, and other repeated headers are joined by commas.
 
 The client's address is ``requestContext.identity.sourceIp`` (1.0) or
 ``requestContext.http.sourceIp`` (2.0): what API Gateway saw, so per-client throttles count
@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from starlette.types import ASGIApp, Message, Scope
 
@@ -107,14 +107,16 @@ def request_scope(event: Mapping[str, Any], version: str) -> tuple[Scope, bytes]
     if version == "2.0":
         http = context.get("http") or {}
         method = str(http.get("method", "GET")).upper()
-        path = str(event.get("rawPath") or http.get("path") or "/")
+        raw_path = str(event.get("rawPath") or http.get("path") or "/")
+        path = unquote(raw_path)
         query = str(event.get("rawQueryString") or "").encode("latin-1")
         headers = _v2_headers(event)
         client_ip = str(http.get("sourceIp") or "")
         protocol = str(http.get("protocol") or "HTTP/1.1")
     else:
         method = str(event.get("httpMethod", "GET")).upper()
-        path = str(event.get("path") or "/")
+        path = str(event.get("path") or "/")  # API Gateway has decoded it
+        raw_path = quote(path)
         query = _v1_query(event)
         headers = _v1_headers(event)
         client_ip = str((context.get("identity") or {}).get("sourceIp") or "")
@@ -131,7 +133,7 @@ def request_scope(event: Mapping[str, Any], version: str) -> tuple[Scope, bytes]
         "method": method,
         "scheme": scheme,
         "path": path,
-        "raw_path": path.encode("utf-8"),
+        "raw_path": raw_path.encode("utf-8"),
         "root_path": "",
         "query_string": query,
         "headers": headers,

@@ -114,6 +114,15 @@ def test_rest_post_is_served_and_sends_to_the_queue(handler: LambdaHandler) -> N
     assert stats["orders"].depth == 2
 
 
+def test_rest_event_without_a_version_field_is_served(handler: LambdaHandler) -> None:
+    """Some senders of payload 1.0 omit ``version``: the shape alone says what it is."""
+    event = rest_event("GET", "/orders/o-9")
+    del event["version"]
+    answer = handler(event, LambdaContext())
+    assert answer["statusCode"] == 200
+    assert "multiValueHeaders" in answer
+
+
 def test_rest_invalid_body_is_422_with_field_errors(handler: LambdaHandler) -> None:
     """A body that fails validation answers 422 naming the field, never 500."""
     event = rest_event(
@@ -157,8 +166,8 @@ def test_http_v2_cookies_in_and_out(handler: LambdaHandler) -> None:
 
 def test_http_v2_raw_query_and_post(handler: LambdaHandler) -> None:
     """Payload 2.0: the raw query string and a JSON body reach the route."""
-    answer = handler(http_event("GET", "/orders/o-2", raw_query="tag=x%26y"), LambdaContext())
-    assert json.loads(answer["body"]) == {"id": "o-2", "tag": "x&y"}
+    answer = handler(http_event("GET", "/orders/o%202", raw_query="tag=x%26y"), LambdaContext())
+    assert json.loads(answer["body"]) == {"id": "o 2", "tag": "x&y"}
     answer = handler(
         http_event(
             "POST",

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -124,7 +125,8 @@ class _Metrics:
         )
 
 
-_METRICS: dict[int, _Metrics] = {}
+# One set per gateway registry: a second handler of the same app counts into the same series.
+_METRICS: weakref.WeakKeyDictionary[Any, _Metrics] = weakref.WeakKeyDictionary()
 
 
 class LambdaHandler:
@@ -212,10 +214,10 @@ class LambdaHandler:
         gateway = self.app.asgi  # built now: the first request pays nothing more for it
         metrics = getattr(gateway, "metrics", None)
         if metrics is not None:
-            key = id(metrics.registry)
-            if key not in _METRICS:
-                _METRICS[key] = _Metrics(metrics.registry)
-            self._metrics = _METRICS[key]
+            found = _METRICS.get(metrics.registry)
+            if found is None:
+                found = _METRICS[metrics.registry] = _Metrics(metrics.registry)
+            self._metrics = found
         event(
             log,
             logging.INFO,

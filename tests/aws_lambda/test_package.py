@@ -113,3 +113,14 @@ def test_the_zip_alone_serves_an_invocation(built: tuple[Path, str], tmp_path: P
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"]) == {"hello": "lambda"}
+
+
+def test_the_shop_example_is_packaged(tmp_path: Path) -> None:
+    """examples/shop, as CI packages it: the examples package and the framework are in it."""
+    result = framework("package", "examples.serverless:app", "--out", str(tmp_path), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"built {tmp_path / 'shop.zip'}: " in result.stdout
+    names = set(zipfile.ZipFile(tmp_path / "shop.zip").namelist())
+    assert {"examples/shop/__init__.py", "examples/serverless/__init__.py"} <= names
+    assert "framework/aws/handler.py" in names
+    assert not [n for n in names if n.startswith("tests/")]

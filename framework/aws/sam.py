@@ -55,6 +55,7 @@ __all__ = [
     "LambdaOptions",
     "function_timeout",
     "maximum_concurrency",
+    "queue_visibility",
     "template",
 ]
 

@@ -146,3 +146,16 @@ def test_cfn_lint_passes_on_every_examples_template(
         [*command, str(out)], capture_output=True, text=True, timeout=120, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_longest_visibility_timeout_lambda_honours_is_899_seconds() -> None:
+    """899 s fits Lambda's 900 s with the second to settle; 899.5 s does not."""
+    from framework.aws.sam import function_timeout, queue_visibility
+    from framework.registry import QueueSpec
+
+    longest = QueueSpec.from_options("q", visibility_timeout=899)
+    assert function_timeout(longest) == 900
+    assert queue_visibility(longest) == 5400
+    with pytest.raises(DeclarationError, match="899 s or less"):
+        function_timeout(QueueSpec.from_options("q", visibility_timeout=899.5))
+    assert function_timeout(QueueSpec.from_options("q", visibility_timeout=0.5)) == 3

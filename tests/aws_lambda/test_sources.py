@@ -174,3 +174,19 @@ def test_attribute_values_are_strings_as_aws_sends_them(start: Any, sqs: SQS, pr
         "dataType": "Number",
     }
     assert json.dumps(record)  # JSON, as Lambda sends it
+
+
+def test_a_sync_handler_runs_in_a_thread_under_the_kept_loop(start: Any, prefix: str) -> None:
+    """A plain ``def`` handler runs (in a worker thread) as under ``framework run``."""
+    app = App(f"lambda-{prefix}")
+    seen: list[str] = []
+
+    @app.on_queue(f"{prefix}-sync")
+    def sync(body: str) -> None:
+        seen.append(body)
+
+    handler = start(app)
+    for _ in range(2):  # the second invocation reuses the loop and its thread pool
+        event = {"Records": [documented_sqs_record(f"{prefix}-sync")]}
+        assert handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert seen == ["Test message.", "Test message."]

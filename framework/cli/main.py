@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from framework.cli.command import one_line_errors, run_once
-from framework.cli.deploy import export, provision
+from framework.cli.deploy import export, package, provision
 from framework.cli.loading import load_app
 from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings
@@ -63,6 +63,12 @@ def cli() -> None:
 )
 @click.option("--log-level", default=None, help="debug, info, warning or error (info).")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.option(
+    "--lambda",
+    "as_lambda",
+    is_flag=True,
+    help="Run as AWS Lambda would: SQS event source mappings and an API Gateway front door.",
+)
 @one_line_errors
 def run(
     app_target: str,
@@ -79,6 +85,7 @@ def run(
     read_timeout: float | None,
     log_level: str | None,
     log_json: bool,
+    as_lambda: bool = False,
 ) -> None:
     """Serve APP (module:attribute): gateway, SMTP receiver and workers, until SIGTERM/SIGINT."""
     from framework.cli.http11 import DEFAULT_READ_TIMEOUT
@@ -101,6 +108,18 @@ def run(
         app.use_settings(settings)
         http = None if (no_http or workers_only) else settings.http_port
         smtp = None if (no_smtp or workers_only) else settings.smtp_port
+        if as_lambda:
+            from framework.cli.local_lambda import serve_lambda
+
+            run_once(
+                lambda: serve_lambda(
+                    app,
+                    backend_url=settings.backend_for(app.name),
+                    host=settings.host,
+                    http_port=http,
+                )
+            )
+            return
 
         async def work() -> None:
             await serve(
@@ -371,6 +390,7 @@ def routes(
 
 cli.add_command(provision)
 cli.add_command(export)
+cli.add_command(package)
 
 
 def main() -> None:

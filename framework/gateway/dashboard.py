@@ -158,9 +158,14 @@ class Dashboard:
     def runtime_changed(self, runtime: Runtime | None) -> None:
         """Start sampling in the runtime's task group when the app starts; stop when it stops."""
         self._sampler = None
-        if runtime is not None:
-            token = self._sampler = object()
-            runtime.spawn(lambda: self._run(runtime, token))
+        if runtime is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a gateway built outside the loop (Lambda): sample on demand only
+            return
+        token = self._sampler = object()
+        runtime.spawn(lambda: self._run(runtime, token))
 
     async def _run(self, runtime: Runtime, token: object) -> None:
         """Sample every ``interval`` seconds while ``token`` is the sampler; a failed read

@@ -169,6 +169,20 @@ class Dispatcher:
         """Handle ``delivery``; True if it was acknowledged."""
         return await self.handle(self.lease(delivery, received_at))
 
+    async def run_until(self, delivery: Delivery, deadline: float) -> bool:
+        """Handle one delivery whose handler must end by ``deadline`` (the clock's seconds).
+
+        For callers that received the delivery elsewhere and have their own deadline (a
+        Lambda invocation: the visibility timeout cut to the time the invocation has left).
+        The verdict is carried out on the dispatcher's backend, as for a worker's delivery.
+
+        Returns:
+            True if the delivery was acknowledged.
+        """
+        lease = HandlerLease(self, delivery, deadline)
+        self.watchdog.arm(lease)
+        return await self.handle(lease)
+
     async def handle(self, lease: HandlerLease, task: asyncio.Task[Any] | None = None) -> bool:
         """Handle a leased delivery in ``task`` (the current task); True if it was acknowledged."""
         delivery = lease.delivery

@@ -18,6 +18,7 @@ import framework.messages
 
 PACKAGES = [
     "framework",
+    "framework.aws",
     "framework.backends",
     "framework.gateway",
     "framework.smtp",

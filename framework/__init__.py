@@ -2,7 +2,6 @@
 
 from framework.app import App
 from framework.binding import Header
-from framework.connection import Connection
 from framework.context import Context, DeadLetterInfo, Message
 from framework.exceptions import (
     AppNotRunningError,
@@ -24,6 +23,7 @@ from framework.exceptions import (
     UnknownTopicError,
 )
 from framework.smtp.parsing import Attachment, Email
+from framework.websocket import Connection
 
 __all__ = [
     "App",

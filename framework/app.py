@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from framework.binding import bind
-from framework.connection import CONNECT, DISCONNECT, SPECIAL_ROUTES
 from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX
 from framework.gateway.auth import Authorizer, authorizer_for
@@ -39,14 +38,15 @@ from framework.semantics.filter_policy import validate as validate_filter_policy
 from framework.smtp.config import RelayConfig, SMTPConfig
 from framework.smtp.outbound import Mailer, default_sender
 from framework.smtp.rules import RuleActions
+from framework.websocket import CONNECT, DISCONNECT, SPECIAL_ROUTES
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from framework.config import Settings
-    from framework.connection import ConnectionManager
-    from framework.gateway.app import Gateway
+    from framework.gateway.asgi import Gateway
     from framework.gateway.routers import Router
+    from framework.settings import Settings
+    from framework.websocket import ConnectionManager
 
 __all__ = ["App"]
 
@@ -232,7 +232,7 @@ class App:
             ConfigError: On first use, if the pyproject table has an unknown key or bad value.
         """
         if self._smtp is None:
-            from framework.config import load_smtp_config
+            from framework.settings import load_smtp_config
 
             self._smtp = load_smtp_config() or SMTPConfig()
         return self._smtp

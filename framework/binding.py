@@ -164,9 +164,9 @@ def bind(
     """
     from starlette.requests import Request
 
-    from framework.connection import Connection
     from framework.context import Context
     from framework.smtp.parsing import Email
+    from framework.websocket import Connection
 
     name = f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
     if not callable(handler):

@@ -19,9 +19,9 @@ from framework.messages import (
 )
 
 if TYPE_CHECKING:
-    from framework.connection import ConnectionManager
     from framework.outgoing import PublishOptions, SendOptions
     from framework.smtp.outbound import Mailer
+    from framework.websocket import ConnectionManager
 
 __all__ = ["AppHandle", "Context", "DeadLetterInfo", "Message"]
 

@@ -4,7 +4,7 @@
 ``aws://`` backend it runs on.
 """
 
-from framework.aws.events import UnknownEventError
+from framework.aws.event_shapes import UnknownEventError
 from framework.aws.handler import LambdaHandler, lambda_handler
 
 __all__ = ["LambdaHandler", "UnknownEventError", "lambda_handler"]

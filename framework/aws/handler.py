@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from framework.aws.batch import BatchSettlement, run_batch
-from framework.aws.events import EventKind, delivery_of, kind_of, queue_name_of_arn
+from framework.aws.event_shapes import EventKind, delivery_of, kind_of, queue_name_of_arn
 from framework.aws.http import respond
 from framework.backends import from_url
 from framework.backends.aws.notifications import unwrap_mail

@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 
-from framework.aws.deploy import options_for
+from framework.aws.function_options import options_for
 from framework.aws.sam import template as lambda_template
 from framework.backends import from_url
 from framework.backends.aws.cloudformation import template
 from framework.backends.aws.settings import physical_name
 from framework.cli.command import one_line_errors, run_once
 from framework.cli.loading import load_app
-from framework.config import load_settings
 from framework.exceptions import ConfigError
+from framework.settings import load_settings
 
 __all__ = ["export", "package", "provision"]
 

@@ -13,9 +13,9 @@ from framework.cli.command import one_line_errors, run_once
 from framework.cli.deploy import export, package, provision
 from framework.cli.loading import load_app
 from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
-from framework.config import load_settings
 from framework.logs import configure
 from framework.runtime.operations import check_redrive_target
+from framework.settings import load_settings
 
 __all__ = ["cli", "main"]
 

@@ -197,7 +197,7 @@ class BackendOps:
                 "--server http://HOST:PORT (the running `framework run`)"
             )
         if url.startswith("sqlite:"):
-            from framework.backends.sqlite.settings import Settings as SQLiteSettings
+            from framework.backends.sqlite.settings import SQLiteSettings
 
             path = SQLiteSettings.from_url(url).path
             if not path.exists():

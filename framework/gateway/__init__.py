@@ -3,7 +3,7 @@
 The forms ``auth=``, ``throttle=``, ``cache=`` and ``App(cors=...)`` take are exported here too.
 """
 
-from framework.gateway.app import Gateway, build
+from framework.gateway.asgi import Gateway, build
 from framework.gateway.auth import APIKey, APIKeyAuth, CustomAuth, JWTAuth, JWTKey, Principal
 from framework.gateway.cache import Cache
 from framework.gateway.cors import CORS

@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import Message, Receive, Scope, Send
 
-from framework.connection import CONNECT, DEFAULT, DISCONNECT, Connection
 from framework.exceptions import ConnectionGoneError, Refuse
 from framework.gateway.errors import HTTPError
 from framework.logs import event
 from framework.registry import WebSocketAPISpec, WebSocketRouteSpec
 from framework.runtime.connections import Connections, encode_push
 from framework.runtime.events import Events
+from framework.websocket import CONNECT, DEFAULT, DISCONNECT, Connection
 
 if TYPE_CHECKING:
     from framework.gateway.metrics import SocketMetrics

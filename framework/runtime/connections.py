@@ -4,7 +4,7 @@ Every runtime has a ``Connections``: the registry of the connections this proces
 gateway registers each one as a ``Session`` when its handshake is accepted) and, for ids held
 elsewhere, a delivery path to the process that holds them.
 
-A connection id names its owner (``<process>.<token>``, see ``framework.connection``), so no
+A connection id names its owner (``<process>.<token>``, see ``framework.websocket``), so no
 shared table is needed: an id owned here goes to the local session; an id owned by another
 process goes through the backend's ``Relay``, when the backend has one
 (``CanRelayConnections``), as a request that process answers. A closed connection, an owner
@@ -28,7 +28,8 @@ from typing import Any, Protocol
 import anyio
 from pydantic_core import to_json
 
-from framework.connection import (
+from framework.exceptions import ConnectionGoneError, MessageTooLargeError
+from framework.websocket import (
     CanRelayConnections,
     Connection,
     Relay,
@@ -37,7 +38,6 @@ from framework.connection import (
     new_connection_id,
     owner_of,
 )
-from framework.exceptions import ConnectionGoneError, MessageTooLargeError
 
 __all__ = ["Connections", "Session", "encode_push"]
 

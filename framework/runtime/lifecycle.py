@@ -10,7 +10,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from framework.backends.base import Backend
-from framework.connection import ConnectionManager
 from framework.context import AppHandle
 from framework.exceptions import (
     AppNotRunningError,
@@ -29,6 +28,7 @@ from framework.runtime.dispatch import Dispatcher
 from framework.runtime.events import Events
 from framework.runtime.worker import POLL_WAIT, Worker
 from framework.smtp.outbound import Mailer, default_sender
+from framework.websocket import ConnectionManager
 
 __all__ = ["Runtime"]
 

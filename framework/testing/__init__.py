@@ -1,8 +1,8 @@
 """Testing helpers: ``TestApp``, the virtual clock, and the pytest plugin's fixtures."""
 
-from framework.testing.app import TestApp
 from framework.testing.clock import RealClock, VirtualClock
-from framework.testing.websocket import (
+from framework.testing.harness import TestApp
+from framework.testing.socket_client import (
     HandshakeRefusedError,
     WebSocketClient,
     WebSocketClosedError,

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from framework.testing.app import TestApp
 from framework.testing.clock import VirtualClock
+from framework.testing.harness import TestApp
 
 if TYPE_CHECKING:
     from framework.app import App

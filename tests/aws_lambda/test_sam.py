@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from framework.aws.deploy import ENTRY, options_for
+from framework.aws.function_options import ENTRY, options_for
 from framework.aws.sam import template
 from framework.backends.aws.cloudformation import logical_id
 from framework.backends.aws.settings import physical_name

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from framework import App, Context
 from framework.aws.local import LambdaContext
-from framework.backends.aws.messages import decode
+from framework.backends.aws.wire import decode
 from tests.aws_lambda.conftest import SQS
 from tests.aws_lambda.shapes import http_event
 

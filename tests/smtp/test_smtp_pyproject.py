@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from framework import App, ConfigError, Email
-from framework.config import load_settings, load_smtp_config
+from framework.settings import load_settings, load_smtp_config
 from framework.smtp.config import FILE_KEYS, SMTPConfig
 from framework.testing import TestApp
 

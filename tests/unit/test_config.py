@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import Settings, find_pyproject, load_settings
 from framework.exceptions import ConfigError
+from framework.settings import Settings, find_pyproject, load_settings
 
 PYPROJECT = """
 [tool.framework]

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from framework.config import Settings
 from framework.logs import StructuredFormatter, event
 from framework.redact import mask_text, mask_url
+from framework.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,6 @@ def test_settings_repr_masks_the_backend_url() -> None:
 
 def test_rabbitmq_settings_repr_hides_the_broker_url() -> None:
     """The RabbitMQ backend's settings keep the URL (with its password) out of their repr."""
-    from framework.backends.rabbitmq.settings import Settings as RabbitSettings
+    from framework.backends.rabbitmq.settings import RabbitMQSettings as RabbitSettings
 
     assert "hunter2" not in repr(RabbitSettings.from_url("amqp://guest:hunter2@h/"))

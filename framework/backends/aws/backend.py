@@ -14,7 +14,6 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from framework.clock import Clock, SystemClock
-from framework.connection import Serve
 from framework.exceptions import (
     BackendUnavailableError,
     InvalidMessageError,
@@ -30,9 +29,9 @@ from framework.registry import (
     TopicSpec,
 )
 from framework.semantics.fanout import matching
+from framework.websocket import Serve
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE
-from .messages import decode, encode_checked, fifo_arguments
 from .notifications import unwrap_mail
 from .outbound_mail import SESSender
 from .receipt import ReceiptRules
@@ -47,6 +46,7 @@ from .sqs import (
     seconds,
 )
 from .tracking import Deleter, FifoGroups
+from .wire import decode, encode_checked, fifo_arguments
 
 __all__ = ["AWSBackend"]
 

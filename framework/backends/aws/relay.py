@@ -21,9 +21,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from framework.connection import Reply, Request, Serve
 from framework.exceptions import ConnectionGoneError
 from framework.logs import event
+from framework.websocket import Reply, Request, Serve
 
 __all__ = ["SQSConnectionRelay", "relay_queue_name"]
 

@@ -27,7 +27,6 @@ from aio_pika.exceptions import (
 )
 
 from framework.clock import Clock, SystemClock
-from framework.connection import Serve
 from framework.exceptions import (
     BackendUnavailableError,
     MailError,
@@ -39,6 +38,7 @@ from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMai
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
+from framework.websocket import Serve
 
 from .connection import LOST as _LOST
 from .connection import (
@@ -50,11 +50,11 @@ from .connection import (
     unavailable_as_error,
     where,
 )
-from .leases import Inbox, Lease, LeaseTable, UnseenDeliveries, is_alive
-from .messages import Received, amqp_message, copy_of
+from .leases import BrokerLease, Inbox, LeaseTable, UnseenDeliveries, is_alive
 from .relay import ConnectionRelay
-from .settings import Settings
+from .settings import RabbitMQSettings
 from .topology import Topology
+from .wire import Received, amqp_message, copy_of
 
 __all__ = ["RabbitMQBackend"]
 
@@ -76,11 +76,11 @@ class RabbitMQBackend:
     """Queues and topics on a RabbitMQ broker, shared by every process that connects to it.
 
     Build it with ``from_url("amqp://user:pass@host:5672/vhost?options")`` (options: see
-    ``Settings``) and use it as an async context manager: entering connects, leaving stops
+    ``RabbitMQSettings``) and use it as an async context manager: entering connects, leaving stops
     the consumers, puts buffered deliveries back and disconnects.
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: RabbitMQSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.connection: AbstractRobustConnection | None = None
@@ -104,7 +104,7 @@ class RabbitMQBackend:
     @classmethod
     def from_url(cls, url: str) -> Self:
         """Build a backend for ``amqp://user:pass@host:port/vhost?options`` (not yet connected)."""
-        return cls(Settings.from_url(url))
+        return cls(RabbitMQSettings.from_url(url))
 
     # --- connection ------------------------------------------------------------------------
 
@@ -304,7 +304,7 @@ class RabbitMQBackend:
 
     @unavailable_as_error
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
-        """Lease up to ``limit`` deliveries, waiting up to ``wait`` seconds for the first.
+        """BrokerLease up to ``limit`` deliveries, waiting up to ``wait`` seconds for the first.
 
         With ``wait > 0`` the queue gets a consumer (prefetch = its concurrency) whose
         deliveries are buffered; ``wait == 0`` takes what is buffered or, on a queue this
@@ -369,7 +369,7 @@ class RabbitMQBackend:
             return None
         spec = self._spec(queue)
         timeout = spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY
-        lease = Lease(received, inbox, deadline=self.clock.now() + timeout)
+        lease = BrokerLease(received, inbox, deadline=self.clock.now() + timeout)
         self._leases.add(lease)
         return received.delivery
 

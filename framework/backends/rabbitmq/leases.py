@@ -22,9 +22,9 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from framework.logs import event
 from framework.messages import Delivery
 
-from .messages import GROUP_ID, Received, copy_key
+from .wire import GROUP_ID, Received, copy_key
 
-__all__ = ["Inbox", "Lease", "LeaseTable", "UnseenDeliveries", "is_alive"]
+__all__ = ["BrokerLease", "Inbox", "LeaseTable", "UnseenDeliveries", "is_alive"]
 
 log = logging.getLogger("framework.backends.rabbitmq")
 
@@ -46,7 +46,7 @@ def _group_of(message: AbstractIncomingMessage) -> str | None:
 
 
 @dataclass(slots=True, eq=False)
-class Lease:
+class BrokerLease:
     """A delivery handed out by ``receive`` and not yet settled."""
 
     received: Received
@@ -73,22 +73,22 @@ class LeaseTable:
     ) -> None:
         self.grace = grace
         self._expire_with = expire
-        self._leases: dict[str, Lease] = {}
+        self._leases: dict[str, BrokerLease] = {}
         self._held: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, lease: Lease) -> None:
+    def add(self, lease: BrokerLease) -> None:
         """Hold ``lease`` and arm its timer."""
         delivery = lease.received.delivery
         self._leases[delivery.receipt] = lease
         self._held[delivery.queue] += 1
         self.arm(lease)
 
-    def get(self, receipt: str) -> Lease | None:
+    def get(self, receipt: str) -> BrokerLease | None:
         """Return the lease of ``receipt``, if still held."""
         return self._leases.get(receipt)
 
-    def take(self, delivery: Delivery) -> Lease | None:
+    def take(self, delivery: Delivery) -> BrokerLease | None:
         """Stop holding ``delivery``'s lease and return it (None if no longer held)."""
         lease = self._leases.pop(delivery.receipt, None)
         if lease is None:
@@ -102,11 +102,11 @@ class LeaseTable:
         """How many of ``queue``'s deliveries this process holds."""
         return self._held[queue]
 
-    def of_queue(self, queue: str) -> list[Lease]:
+    def of_queue(self, queue: str) -> list[BrokerLease]:
         """The leases held on ``queue``."""
         return [lease for lease in self._leases.values() if lease.received.delivery.queue == queue]
 
-    def arm(self, lease: Lease) -> None:
+    def arm(self, lease: BrokerLease) -> None:
         """(Re)set ``lease``'s timer to ``grace`` seconds past its deadline."""
         if lease.timer is not None:
             lease.timer.cancel()

@@ -28,9 +28,9 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError, PublishError
 
-from framework.connection import Reply, Request, Serve
 from framework.exceptions import ConnectionGoneError
 from framework.logs import event
+from framework.websocket import Reply, Request, Serve
 
 __all__ = ["ConnectionRelay", "relay_queue_name"]
 

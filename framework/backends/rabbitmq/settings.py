@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from framework.exceptions import ConfigError
 from framework.redact import mask_url
 
-__all__ = ["Settings"]
+__all__ = ["RabbitMQSettings"]
 
 _OPTIONS = {
     "delete_on_exit",
@@ -40,7 +40,7 @@ def _count(name: str, value: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class RabbitMQSettings:
     """What ``amqp://user:pass@host:port/vhost?options`` asks for.
 
     Options the backend reads (everything else in the query, such as ``heartbeat``, goes to
@@ -73,7 +73,7 @@ class Settings:
     connect_timeout: float = 10.0
 
     @classmethod
-    def from_url(cls, url: str) -> Settings:
+    def from_url(cls, url: str) -> RabbitMQSettings:
         """Split ``url`` into the broker URL and the backend's options.
 
         Raises:

@@ -17,7 +17,7 @@ from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 
-from .settings import Settings
+from .settings import SQLiteSettings
 from .store import Store
 from .wakeup import Hub, Watcher
 
@@ -34,14 +34,14 @@ class SQLiteBackend:
     """Queues, topics and dead letters in one SQLite file, shared by the processes that open it.
 
     Build it with ``from_url("sqlite:///path/to/app.db?synchronous=full")`` (options: see
-    ``Settings``) and use it as an async context manager: entering opens (and on first use
+    ``SQLiteSettings``) and use it as an async context manager: entering opens (and on first use
     creates) the file, leaving makes the messages this process still holds visible again.
 
     sqlite3 blocks, so every call runs on one thread of the backend's own, with one
     connection; the event loop only awaits it.
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.store = Store(settings)
@@ -56,7 +56,7 @@ class SQLiteBackend:
     @classmethod
     def from_url(cls, url: str) -> Self:
         """Build a backend for ``sqlite:///relative.db`` or ``sqlite:////absolute.db``."""
-        return cls(Settings.from_url(url))
+        return cls(SQLiteSettings.from_url(url))
 
     @property
     def path(self) -> str:

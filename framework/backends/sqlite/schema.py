@@ -17,7 +17,7 @@ from pathlib import Path
 
 from framework.exceptions import BackendUnavailableError, ConfigError
 
-from .settings import Settings
+from .settings import SQLiteSettings
 
 __all__ = ["KIND", "SCHEMA", "SCHEMA_VERSION", "connect", "errors", "transaction"]
 
@@ -141,7 +141,7 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def connect(settings: Settings) -> tuple[sqlite3.Connection, bool]:
+def connect(settings: SQLiteSettings) -> tuple[sqlite3.Connection, bool]:
     """Open the file (creating it and its folder if needed); return it and whether it is new.
 
     Raises:

@@ -8,14 +8,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from framework.exceptions import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["SQLiteSettings"]
 
 _SYNCHRONOUS = ("normal", "full", "extra")
 _OPTIONS = {"synchronous", "busy_timeout", "lease_grace", "poll_max"}
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class SQLiteSettings:
     """What ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` asks for.
 
     Options:
@@ -40,7 +40,7 @@ class Settings:
     poll_max: float = 0.05
 
     @classmethod
-    def from_url(cls, url: str) -> Settings:
+    def from_url(cls, url: str) -> SQLiteSettings:
         """Read the file's path and the options from ``url``.
 
         Raises:

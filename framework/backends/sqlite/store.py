@@ -28,7 +28,7 @@ from framework.semantics.fanout import matching
 from framework.semantics.fifo import DEDUPLICATION_WINDOW, content_deduplication_id
 
 from .schema import connect, errors, transaction
-from .settings import Settings
+from .settings import SQLiteSettings
 
 __all__ = ["Store"]
 
@@ -82,7 +82,7 @@ def _seq_of(receipt: str) -> int:
 class Store:
     """The file and the SQL of every primitive. Not thread-safe: one thread calls it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SQLiteSettings) -> None:
         self.settings = settings
         self.path = settings.path
         self._db: sqlite3.Connection | None = None

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
 
 from framework.backends.aws import AWSBackend
-from framework.backends.aws.messages import META
+from framework.backends.aws.wire import META
 from framework.exceptions import (
     DeclarationError,
     InvalidMessageError,

@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("aiobotocore", reason="the aws extra is not installed")
 
-from framework.backends.aws.messages import META, decode, encode
 from framework.backends.aws.settings import AWSSettings, physical_name
 from framework.backends.aws.sns import queue_policy, subscription_attributes
 from framework.backends.aws.sqs import (
@@ -19,6 +18,7 @@ from framework.backends.aws.sqs import (
     redrive_policy,
     seconds,
 )
+from framework.backends.aws.wire import META, decode, encode
 from framework.exceptions import ConfigError, InvalidMessageError
 from framework.messages import AttributeValue, Outgoing
 from framework.registry import QueueSpec, SubscriptionSpec

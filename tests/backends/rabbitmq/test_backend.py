@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from framework.backends.rabbitmq import RabbitMQBackend
-from framework.backends.rabbitmq.messages import ATTRIBUTES, RECEIVE_COUNT
+from framework.backends.rabbitmq.wire import ATTRIBUTES, RECEIVE_COUNT
 from framework.exceptions import MailError, UnknownQueueError
 from framework.messages import DeadLetterReason, Outgoing
 from framework.registry import QueueSpec

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.backends.rabbitmq.messages import DELIVERY_COUNT, RECEIVE_COUNT, receive_count
-from framework.backends.rabbitmq.settings import Settings
+from framework.backends.rabbitmq.settings import RabbitMQSettings
 from framework.backends.rabbitmq.topology import (
     DELIVERY_LIMIT,
     delay_milliseconds,
@@ -13,6 +12,7 @@ from framework.backends.rabbitmq.topology import (
     delay_queue_name,
     queue_arguments,
 )
+from framework.backends.rabbitmq.wire import DELIVERY_COUNT, RECEIVE_COUNT, receive_count
 from framework.exceptions import ConfigError
 from framework.registry import QueueSpec
 
@@ -90,7 +90,7 @@ def test_delay_queue_expires_messages_back_to_its_queue() -> None:
 
 def test_url_options_are_split_from_the_broker_url() -> None:
     """The backend's options leave the URL aio-pika sees; the broker's own options stay."""
-    settings = Settings.from_url(
+    settings = RabbitMQSettings.from_url(
         "amqp://u:p@host:5673/vh?heartbeat=30&queue_expires=60&lease_grace=2&prefetch=50"
         "&fifo_prefetch=300&connection_name=worker-1&delete_on_exit=1"
     )
@@ -101,7 +101,7 @@ def test_url_options_are_split_from_the_broker_url() -> None:
     assert settings.fifo_prefetch == 300
     assert settings.connection_name == "worker-1"
     assert settings.delete_on_exit is True
-    assert Settings.from_url("amqps://h/").queue_expires is None
+    assert RabbitMQSettings.from_url("amqps://h/").queue_expires is None
 
 
 @pytest.mark.parametrize(
@@ -116,4 +116,4 @@ def test_url_options_are_split_from_the_broker_url() -> None:
 def test_bad_url_option_is_refused_by_name(url: str) -> None:
     """A malformed option, or a URL that is not amqp(s)://, raises ConfigError."""
     with pytest.raises(ConfigError):
-        Settings.from_url(url)
+        RabbitMQSettings.from_url(url)

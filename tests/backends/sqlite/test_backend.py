@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from framework.backends.sqlite import SQLiteBackend
-from framework.backends.sqlite.settings import Settings
+from framework.backends.sqlite.settings import SQLiteSettings
 from framework.clock import SystemClock
 from framework.exceptions import ConfigError, UnknownQueueError, UnknownTopicError
 from framework.messages import (
@@ -54,7 +54,7 @@ async def pair(
     tmp_path: Path, clock: Shifted
 ) -> AsyncIterator[tuple[SQLiteBackend, SQLiteBackend]]:
     """Two backends on one file, with queues ``q`` and FIFO ``f.fifo`` declared."""
-    settings = Settings.from_url(f"sqlite:///{tmp_path / 'pair.db'}")
+    settings = SQLiteSettings.from_url(f"sqlite:///{tmp_path / 'pair.db'}")
     a, b = SQLiteBackend(settings, clock), SQLiteBackend(settings, clock)
     async with a, b:
         for spec in (
@@ -160,7 +160,7 @@ async def test_leaving_gives_back_what_the_process_still_holds(
     tmp_path: Path, clock: Shifted
 ) -> None:
     """A backend closed with a lease out makes that message visible at once, not after 30 s."""
-    settings = Settings.from_url(f"sqlite:///{tmp_path / 'leave.db'}")
+    settings = SQLiteSettings.from_url(f"sqlite:///{tmp_path / 'leave.db'}")
     async with SQLiteBackend(settings, clock) as a:
         await a.declare_queue(QueueSpec.from_options("q", visibility_timeout=30))
         await a.send("q", msg("held"))
@@ -277,13 +277,13 @@ async def test_mail_is_kept_in_the_files_outbox(tmp_path: Path) -> None:
 )
 def test_urls_name_relative_and_absolute_files(url: str, path: str) -> None:
     """Three slashes: relative to the working directory; four: absolute."""
-    assert str(Settings.from_url(url).path) == path
+    assert str(SQLiteSettings.from_url(url).path) == path
 
 
 def test_synchronous_defaults_to_normal_and_can_be_full() -> None:
     """WAL with synchronous=NORMAL by default; ?synchronous=full for power-loss durability."""
-    assert Settings.from_url("sqlite:///a.db").synchronous == "normal"
-    assert Settings.from_url("sqlite:///a.db?synchronous=FULL").synchronous == "full"
+    assert SQLiteSettings.from_url("sqlite:///a.db").synchronous == "normal"
+    assert SQLiteSettings.from_url("sqlite:///a.db?synchronous=FULL").synchronous == "full"
 
 
 @pytest.mark.parametrize(
@@ -302,7 +302,7 @@ def test_synchronous_defaults_to_normal_and_can_be_full() -> None:
 def test_bad_urls_are_refused_clearly(url: str, error: str) -> None:
     """Each bad URL names what is wrong."""
     with pytest.raises(ConfigError, match=error):
-        Settings.from_url(url)
+        SQLiteSettings.from_url(url)
 
 
 @pytest.mark.parametrize(("option", "level"), [("", 1), ("?synchronous=full", 2)])

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from framework.backends.aws.messages import decode
+from framework.backends.aws.wire import decode
 from framework.exceptions import FrameworkError
 from framework.messages import DLQ_SOURCE, Delivery
 

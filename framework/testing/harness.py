@@ -17,7 +17,7 @@ from framework.runtime import Runtime
 from framework.smtp.parsing import Email, parse
 from framework.smtp.receiver import Receiver
 from framework.testing.clock import RealClock, VirtualClock, settle
-from framework.testing.websocket import WebSocketClient
+from framework.testing.socket_client import WebSocketClient
 
 if TYPE_CHECKING:
     from framework.app import App

@@ -1,4 +1,4 @@
-"""A backend that cannot take a message now gives 503 with Retry-After; one it cannot carry, 413."""
+"""An unreachable backend is a 503 with Retry-After; a message it cannot carry, a 413."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ process can tell where to deliver a push without a shared table: the runtime's
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from framework.logs import event
 from framework.principal import Principal
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Reply",
     "Request",
     "Serve",
+    "answer",
     "new_connection_id",
     "owner_of",
 ]
@@ -44,6 +47,23 @@ Request = Mapping[str, Any]
 Reply = dict[str, Any]
 """Its answer: ``{}``, ``{"connection": {...}}`` or ``{"error": "gone", "detail": ...}``."""
 Serve = Callable[[Request], Awaitable[Reply]]
+
+
+async def answer(serve: Serve, request: object) -> Reply:
+    """Serve one request relayed from another process; a failure is an error reply, never
+    raised, so the asker always hears back."""
+    try:
+        return await serve(request) if isinstance(request, dict) else {"error": "bad"}
+    except Exception as exc:
+        event(
+            logging.getLogger("framework.websocket"),
+            logging.ERROR,
+            "websocket.relay_failed",
+            error=type(exc).__name__,
+        )
+        return {"error": type(exc).__name__}
+
+
 """What answers the requests sent to this process."""
 
 

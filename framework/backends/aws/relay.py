@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from framework.exceptions import ConnectionGoneError
 from framework.logs import event
-from framework.websocket import Reply, Request, Serve
+from framework.websocket import Reply, Request, Serve, answer
 
 __all__ = ["SQSConnectionRelay", "relay_queue_name"]
 
@@ -183,12 +183,7 @@ class SQSConnectionRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request: Any, reply_to: str, correlation: str) -> None:
-        reply: Reply
-        try:
-            reply = await self.serve(request) if isinstance(request, dict) else {"error": "bad"}
-        except Exception as exc:
-            event(log, logging.ERROR, "websocket.relay_failed", error=type(exc).__name__)
-            reply = {"error": type(exc).__name__}
+        reply = await answer(self.serve, request)
         if not reply_to:
             return
         with contextlib.suppress(ClientError):  # the asker has gone meanwhile

@@ -29,8 +29,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from framework.exceptions import ConnectionGoneError
-from framework.logs import event
-from framework.websocket import Reply, Request, Serve
+from framework.websocket import Reply, Request, Serve, answer
 
 __all__ = ["ConnectionRelay", "relay_queue_name"]
 
@@ -155,12 +154,7 @@ class ConnectionRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request: Any, reply_to: str, correlation: str) -> None:
-        reply: Reply
-        try:
-            reply = await self.serve(request) if isinstance(request, dict) else {"error": "bad"}
-        except Exception as exc:
-            event(log, logging.ERROR, "websocket.relay_failed", error=type(exc).__name__)
-            reply = {"error": type(exc).__name__}
+        reply = await answer(self.serve, request)
         publisher = self._publisher
         if publisher is None:
             return

@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import aio_pika
-from orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 
+from bench.orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 from framework import App
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -229,8 +229,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prefetch", type=int, default=100)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--only", choices=sorted(SIDES))
+    parser.add_argument(
+        "--smoke", action="store_true", help="1 round of 300 messages, a short warm-up"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.smoke:  # a check that the bench works, not a measurement
+        global WARMUP_MESSAGES
+        WARMUP_MESSAGES = 100
+        args.messages, args.rounds = 300, 1
     results = asyncio.run(measure(args))
     if args.json:
         print(json.dumps(asdict(results)))

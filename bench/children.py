@@ -40,13 +40,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve(
     command: Sequence[str],
-    port: int,
+    port: int | None,
     *,
     env: Mapping[str, str] | None = None,
     stop_signal: int = signal.SIGTERM,
     timeout: float = 30.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the block ends; yield once ``127.0.0.1:port`` accepts connections.
+
+    With ``port=None`` (a worker, which listens on nothing), yield as soon as it has started:
+    the caller waits for it to handle its first messages instead.
 
     Raises:
         RuntimeError: If the process exits or the port stays closed for ``timeout`` seconds;
@@ -67,7 +70,7 @@ def serve(
 
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while port is not None:
             if process.poll() is not None:
                 raise RuntimeError(f"{command} exited with {process.returncode}:\n{output()}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -75,7 +78,10 @@ def serve(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command} did not open port {port}:\n{output()}")
             time.sleep(0.05)
-        yield process
+        try:
+            yield process
+        except RuntimeError as exc:  # the bench saw it fail: show what the server said
+            raise RuntimeError(f"{exc}\n{command} said:\n{output()}") from exc
         if process.poll() is not None:
             raise RuntimeError(
                 f"{command} exited during the run with {process.returncode}:\n{output()}"

@@ -1,1 +1,1 @@
-"""Benchmarks: run each file as a script (see bench/README.md)."""
+"""Benchmarks: ``python -m bench`` runs them all, ``python -m bench.NAME`` one (bench/README.md)."""

@@ -59,8 +59,8 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 
+from bench.orders import Counter, Order, make_orders  # bench/orders.py, next to this script
 from framework import App
 
 REGION = "us-east-1"
@@ -470,8 +470,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run moto as shipped, whose receives slow down as the queue grows (see moto_server)",
     )
     parser.add_argument("--only", choices=sorted(SIDES), help="run one side only (to profile it)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="1 round of 300 messages, a short warm-up"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.smoke:  # a check that the bench works, not a measurement
+        global WARMUP_MESSAGES
+        WARMUP_MESSAGES = 100
+        args.messages, args.rounds = 300, 1
     if args.pollers is None:
         args.pollers = args.concurrency
     if min(args.messages, args.rounds, args.concurrency, args.window, args.pollers) < 1:

@@ -1,16 +1,21 @@
-"""HTTP throughput: the framework's gateway against raw starlette and FastAPI, measured with wrk.
+"""HTTP throughput: ``framework run`` against raw starlette and FastAPI under uvicorn, with wrk.
 
-Run from the repository root (needs Debian's ``wrk`` and ``pip install fastapi``)::
+Run from the repository root (needs Debian's ``wrk`` and ``pip install -e '.[bench]'``)::
 
-    python bench/gateway.py [--rounds 3] [--duration 5] [--connections 32] [--no-auth] [--json]
+    python bench/gateway.py [--rounds 3] [--duration 5] [--connections 1,64] [--no-auth] [--json]
+    python bench/gateway.py --smoke     # one short run of each, to check the bench works
 
-Each side is the same app served by its own ``uvicorn`` process with the same settings (one
-worker, default loop and HTTP parser, no access log), doing the same work: ``POST /items``
-validates a JSON body with a pydantic model and answers it back as JSON; ``GET /hello``
-answers a small JSON object. With auth on (the default), both routes check an API key in the
-``X-API-Key`` header on every side; the framework also has metrics on (its default), which the
-raw sides do not. Rounds alternate the sides, for each scenario, after a warm-up of each, and
-the order rotates each round; the figures are medians, and the ratios are of the medians.
+Each side runs in a child process started the way its users start it, and the load comes from
+``wrk``, another process: the framework side is ``framework run bench.gateway:app --backend
+memory:// --no-smtp --http-port PORT`` (the gateway with its own sockets and settings, metrics
+on, as ``framework run`` serves it); the raw starlette and FastAPI sides are ``uvicorn
+bench.gateway:starlette_app --factory --port PORT`` with uvicorn's defaults, except
+``--no-access-log``, because ``framework run`` writes no access log either. All do the same work:
+``POST /items`` validates a JSON body with a pydantic model and answers it back as JSON;
+``GET /items/{id}`` answers a small JSON object with the path parameter. With auth on (the
+default), both routes check an API key in the ``X-API-Key`` header on every side. Rounds
+alternate the sides, for each scenario and connection count, after a warm-up of each, and the
+order rotates each round; the figures are medians, and the ratios are of the medians.
 
 wrk runs on the same machine as the server, so both compete for the cores: on a shared 2-core
 machine, absolute rates move a lot between runs; compare the ratios within one run.
@@ -24,16 +29,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
+
+from bench.children import FRAMEWORK, free_port, serve
 
 AUTH = os.environ.get("BENCH_GATEWAY_AUTH", "1") == "1"
 KEY = "bench-key"
@@ -48,7 +53,11 @@ class Item(BaseModel):
 
 
 def framework_app() -> Any:
-    """The framework side: two routes, an API key authorizer when auth is on, metrics on."""
+    """The framework side: two routes, an API key authorizer when auth is on, metrics on.
+
+    ``framework run bench.gateway:app`` reads it as the module's ``app`` (``__getattr__``
+    below), so the raw sides' processes never import the framework.
+    """
     from framework import App
     from framework.gateway.auth import APIKeyAuth
 
@@ -59,11 +68,17 @@ def framework_app() -> Any:
     async def create(item: Item) -> Item:
         return item
 
-    @app.route("/hello", auth=auth)
-    async def hello() -> dict[str, str]:
-        return {"hello": "world"}
+    @app.route("/items/{item_id}", auth=auth)
+    async def read(item_id: int) -> dict[str, Any]:
+        return {"id": item_id, "name": "widget"}
 
-    return app.asgi
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return framework_app()
+    raise AttributeError(name)
 
 
 def starlette_app() -> Any:
@@ -85,10 +100,15 @@ def starlette_app() -> Any:
         item = Item.model_validate_json(await request.body())
         return Response(item.model_dump_json(), media_type="application/json")
 
-    async def hello(request: Request) -> Response:
-        return denied(request) or JSONResponse({"hello": "world"})
+    async def read(request: Request) -> Response:
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        return JSONResponse({"id": int(request.path_params["item_id"]), "name": "widget"})
 
-    return Starlette(routes=[Route("/items", create, methods=["POST"]), Route("/hello", hello)])
+    return Starlette(
+        routes=[Route("/items", create, methods=["POST"]), Route("/items/{item_id:int}", read)]
+    )
 
 
 def fastapi_app() -> Any:
@@ -105,43 +125,36 @@ def fastapi_app() -> Any:
     async def create(item: Item) -> Item:
         return item
 
-    @app.get("/hello", dependencies=[Depends(key)])
-    async def hello() -> dict[str, str]:
-        return {"hello": "world"}
+    @app.get("/items/{item_id}", dependencies=[Depends(key)])
+    async def read(item_id: int) -> dict[str, Any]:
+        return {"id": item_id, "name": "widget"}
 
     return app
 
 
-SIDES = {"framework": "framework_app", "starlette": "starlette_app", "fastapi": "fastapi_app"}
+SIDES = ("framework", "starlette", "fastapi")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def command(side: str, port: int) -> list[str]:
+    """The command line that serves ``side`` on ``port``, as its users would type it."""
+    if side == "framework":
+        return [
+            *FRAMEWORK, "run", "bench.gateway:app", "--backend", "memory://", "--no-smtp",
+            "--http-port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "uvicorn", f"bench.gateway:{side}_app", "--factory",
+        "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
 
 
 @contextlib.contextmanager
-def serve(factory: str) -> Iterator[str]:
-    """Run ``bench.gateway:FACTORY`` under uvicorn on a free port; yield its base URL."""
+def served(side: str) -> Iterator[str]:
+    """Run ``side`` in a child process on a free port; yield its base URL."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", f"bench.gateway:{factory}", "--factory",
-        "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, "BENCH_GATEWAY_AUTH": str(int(AUTH))})
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{factory} did not start on port {port}")
+    env = {"BENCH_GATEWAY_AUTH": str(int(AUTH))}
+    with serve(command(side, port), port, env=env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def lua(scenario: str) -> str:
@@ -157,76 +170,100 @@ def lua(scenario: str) -> str:
 
 def wrk(url: str, scenario: str, duration: int, connections: int) -> tuple[float, float]:
     """Run wrk against ``url``; return requests per second and p99 latency in milliseconds."""
-    path = "/items" if scenario == "post" else "/hello"
+    path = "/items" if scenario == "post" else "/items/42"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua(scenario))
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name,
-             url + path],
+            ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency",
+             "-s", script.name, url + path],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
-    if "Non-2xx" in out:
+    if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"{url}{path} answered errors:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if requests == 0:
+        raise RuntimeError(f"{url}{path} answered no request:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     return rate, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def main() -> None:
+SCENARIOS = ("post", "get")
+
+
+def measure(
+    sides: list[str], rounds: int, duration: int, connections: list[int], warmup: bool
+) -> dict[str, Any]:
+    """Serve each side in turn, run every scenario at every connection count; return medians."""
+    results: dict[str, list[tuple[float, float]]] = {}
+    for round_ in range(rounds):
+        # Rotated each round: going first or last after a server stops moved a side's
+        # figure by 10-20% on a shared 2-core machine.
+        for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
+            with served(side) as url:
+                for scenario in SCENARIOS:
+                    if warmup:  # imports, first validations, warm caches: not measured
+                        wrk(url, scenario, 1, max(connections))
+                    for count in connections:
+                        results.setdefault(f"{side}/{scenario}/c{count}", []).append(
+                            wrk(url, scenario, duration, count)
+                        )
+    summary: dict[str, Any] = {
+        "auth": AUTH, "rounds": rounds, "duration_s": duration, "cpus": os.cpu_count(),
+    }  # fmt: skip
+    for key, runs in results.items():
+        summary[key] = {
+            "rps": round(statistics.median(r for r, _ in runs)),
+            "p99_ms": round(statistics.median(p for _, p in runs), 2),
+            "rps_runs": [round(r) for r, _ in runs],
+        }
+    ratios: dict[str, float] = {}
+    for scenario in SCENARIOS:
+        for count in connections:
+            mine = summary.get(f"framework/{scenario}/c{count}")
+            for other in ("starlette", "fastapi"):
+                theirs = summary.get(f"{other}/{scenario}/c{count}")
+                if mine and theirs:
+                    label = f"{scenario} c={count} framework/{other}"
+                    ratios[label] = round(mine["rps"] / theirs["rps"], 3)
+    summary["ratios"] = ratios
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
     global AUTH
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,64", help="comma-separated counts")
     parser.add_argument("--no-auth", action="store_true", help="no API key check on any side")
-    parser.add_argument("--only", choices=sorted(SIDES), action="append")
+    parser.add_argument("--only", choices=SIDES, action="append")
+    parser.add_argument("--smoke", action="store_true", help="1 round of 1 s at 8 connections")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     AUTH = not args.no_auth
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     sides = args.only or list(SIDES)
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for scenario in ("post", "get"):
-        for side in sides:  # warm-up: imports, first validations, JIT-free but cache-warm
-            with serve(SIDES[side]) as url:
-                wrk(url, scenario, 1, args.connections)
-        for round_ in range(args.rounds):
-            # Rotated each round: going first or last after a server stops moved a side's
-            # figure by 10-20% on a shared 2-core machine.
-            for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
-                with serve(SIDES[side]) as url:
-                    results.setdefault((side, scenario), []).append(
-                        wrk(url, scenario, args.duration, args.connections)
-                    )
-    summary: dict[str, Any] = {"auth": AUTH, "rounds": args.rounds, "cpus": os.cpu_count()}
-    for (side, scenario), runs in results.items():
-        summary[f"{side}/{scenario}"] = {
-            "rps": statistics.median(r for r, _ in runs),
-            "p99_ms": statistics.median(p for _, p in runs),
-            "rps_runs": [round(r) for r, _ in runs],
-        }
-    for scenario in ("post", "get"):
-        mine = summary.get(f"framework/{scenario}")
-        for other in ("starlette", "fastapi"):
-            theirs = summary.get(f"{other}/{scenario}")
-            if mine and theirs:
-                summary[f"ratio/{scenario}/framework:{other}"] = mine["rps"] / theirs["rps"]
+    connections = [int(c) for c in args.connections.split(",")]
+    if args.smoke:
+        summary = measure(sides, 1, 1, [8], warmup=False)
+    else:
+        summary = measure(sides, args.rounds, args.duration, connections, warmup=True)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary))
         return
-    print(f"auth={'on' if AUTH else 'off'}, {args.rounds} rounds of {args.duration}s, "
-          f"{args.connections} connections, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'side/scenario':<22}{'req/s':>10}{'p99 ms':>10}  runs")
+    print(f"auth={'on' if AUTH else 'off'}, {summary['rounds']} rounds of "
+          f"{summary['duration_s']}s, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'side/scenario/connections':<28}{'req/s':>10}{'p99 ms':>10}  runs")
     for key, value in summary.items():
-        if isinstance(value, dict):
-            print(f"{key:<22}{value['rps']:>10.0f}{value['p99_ms']:>10.2f}  {value['rps_runs']}")
-    for key, value in summary.items():
-        if key.startswith("ratio/"):
-            print(f"{key:<40}{value:>6.2f}")
+        if isinstance(value, dict) and "rps" in value:
+            print(f"{key:<28}{value['rps']:>10}{value['p99_ms']:>10.2f}  {value['rps_runs']}")
+    for key, ratio in summary["ratios"].items():
+        print(f"{key:<40}{ratio:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,7 @@ import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from orders import MESSAGE_BYTES, Order, make_order, make_orders, note_for  # bench/orders.py
-
+from bench.orders import MESSAGE_BYTES, Order, make_order, make_orders, note_for  # bench/orders.py
 from framework import App
 
 QUEUE = "bench"
@@ -216,8 +215,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=("framework", "raw"), help="run one side only (for profiling)"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="1 round of 300 messages, a short warm-up"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.smoke:  # a check that the bench works, not a measurement
+        global WARMUP_MESSAGES
+        WARMUP_MESSAGES = 100
+        args.messages, args.rounds = 300, 1
+        args.memory_messages = min(args.memory_messages, 1_000)
     if args.messages < 1 or args.rounds < 1 or args.concurrency < 1 or args.memory_messages < 0:
         parser.error(
             "--messages, --rounds and --concurrency must be positive, --memory-messages at least 0"

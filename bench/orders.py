@@ -1,7 +1,7 @@
 """The benchmarks' message (a pydantic model of about 1 KiB of JSON) and their counter.
 
-Imported by the bench scripts as ``from orders import ...``: ``python bench/NAME.py`` puts this
-folder first on ``sys.path``.
+Imported by the bench modules as ``from bench.orders import ...``: run them from the repository
+root as ``python -m bench.NAME`` (``python -m bench`` runs them all).
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""The app `framework run --processes` runs in the process tests: pids, orders, a crash at import."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+from pydantic import BaseModel
+
+from framework import App
+
+if os.environ.get("PROCESSES_CRASH") and os.environ.get("FRAMEWORK_PROCESS"):
+    raise RuntimeError("this child fails at import on purpose")
+
+app = App("processes")
+
+
+class Order(BaseModel):
+    id: str
+    seconds: float = 0.0
+
+
+@app.route("/pid")
+async def pid() -> dict[str, int]:
+    """Say which process answered."""
+    return {"pid": os.getpid()}
+
+
+@app.route("/orders", methods=["POST"], status_code=202)
+async def submit(order: Order) -> dict[str, str]:
+    """Queue an order."""
+    await app.send("orders", order)
+    return {"accepted": order.id}
+
+
+@app.on_queue("orders", visibility_timeout=1, max_receive_count=100, retry_delay=0.05)
+async def handle(order: Order) -> None:
+    """Take ``seconds``, then write the order's id and this pid to $PROCESSES_LOG."""
+    if order.seconds:
+        await anyio.sleep(order.seconds)
+    with open(os.environ["PROCESSES_LOG"], "a") as log:
+        log.write(f"{order.id} {os.getpid()}\n")

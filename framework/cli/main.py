@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +17,10 @@ from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.config import load_settings
 from framework.logs import configure
 from framework.runtime.operations import check_redrive_target
+
+if TYPE_CHECKING:
+    from framework.app import App
+    from framework.config import Settings
 
 __all__ = ["cli", "main"]
 
@@ -155,7 +160,12 @@ def run(
 
 
 def _supervise(
-    app: Any, processes: str, backend_url: str, settings: Any, http: int | None, smtp: int | None
+    app: App,
+    processes: str,
+    backend_url: str,
+    settings: Settings,
+    http: int | None,
+    smtp: int | None,
 ) -> None:
     """``run --processes``: bind the ports once, then run and replace the children."""
     from framework.cli.processes import check_backend, child_command, parse_processes, supervise
@@ -163,7 +173,7 @@ def _supervise(
 
     count = parse_processes(processes)
     check_backend(backend_url)
-    sockets = []
+    sockets: list[socket.socket] = []
     fds = ["-", "-"]
     try:
         if http is not None:
@@ -180,15 +190,11 @@ def _supervise(
             sock.close()
 
 
-def _inherited_sockets(value: str | None) -> tuple[Any, Any]:
+def _inherited_sockets(value: str | None) -> tuple[socket.socket | None, socket.socket | None]:
     """The sockets a ``--processes`` supervisor passed down (``HTTP_FD:SMTP_FD``, ``-``: none)."""
-    import socket
-
     if value is None:
         return None, None
-    found: list[socket.socket | None] = []
-    for part in value.split(":"):
-        found.append(None if part == "-" else socket.socket(fileno=int(part)))
+    found = [None if part == "-" else socket.socket(fileno=int(part)) for part in value.split(":")]
     return found[0], found[1]
 
 

@@ -1,4 +1,4 @@
-"""The app `framework run --processes` runs in the process tests: pids, orders, a crash at import."""
+"""The app the `framework run --processes` tests run: pids, orders, a crash at import."""
 
 from __future__ import annotations
 
@@ -38,5 +38,9 @@ async def handle(order: Order) -> None:
     """Take ``seconds``, then write the order's id and this pid to $PROCESSES_LOG."""
     if order.seconds:
         await anyio.sleep(order.seconds)
-    with open(os.environ["PROCESSES_LOG"], "a") as log:
-        log.write(f"{order.id} {os.getpid()}\n")
+    # One O_APPEND write: whole lines even with several processes writing at once.
+    fd = os.open(os.environ["PROCESSES_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{order.id} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)

@@ -7,7 +7,7 @@ import os
 import anyio
 from pydantic import BaseModel
 
-from framework import App
+from framework import App, Email
 
 if os.environ.get("PROCESSES_CRASH") and os.environ.get("FRAMEWORK_PROCESS"):
     raise RuntimeError("this child fails at import on purpose")
@@ -38,9 +38,19 @@ async def handle(order: Order) -> None:
     """Take ``seconds``, then write the order's id and this pid to $PROCESSES_LOG."""
     if order.seconds:
         await anyio.sleep(order.seconds)
-    # One O_APPEND write: whole lines even with several processes writing at once.
+    _handled(order.id)
+
+
+@app.on_email(["orders@shop.example"])
+async def mail(message: Email) -> None:
+    """Write the mail's subject and this pid to $PROCESSES_LOG."""
+    _handled(message.subject)
+
+
+def _handled(what: str) -> None:
+    """One O_APPEND write: whole lines even with several processes writing at once."""
     fd = os.open(os.environ["PROCESSES_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        os.write(fd, f"{order.id} {os.getpid()}\n".encode())
+        os.write(fd, f"{what} {os.getpid()}\n".encode())
     finally:
         os.close(fd)

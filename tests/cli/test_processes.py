@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ class Supervisor:
     process: subprocess.Popen[str]
     url: str
     log: Path
+    smtp_port: int
 
     def children(self) -> list[int]:
         """The pids of the children running now."""
@@ -46,8 +48,9 @@ class Supervisor:
 
 
 def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None) -> Supervisor:
-    """Start the supervisor on a free port and the sqlite file in ``tmp``; wait for an answer."""
+    """Start the supervisor on free ports and the sqlite file in ``tmp``; wait for an answer."""
     port = free_port()
+    smtp_port = free_port()
     log = tmp / "handled.log"
     process = subprocess.Popen(
         [
@@ -60,6 +63,8 @@ def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None)
             f"sqlite:///{tmp}/app.db",
             "--http-port",
             str(port),
+            "--smtp-port",
+            str(smtp_port),
             "--processes",
             processes,
             "--grace",
@@ -72,7 +77,7 @@ def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None)
         env={**os.environ, "PROCESSES_LOG": str(log), **(env or {})},
         start_new_session=True,  # its own process group, as a service manager would give it
     )
-    supervisor = Supervisor(process, f"http://127.0.0.1:{port}", log)
+    supervisor = Supervisor(process, f"http://127.0.0.1:{port}", log, smtp_port)
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -126,6 +131,22 @@ def wait_children(
     return pids
 
 
+def answering(supervisor: Supervisor, n: int) -> set[int]:
+    """The pids that answer /pid, on new connections in parallel, until ``n`` did (10 s)."""
+    wait_children(supervisor, n)
+
+    def pid(_: int) -> int:
+        with httpx.Client(timeout=5) as client:  # a new connection each time
+            return int(client.get(f"{supervisor.url}/pid").json()["pid"])
+
+    pids: set[int] = set()
+    deadline = time.monotonic() + 10
+    with ThreadPoolExecutor(16) as pool:
+        while len(pids) < n and time.monotonic() < deadline:
+            pids |= set(pool.map(pid, range(64)))
+    return pids
+
+
 @pytest.fixture
 def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     """Two processes on one sqlite file, stopped afterwards."""
@@ -136,23 +157,26 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
 
 def test_two_processes_share_the_port_and_the_messages(supervisor: Supervisor) -> None:
     """Both children answer on the one port, and each message is handled exactly once."""
-    wait_children(supervisor, 2)
-
-    def pid(_: int) -> int:
-        with httpx.Client(timeout=5) as client:  # a new connection each time
-            return int(client.get(f"{supervisor.url}/pid").json()["pid"])
-
-    pids: set[int] = set()
-    deadline = time.monotonic() + 10
-    with ThreadPoolExecutor(16) as pool:
-        while len(pids) < 2 and time.monotonic() < deadline:
-            pids |= set(pool.map(pid, range(64)))
-    assert pids == set(supervisor.children())
+    assert answering(supervisor, 2) == set(supervisor.children())
     sent = send(supervisor.url, [f"o{i}" for i in range(200)])
     assert len(sent) == 200
     assert count(supervisor, sent) == (0, 0)
     handlers = {line.split()[1] for line in supervisor.log.read_text().splitlines()}
     print(f"handled by {len(handlers)} processes")  # noqa: T201
+
+
+def test_mail_on_the_shared_smtp_port_is_handled_once(supervisor: Supervisor) -> None:
+    """Mail sent to the one SMTP port (a connection each) is all received and handled once."""
+    wait_children(supervisor, 2)
+    sent = [f"m{i}" for i in range(20)]
+    for subject in sent:
+        with smtplib.SMTP("127.0.0.1", supervisor.smtp_port, timeout=5) as smtp:
+            smtp.sendmail(
+                "a@example.com",
+                ["orders@shop.example"],
+                f"From: a@example.com\r\nTo: orders@shop.example\r\nSubject: {subject}\r\n\r\nhi",
+            )
+    assert count(supervisor, sent) == (0, 0)
 
 
 def test_a_killed_child_is_replaced_and_loses_nothing(supervisor: Supervisor) -> None:
@@ -185,7 +209,7 @@ def test_kill_of_the_process_group_then_restart_loses_nothing(tmp_path: Path) ->
 
 def test_sigterm_stops_every_child_and_exits_0(supervisor: Supervisor) -> None:
     """SIGTERM to the supervisor: each child stops, the supervisor exits 0."""
-    children = wait_children(supervisor, 2)
+    children = answering(supervisor, 2)  # both running their app
     out = supervisor.stop()
     assert supervisor.process.returncode == 0, out
     for pid in children:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +17,10 @@ from framework.cli.ops import BackendOps, Ops, ServerOps, parse_body, routes_of
 from framework.logs import configure
 from framework.runtime.operations import check_redrive_target
 from framework.settings import load_settings
+
+if TYPE_CHECKING:
+    from framework.app import App
+    from framework.config import Settings
 
 __all__ = ["cli", "main"]
 
@@ -69,6 +74,12 @@ def cli() -> None:
     is_flag=True,
     help="Run as AWS Lambda would: SQS event source mappings and an API Gateway front door.",
 )
+@click.option(
+    "--processes",
+    default=None,
+    help="Run N processes (or auto: one per CPU) sharing the ports and the backend (not memory://).",
+)
+@click.option("--inherit-sockets", default=None, hidden=True)
 @one_line_errors
 def run(
     app_target: str,
@@ -86,6 +97,8 @@ def run(
     log_level: str | None,
     log_json: bool,
     as_lambda: bool = False,
+    processes: str | None = None,
+    inherit_sockets: str | None = None,
 ) -> None:
     """Serve APP (module:attribute): gateway, SMTP receiver and workers, until SIGTERM/SIGINT."""
     from framework.cli.http11 import DEFAULT_READ_TIMEOUT
@@ -120,6 +133,14 @@ def run(
                 )
             )
             return
+        if processes is not None:
+            _supervise(app, processes, settings.backend_for(app.name), settings, http, smtp)
+            return
+        http_sock, smtp_sock = _inherited_sockets(inherit_sockets)
+        if http_sock is not None:
+            http = http_sock.getsockname()[1]
+        if smtp_sock is not None:
+            smtp = smtp_sock.getsockname()[1]
 
         async def work() -> None:
             await serve(
@@ -131,9 +152,50 @@ def run(
                 declare=not no_declare,
                 grace=settings.grace,
                 read_timeout=read_timeout or DEFAULT_READ_TIMEOUT,
+                http_sock=http_sock,
+                smtp_sock=smtp_sock,
             )
 
         run_once(work)
+
+
+def _supervise(
+    app: App,
+    processes: str,
+    backend_url: str,
+    settings: Settings,
+    http: int | None,
+    smtp: int | None,
+) -> None:
+    """``run --processes``: bind the ports once, then run and replace the children."""
+    from framework.cli.processes import check_backend, child_command, parse_processes, supervise
+    from framework.cli.run import bind_socket
+
+    count = parse_processes(processes)
+    check_backend(backend_url)
+    sockets: list[socket.socket] = []
+    fds = ["-", "-"]
+    try:
+        if http is not None:
+            sockets.append(bind_socket(settings.host, http))
+            fds[0] = str(sockets[-1].fileno())
+        if smtp is not None and app.registry.email_rules:
+            sockets.append(bind_socket(settings.host, smtp))
+            fds[1] = str(sockets[-1].fileno())
+        for sock in sockets:
+            sock.set_inheritable(True)
+        supervise(child_command(sys.argv[1:], ":".join(fds)), count, sockets, grace=settings.grace)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _inherited_sockets(value: str | None) -> tuple[socket.socket | None, socket.socket | None]:
+    """The sockets a ``--processes`` supervisor passed down (``HTTP_FD:SMTP_FD``, ``-``: none)."""
+    if value is None:
+        return None, None
+    found = [None if part == "-" else socket.socket(fileno=int(part)) for part in value.split(":")]
+    return found[0], found[1]
 
 
 def _ops_options(command: F) -> F:

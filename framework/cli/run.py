@@ -110,6 +110,8 @@ async def serve(
     declare: bool = True,
     grace: float = 30.0,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    http_sock: socket.socket | None = None,
+    smtp_sock: socket.socket | None = None,
 ) -> None:
     """Run ``app`` until SIGTERM or SIGINT, then stop gracefully.
 
@@ -131,6 +133,9 @@ async def serve(
         read_timeout: Seconds an HTTP client gets to send a whole request, head and body,
             from connecting or from the request's first byte; a slower one gets 408 and
             its connection is closed.
+        http_sock: A socket bound already (``framework run --processes``: the supervisor's,
+            shared by every process), used instead of binding ``http_port``.
+        smtp_sock: The same for the SMTP receiver.
 
     Raises:
         ConfigError: For a taken port, an unusable address or a read timeout that is not
@@ -169,7 +174,7 @@ async def serve(
             )
             config.load()
             server = _Server(config)
-            sock = bind_socket(host, http_port)
+            sock = http_sock if http_sock is not None else bind_socket(host, http_port)
             _warn_about_admin(app, host, http_port)
         try:
             await _run(
@@ -185,6 +190,7 @@ async def serve(
                 workers=workers,
                 declare=declare,
                 grace=grace,
+                smtp_sock=smtp_sock,
             )
         finally:
             if sock is not None:
@@ -206,6 +212,7 @@ async def _run(
     workers: bool,
     declare: bool,
     grace: float,
+    smtp_sock: socket.socket | None = None,
 ) -> None:
     """Start the runtime, then open the ports, then serve until a signal comes."""
     async with anyio.create_task_group() as outer:
@@ -227,7 +234,7 @@ async def _run(
                 started = True
                 # Only now, with the app running, do the ports accept connections: a
                 # readiness probe that connects finds an app that can answer.
-                receiver = await _start_receiver(app, runtime, host, smtp_port)
+                receiver = await _start_receiver(app, runtime, host, smtp_port, smtp_sock)
                 if sock is not None:
                     sock.listen(2048)
                 event(
@@ -284,7 +291,7 @@ def _warn_about_admin(app: App, host: str, port: int) -> None:
 
 
 async def _start_receiver(
-    app: App, runtime: Runtime, host: str, port: int | None
+    app: App, runtime: Runtime, host: str, port: int | None, sock: socket.socket | None = None
 ) -> Receiver | None:
     """Start the SMTP receiver when there is a port and the app has ``@on_email`` handlers."""
     if port is None or not app.registry.email_rules:
@@ -296,6 +303,7 @@ async def _start_receiver(
         host=host,
         port=port,
         scan_observers=app.events.scan_observers,
+        sock=sock,
     )
     try:
         await receiver.start()

@@ -370,6 +370,8 @@ class Receiver:
         port: The port (0 picks a free one; ``start`` returns it).
         scan_observers: Told each scanner's run time (the events hub's list: the gateway's
             ``/metrics`` subscribes to it).
+        sock: A socket bound already (``framework run --processes`` shares one), used
+            instead of binding ``host`` and ``port``.
     """
 
     def __init__(
@@ -381,8 +383,10 @@ class Receiver:
         host: str = "127.0.0.1",
         port: int = 8025,
         scan_observers: Sequence[ScanObserver] = (),
+        sock: socket.socket | None = None,
     ) -> None:
         self.registry = registry
+        self.sock = sock
         self.backend = backend
         self.scan_observers = scan_observers
         self.host = host
@@ -429,7 +433,10 @@ class Receiver:
             return connection
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(protocol, self.host, self.port)
+        if self.sock is not None:  # bound already, shared by several processes
+            self._server = await loop.create_server(protocol, sock=self.sock)
+        else:
+            self._server = await loop.create_server(protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         event(
             log,

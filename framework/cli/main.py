@@ -20,7 +20,7 @@ from framework.settings import load_settings
 
 if TYPE_CHECKING:
     from framework.app import App
-    from framework.config import Settings
+    from framework.settings import Settings
 
 __all__ = ["cli", "main"]
 

@@ -7,6 +7,7 @@ process can tell where to deliver a push without a shared table: the runtime's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from framework.exceptions import ConnectionGoneError
 from framework.logs import event
 from framework.principal import Principal
 
@@ -33,6 +35,7 @@ __all__ = [
     "answer",
     "new_connection_id",
     "owner_of",
+    "reply_within",
 ]
 
 CONNECT = "$connect"
@@ -47,6 +50,21 @@ Request = Mapping[str, Any]
 Reply = dict[str, Any]
 """Its answer: ``{}``, ``{"connection": {...}}`` or ``{"error": "gone", "detail": ...}``."""
 Serve = Callable[[Request], Awaitable[Reply]]
+
+
+async def reply_within(future: Awaitable[Reply], connection_id: object, seconds: float) -> Reply:
+    """Wait for the owner's answer to a relayed request, at most ``seconds``.
+
+    Raises:
+        ConnectionGoneError: If no answer came in time (the owner was killed).
+    """
+    try:
+        return await asyncio.wait_for(future, seconds)
+    except TimeoutError:
+        raise ConnectionGoneError(
+            f"connection {connection_id!r}: the process holding it did not answer "
+            f"within {seconds:g}s"
+        ) from None
 
 
 async def answer(serve: Serve, request: object) -> Reply:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from framework.backends.aws.wire import dead_letter_copy
 from framework.backends.base import Backend
 from framework.clock import Clock
-from framework.messages import DeadLetterReason, Delivery, Outgoing
+from framework.messages import DeadLetterReason, Delivery
 from framework.registry import QueueSpec
 
 __all__ = ["BatchSettlement", "Settled", "run_batch"]
@@ -86,17 +86,7 @@ class BatchSettlement:
         spec = self.queues[delivery.queue]
         dlq = spec.dead_letter
         assert dlq is not None, "the dispatcher dead-letters only queues that have one"
-        fifo = dlq.endswith(".fifo")
-        copy = Outgoing(
-            body=delivery.body,
-            attributes=delivery.attributes,
-            headers={**delivery.headers, **reason.headers()},
-            group_id=delivery.group_id if fifo else None,
-            # A new message to SQS: its deduplication must never drop it.
-            deduplication_id=uuid.uuid4().hex if fifo else None,
-            message_id=delivery.message_id,
-            sent_at=delivery.sent_at,
-        )
+        copy = dead_letter_copy(delivery, reason, fifo=dlq.endswith(".fifo"))
         await self.backend.send(dlq, copy)
         self.settled[delivery.receipt] = Settled("dead_lettered", reason=reason)
 

@@ -46,7 +46,7 @@ from .sqs import (
     seconds,
 )
 from .tracking import Deleter, FifoGroups
-from .wire import decode, encode_checked, fifo_arguments
+from .wire import dead_letter_copy, decode, encode_checked, fifo_arguments
 
 __all__ = ["AWSBackend"]
 
@@ -357,17 +357,7 @@ class AWSBackend:
         dlq = await self.sqs.dead_letter_of(delivery.queue)
         if dlq is None:
             raise UnknownQueueError(f"queue {delivery.queue!r} has no dead-letter queue")
-        fifo = self._is_fifo(dlq)
-        copy = Outgoing(
-            body=delivery.body,
-            attributes=delivery.attributes,
-            headers={**delivery.headers, **reason.headers()},
-            group_id=delivery.group_id if fifo else None,
-            # The dead letter is a new message to SQS: its deduplication must never drop it.
-            deduplication_id=uuid.uuid4().hex if fifo else None,
-            message_id=delivery.message_id,
-            sent_at=delivery.sent_at,
-        )
+        copy = dead_letter_copy(delivery, reason, fifo=self._is_fifo(dlq))
         await self.send(dlq, copy)
         await self.ack(delivery)
 

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from framework.exceptions import ConnectionGoneError
 from framework.logs import event
-from framework.websocket import Reply, Request, Serve, answer
+from framework.websocket import Reply, Request, Serve, answer, reply_within
 
 __all__ = ["SQSConnectionRelay", "relay_queue_name"]
 
@@ -129,13 +129,7 @@ class SQSConnectionRelay:
                         f"connection {connection_id!r} is gone: the process holding it has stopped"
                     ) from None
                 raise
-            try:
-                return await asyncio.wait_for(future, self.timeout)
-            except TimeoutError:
-                raise ConnectionGoneError(
-                    f"connection {connection_id!r}: the process holding it did not answer "
-                    f"within {self.timeout:g}s"
-                ) from None
+            return await reply_within(future, connection_id, self.timeout)
         finally:
             self._waiting.pop(correlation, None)
 

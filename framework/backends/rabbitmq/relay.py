@@ -29,7 +29,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from framework.exceptions import ConnectionGoneError
-from framework.websocket import Reply, Request, Serve, answer
+from framework.websocket import Reply, Request, Serve, answer, reply_within
 
 __all__ = ["ConnectionRelay", "relay_queue_name"]
 
@@ -127,13 +127,7 @@ class ConnectionRelay:
                 raise ConnectionGoneError(
                     f"connection {connection_id!r} is gone: the process holding it has stopped"
                 ) from None
-            try:
-                return await asyncio.wait_for(future, self.timeout)
-            except TimeoutError:
-                raise ConnectionGoneError(
-                    f"connection {connection_id!r}: the process holding it did not answer "
-                    f"within {self.timeout:g}s"
-                ) from None
+            return await reply_within(future, connection_id, self.timeout)
         finally:
             self._waiting.pop(correlation, None)
 

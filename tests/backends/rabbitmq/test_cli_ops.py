@@ -15,19 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.rabbitmq.fleet import Fleet, framework_cli, open_fleet, until_async
+from tests.backends.rabbitmq.fleet import (
+    BrokerFleet,
+    framework_cli,
+    job_ids,
+    open_fleet,
+    until_async,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
 
 @pytest.fixture
-async def fleet(broker: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+async def fleet(broker: str, tmp_path: Path) -> AsyncIterator[BrokerFleet]:
     """Worker processes on a fresh queue; all killed, and the queue deleted, afterwards."""
     async with open_fleet(broker, tmp_path) as fleet:
         yield fleet
 
 
-async def wait_for_depth(fleet: Fleet, queue: str, depth: int) -> None:
+async def wait_for_depth(fleet: BrokerFleet, queue: str, depth: int) -> None:
     """Wait until ``queue`` holds ``depth`` ready messages."""
 
     async def reached() -> bool:
@@ -36,7 +42,9 @@ async def wait_for_depth(fleet: Fleet, queue: str, depth: int) -> None:
     await until_async(reached, 30, f"{queue} to hold {depth}:\n{fleet.logs()}")
 
 
-async def test_redrive_returns_dead_letters_to_their_queue(fleet: Fleet, tmp_path: Path) -> None:
+async def test_redrive_returns_dead_letters_to_their_queue(
+    fleet: BrokerFleet, tmp_path: Path
+) -> None:
     """Failing jobs and a poison body are dead-lettered by a worker. After the fix (the marker
     file goes), ``framework redrive DLQ --backend`` moves all of them back to the queue; the
     next worker handles the jobs with their receive count reset and dead-letters the poison
@@ -47,8 +55,8 @@ async def test_redrive_returns_dead_letters_to_their_queue(fleet: Fleet, tmp_pat
     options = {"FW_MP_FAIL_WHILE": str(failing), "FW_MP_MAX_RECEIVE": "2"}
     a = fleet.start("a", **options)
     await fleet.wait_for_consumers(1)
-    good = await fleet.send(20, prefix="good")
-    bad = await fleet.send(5, prefix="bad", fail=True)
+    good = await fleet.send(job_ids(20, "good"))
+    bad = await fleet.send(job_ids(5, "bad"), fail=True)
     await fleet.send_body(json.dumps({"no_id": True}))  # poison: fails validation
     await wait_for_depth(fleet, fleet.dlq, len(bad) + 1)
     assert set(good) <= fleet.handled().keys()
@@ -63,8 +71,7 @@ async def test_redrive_returns_dead_letters_to_their_queue(fleet: Fleet, tmp_pat
     b = fleet.start("b", **options)
     await fleet.wait_until_handled(bad)
     await wait_for_depth(fleet, fleet.dlq, 1)  # the poison body, dead-lettered again
-    done = [line.split() for line in b.results.read_text().splitlines()]
-    assert {int(count) for kind, i, count in done if kind == "D" and i in bad} == {1}
+    assert {r.receive_count for r in b.records("D") if r.id in bad} == {1}
 
     result = framework_cli("purge", fleet.dlq, "--yes", "--backend", fleet.url)
     assert result.returncode == 0, result.stderr
@@ -78,7 +85,7 @@ async def test_redrive_returns_dead_letters_to_their_queue(fleet: Fleet, tmp_pat
     assert tally.lost == 0
 
 
-async def test_redrive_of_poison_bodies_under_a_running_worker_ends(fleet: Fleet) -> None:
+async def test_redrive_of_poison_bodies_under_a_running_worker_ends(fleet: BrokerFleet) -> None:
     """Redriving 100 poison bodies while a worker consumes the queue moves each once and ends:
     the redrive stops at the first message it already moved (dead-lettered again at once)."""
     fleet.start("a")
@@ -94,9 +101,9 @@ async def test_redrive_of_poison_bodies_under_a_running_worker_ends(fleet: Fleet
     assert json.loads(result.stdout) == {"moved": 100}
 
 
-async def test_purge_deletes_a_queues_ready_messages(fleet: Fleet) -> None:
+async def test_purge_deletes_a_queues_ready_messages(fleet: BrokerFleet) -> None:
     """``framework purge QUEUE --backend`` empties a queue no process consumes."""
-    await fleet.send(30)
+    await fleet.send(job_ids(30))
     await wait_for_depth(fleet, fleet.queue, 30)
     result = framework_cli("purge", fleet.queue, "--yes", "--backend", fleet.url)
     assert result.returncode == 0, result.stderr
@@ -104,7 +111,7 @@ async def test_purge_deletes_a_queues_ready_messages(fleet: Fleet) -> None:
     assert await fleet.depth() == 0
 
 
-async def test_unknown_queues_are_one_line_errors(fleet: Fleet) -> None:
+async def test_unknown_queues_are_one_line_errors(fleet: BrokerFleet) -> None:
     """Redrive and purge of a queue missing on the broker exit 1 with its name, no traceback."""
     missing = f"{fleet.queue}-missing"
     for command in (("redrive", missing), ("purge", missing, "--yes")):
@@ -114,17 +121,17 @@ async def test_unknown_queues_are_one_line_errors(fleet: Fleet) -> None:
         assert "Traceback" not in result.stderr
 
 
-async def test_queues_json_answers_from_a_fresh_process(fleet: Fleet) -> None:
+async def test_queues_json_answers_from_a_fresh_process(fleet: BrokerFleet) -> None:
     """``framework queues --backend --json`` connects, answers JSON and exits 0."""
     result = framework_cli("queues", "--backend", fleet.url, "--json")
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout)["queues"], list)
 
 
-async def test_queues_json_lists_the_queues_a_worker_declared(fleet: Fleet) -> None:
+async def test_queues_json_lists_the_queues_a_worker_declared(fleet: BrokerFleet) -> None:
     """Named with --queue (AMQP cannot list a broker's queues), the queue and its DLQ are
     listed with their counts."""
-    await fleet.send(3)
+    await fleet.send(job_ids(3))
     await wait_for_depth(fleet, fleet.queue, 3)
     names = ("--queue", fleet.queue, "--queue", fleet.dlq)
     result = framework_cli("queues", *names, "--backend", fleet.url, "--json")

@@ -5,7 +5,8 @@ Everything comes from the environment, so every test uses fresh queue names:
 - ``FW_MP_QUEUE``: the queue (its dead-letter queue is ``QUEUE-dlq``);
 - ``FW_MP_RESULTS``: the file this process appends its records to, one line per event, with
   ``O_APPEND`` (lines from one ``write`` never interleave, and survive ``kill -9``):
-  ``S <id> <receive count>`` when a handler starts, ``D <id> <receive count>`` when it is done;
+  ``S <id> <group> <receive count> <monotonic ns>`` when a handler starts, ``D ...`` when done
+  (the format ``tests/fleet.py`` reads);
 - ``FW_MP_SLEEP``: seconds each handler sleeps (messages stay in flight meanwhile);
 - ``FW_MP_VISIBILITY``, ``FW_MP_CONCURRENCY``, ``FW_MP_MAX_RECEIVE``, ``FW_MP_RETRY_DELAY``:
   the queue's options;
@@ -15,6 +16,7 @@ Everything comes from the environment, so every test uses fresh queue names:
 from __future__ import annotations
 
 import os
+import time
 
 import anyio
 from pydantic import BaseModel
@@ -38,7 +40,11 @@ class Job(BaseModel):
 
 def record(kind: str, job: Job, ctx: Context) -> None:
     """Append one line to this process's results file: a single write, atomic with O_APPEND."""
-    os.write(_results, f"{kind} {job.id} {ctx.message.receive_count}\n".encode())
+    line = (
+        f"{kind} {job.id} {ctx.message.group_id or '-'} {ctx.message.receive_count} "
+        f"{time.monotonic_ns()}\n"
+    )
+    os.write(_results, line.encode())
 
 
 def must_fail(job: Job) -> bool:

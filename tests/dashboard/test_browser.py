@@ -7,36 +7,26 @@ them the test skips, unless ``FRAMEWORK_TEST_BROWSER=1`` (CI), where it fails. W
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 
 from framework import App
-from framework.backends import from_url
+from tests.browser import chromium, serve
 
 from .shop import make_app
 
-CHROMIUM = os.environ.get("FRAMEWORK_TEST_CHROMIUM", "/usr/bin/chromium")
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
+
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
 TOKEN = "browser-test-token"
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip, or fail when CI asked for the browser test."""
-    if os.environ.get("FRAMEWORK_TEST_BROWSER") == "1":
-        pytest.fail(f"FRAMEWORK_TEST_BROWSER=1 but {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -47,13 +37,6 @@ class Live:
     url: str
     seen: list[Any]
     healed: set[str]
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -70,43 +53,8 @@ def live_open() -> Iterator[Live]:
 
 def _serve(app: App, seen: list[Any], healed: set[str]) -> Iterator[Live]:
     """Serve ``app`` with uvicorn in a thread until the test ends."""
-    port = _free_port()
-    served = Live(app, f"http://127.0.0.1:{port}", seen, healed)
-    started = threading.Event()
-    failure: list[BaseException] = []
-
-    async def main() -> None:
-        config = uvicorn.Config(
-            app.asgi, host="127.0.0.1", port=port, log_config=None, lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        async with app.run(from_url("memory://"), grace=1):
-            serving = asyncio.create_task(server.serve())
-            for _ in range(1500):  # 15 s at most
-                if server.started or serving.done():
-                    break
-                await asyncio.sleep(0.01)
-            started.set()
-            await asyncio.to_thread(served.stop.wait)
-            server.should_exit = True
-            await serving
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported by the fixture, not lost in the thread
-            failure.append(exc)
-            started.set()
-
-    thread = threading.Thread(target=run, name="dashboard-server", daemon=True)
-    thread.start()
-    assert started.wait(15), "the server did not start"
-    if failure:
-        raise failure[0]
-    yield served
-    served.stop.set()
-    thread.join(15)
-    assert not failure, failure
+    for url in serve(app, name="dashboard-server"):
+        yield Live(app, url, seen, healed)
 
 
 def _eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
@@ -119,16 +67,9 @@ def _eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> No
 @pytest.mark.timeout(120)
 def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
     """The page asks for the token, shows a queue fill and drain, and redrives a dead letter."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    http = httpx.Client(base_url=live.url, timeout=10)
+    with chromium() as browser, httpx.Client(base_url=live.url, timeout=10) as http:
+        from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -191,28 +132,20 @@ def test_dashboard_shows_queues_and_redrives_a_dead_letter(live: Live) -> None:
         _eventually(lambda: any(s[:2] == ("jobs", "bad") for s in live.seen), "the redriven job")
         expect(dead).to_have_count(0)
         expect(page.locator('#queues tr[data-queue="jobs"] td.dead-letters')).to_have_text("0")
-        browser.close()
-    http.close()
     assert errors == []
 
 
 @pytest.mark.timeout(120)
 def test_a_dead_letter_queue_that_fails_to_load_shows_no_other_queues_rows(live: Live) -> None:
     """Choosing a dead-letter queue whose messages cannot be loaded empties the table."""
-    try:
-        from playwright.sync_api import Route, expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    http = httpx.Client(base_url=live.url, timeout=10)
-    http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
 
     def fail(route: Route) -> None:  # what a failed load looked like: a 500 for that queue
         route.fulfill(status=500, content_type="application/json", body='{"detail": "boom"}')
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with chromium() as browser, httpx.Client(base_url=live.url, timeout=10) as http:
+        from playwright.sync_api import expect
+
+        http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
         page = browser.new_page()
         page.route("**/_framework/queues/parked-dlq/messages*", fail)
         page.goto(f"{live.url}/_framework/dashboard")
@@ -224,24 +157,15 @@ def test_a_dead_letter_queue_that_fails_to_load_shows_no_other_queues_rows(live:
         expect(page.locator("#dlq-note")).to_contain_text("could not load parked-dlq")
         expect(dead).to_have_count(0)
         expect(page.locator("#dlq-messages")).to_contain_text("could not load parked-dlq")
-        browser.close()
-    http.close()
 
 
 @pytest.mark.timeout(120)
 def test_without_a_token_the_dashboard_works_on_loopback(live_open: Live) -> None:
     """No admin token: opened on 127.0.0.1, the page reads and purges (same-origin, JSON)."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    http = httpx.Client(base_url=live_open.url, timeout=10)
-    http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
+    with chromium() as browser, httpx.Client(base_url=live_open.url, timeout=10) as http:
+        from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        http.post("/v1/jobs", json={"id": "bad", "fail": True}).raise_for_status()
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -254,6 +178,4 @@ def test_without_a_token_the_dashboard_works_on_loopback(live_open: Live) -> Non
         page.click("#confirm-ok")
         expect(page.locator("#dlq-note")).to_contain_text("purged 1")
         expect(dead).to_have_count(0)
-        browser.close()
-    http.close()
     assert errors == []

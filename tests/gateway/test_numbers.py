@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +59,18 @@ def make_app() -> App:
     return app
 
 
+JSON = {"content-type": "application/json"}
+
+
+async def post(path: str, content: bytes | str) -> tuple[httpx.Response, int]:
+    """POST ``content`` as JSON to ``path`` of a fresh numbers app; return the response and
+    how many messages the orders queue holds afterwards."""
+    async with TestApp(make_app(), workers=False) as t:
+        r = await t.http.post(path, content=content, headers=JSON)
+        depth = (await t.stats())["orders"].depth
+    return r, depth
+
+
 @pytest.mark.parametrize(
     ("content", "loc"),
     [
@@ -70,12 +83,7 @@ def make_app() -> App:
 )
 async def test_non_finite_numbers_in_a_model_body_are_422(content: bytes, loc: list[Any]) -> None:
     """A body number that is NaN, infinite or past float's range is 422 and nothing is queued."""
-    app = make_app()
-    async with TestApp(app, workers=False) as t:
-        r = await t.http.post(
-            "/orders", content=content, headers={"content-type": "application/json"}
-        )
-        depth = (await t.stats())["orders"].depth
+    r, depth = await post("/orders", content)
     assert r.status_code == 422
     [error] = r.json()["detail"]
     assert error["loc"] == loc
@@ -89,12 +97,7 @@ async def test_non_finite_numbers_in_a_model_body_are_422(content: bytes, loc: l
 )
 async def test_non_finite_numbers_in_an_untyped_body_are_422(content: bytes) -> None:
     """A dict body gets the same check: NaN would otherwise be queued (or fail with a 500)."""
-    app = make_app()
-    async with TestApp(app, workers=False) as t:
-        r = await t.http.post(
-            "/anything", content=content, headers={"content-type": "application/json"}
-        )
-        depth = (await t.stats())["orders"].depth
+    r, depth = await post("/anything", content)
     assert r.status_code == 422
     assert r.json()["detail"][0]["type"] == "finite_number"
     assert depth == 0
@@ -104,11 +107,7 @@ async def test_non_finite_numbers_in_an_untyped_body_are_422(content: bytes) -> 
 @pytest.mark.parametrize(("token", "value"), [("NaN", math.nan), ("-Infinity", -math.inf)])
 async def test_a_model_that_allows_inf_nan_gets_them(path: str, token: str, value: float) -> None:
     """allow_inf_nan=True on the model or the field lets NaN and Infinity through."""
-    app = make_app()
-    async with TestApp(app, workers=False) as t:
-        r = await t.http.post(
-            path, content=f'{{"value":{token}}}', headers={"content-type": "application/json"}
-        )
+    r, _ = await post(path, f'{{"value":{token}}}')
     assert r.status_code == 200
     assert r.text == repr(value)
 
@@ -120,7 +119,7 @@ async def test_finite_numbers_and_numbers_in_strings_are_untouched() -> None:
         r = await t.http.post(
             "/orders",
             content=b'{"id":"NaN Infinity 1e400","total":1.5e300,"items":[1e-400]}',
-            headers={"content-type": "application/json"},
+            headers=JSON,
         )
         [message] = await t.backend.receive("orders", limit=1, wait=0)
     assert r.status_code == 202, r.text
@@ -139,12 +138,7 @@ async def test_finite_numbers_and_numbers_in_strings_are_untouched() -> None:
 )
 async def test_a_boolean_for_a_number_is_422(content: bytes, loc: list[Any]) -> None:
     """false for a number field is refused, as the OpenAPI document (type: number) says."""
-    app = make_app()
-    async with TestApp(app, workers=False) as t:
-        r = await t.http.post(
-            "/orders", content=content, headers={"content-type": "application/json"}
-        )
-        depth = (await t.stats())["orders"].depth
+    r, depth = await post("/orders", content)
     assert r.status_code == 422
     [error] = r.json()["detail"]
     assert error["loc"] == loc

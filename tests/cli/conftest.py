@@ -24,6 +24,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers(url: str, process: subprocess.Popen[str], within: float = 15) -> bool:
+    """Poll ``url`` until it answers 200 (True), or ``process`` exits or ``within`` seconds
+    pass (False)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 @dataclass
 class Served:
     """A running `framework run` process."""
@@ -39,15 +54,19 @@ class Served:
 
 
 def framework(
-    *args: str, cwd: Path = HERE, env: dict[str, str] | None = None, input: str | None = None
+    *args: str,
+    cwd: Path = HERE,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `framework` console script and capture its output."""
+    """Run the `framework` console script and capture its output (killed after ``timeout`` s)."""
     return subprocess.run(
         [sys.executable, "-m", "framework.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         input=input,
         env={**os.environ, **(env or {})},
     )
@@ -80,17 +99,9 @@ def served() -> Iterator[Served]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{url}/_framework/health", timeout=0.5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"framework run did not start: {process.communicate()[0]}")
-        time.sleep(0.05)
+    if not answers(f"{url}/_framework/health", process):
+        process.kill()
+        pytest.fail(f"framework run did not start: {process.communicate()[0]}")
     served = Served(process, url, port)
     yield served
     if process.poll() is None:

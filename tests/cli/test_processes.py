@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.conftest import HERE, free_port
+from tests.cli.conftest import HERE, answers, framework, free_port
 
 
 @dataclass
@@ -78,16 +78,9 @@ def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None)
         start_new_session=True,  # its own process group, as a service manager would give it
     )
     supervisor = Supervisor(process, f"http://127.0.0.1:{port}", log, smtp_port)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{supervisor.url}/pid", timeout=0.5).status_code == 200:
-                return supervisor
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"framework run --processes did not start: {supervisor.stop()}")
-        time.sleep(0.05)
+    if not answers(f"{supervisor.url}/pid", process):
+        pytest.fail(f"framework run --processes did not start: {supervisor.stop()}")
+    return supervisor
 
 
 def send(url: str, ids: list[str], seconds: float = 0.0) -> list[str]:
@@ -220,22 +213,8 @@ def test_sigterm_stops_every_child_and_exits_0(supervisor: Supervisor) -> None:
 
 def test_memory_backend_is_refused() -> None:
     """--processes with memory:// is refused in one line saying why."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "framework.cli",
-            "run",
-            "processes_app:app",
-            "--backend",
-            "memory://",
-            "--processes",
-            "2",
-        ],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=20,
+    done = framework(
+        "run", "processes_app:app", "--backend", "memory://", "--processes", "2", timeout=20
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
@@ -249,25 +228,17 @@ def test_a_child_dying_at_import_gives_a_clear_error(tmp_path: Path) -> None:
     """Children that fail at import are retried with backoff, then one error line and exit 1."""
     port = free_port()
     started = time.monotonic()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "framework.cli",
-            "run",
-            "processes_app:app",
-            "--backend",
-            f"sqlite:///{tmp_path}/app.db",
-            "--http-port",
-            str(port),
-            "--processes",
-            "2",
-        ],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
+    done = framework(
+        "run",
+        "processes_app:app",
+        "--backend",
+        f"sqlite:///{tmp_path}/app.db",
+        "--http-port",
+        str(port),
+        "--processes",
+        "2",
         timeout=30,
-        env={**os.environ, "PROCESSES_CRASH": "1", "PROCESSES_LOG": str(tmp_path / "log")},
+        env={"PROCESSES_CRASH": "1", "PROCESSES_LOG": str(tmp_path / "log")},
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

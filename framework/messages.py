@@ -151,6 +151,10 @@ class DeadLetterReason:
             DLQ_TIME: self.time.isoformat(),
         }
 
+    def stamped(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Return ``headers`` with the reason's dead-letter headers set over them."""
+        return {**headers, **self.headers()}
+
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:

@@ -25,11 +25,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from framework.backends.aws.wire import dead_letter_copy
 from framework.backends.base import Backend
 from framework.clock import Clock
 from framework.messages import DeadLetterReason, Delivery
 from framework.registry import QueueSpec
+from framework.semantics.redrive import dead_lettered
 
 __all__ = ["BatchSettlement", "Settled", "run_batch"]
 
@@ -86,7 +86,7 @@ class BatchSettlement:
         spec = self.queues[delivery.queue]
         dlq = spec.dead_letter
         assert dlq is not None, "the dispatcher dead-letters only queues that have one"
-        copy = dead_letter_copy(delivery, reason, fifo=dlq.endswith(".fifo"))
+        copy = dead_lettered(delivery, reason, fifo=dlq.endswith(".fifo"))
         await self.backend.send(dlq, copy)
         self.settled[delivery.receipt] = Settled("dead_lettered", reason=reason)
 

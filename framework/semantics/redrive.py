@@ -1,4 +1,5 @@
-"""Redrive: where a dead letter goes back to, and what it looks like when it gets there."""
+"""Dead letters and redrive: what a message looks like in its dead-letter queue, where it goes
+back to, and what it looks like when it gets there."""
 
 from __future__ import annotations
 
@@ -6,9 +7,27 @@ import uuid
 from collections.abc import Sequence
 
 from framework.exceptions import UnknownQueueError
-from framework.messages import DLQ_HEADERS, DLQ_SOURCE, Delivery, Outgoing
+from framework.messages import DLQ_HEADERS, DLQ_SOURCE, DeadLetterReason, Delivery, Outgoing
 
-__all__ = ["redriven", "target_of"]
+__all__ = ["dead_lettered", "redriven", "target_of"]
+
+
+def dead_lettered(delivery: Delivery, reason: DeadLetterReason, *, fifo: bool) -> Outgoing:
+    """Return the message to send to a dead-letter queue: ``delivery`` with ``reason``'s headers.
+
+    It keeps the message's id, body, attributes and first send time. On a FIFO dead-letter
+    queue it is a new message, so its deduplication id is fresh: the queue's deduplication
+    must never drop it.
+    """
+    return Outgoing(
+        body=delivery.body,
+        attributes=delivery.attributes,
+        headers=reason.stamped(delivery.headers),
+        group_id=delivery.group_id if fifo else None,
+        deduplication_id=uuid.uuid4().hex if fifo else None,
+        message_id=delivery.message_id,
+        sent_at=delivery.sent_at,
+    )
 
 
 def target_of(delivery: Delivery, *, to: str | None, sources: Sequence[str]) -> str:

@@ -28,7 +28,7 @@ from framework.semantics.fifo import (
     DeduplicationWindow,
     content_deduplication_id,
 )
-from framework.semantics.redrive import redriven, target_of
+from framework.semantics.redrive import dead_lettered, redriven, target_of
 from framework.semantics.retry import (
     DeadLetter,
     Redeliver,
@@ -253,6 +253,35 @@ def test_redriven_fifo_message_keeps_its_group_with_a_fresh_dedup_id() -> None:
     """A FIFO redrive keeps the group and gets a new deduplication id every time."""
     source = dead("jobs.fifo", group_id="g1", deduplication_id="orig")
     first, second = redriven(source, fifo=True), redriven(source, fifo=True)
+    assert first.group_id == "g1"
+    assert first.deduplication_id not in (None, "orig")
+    assert first.deduplication_id != second.deduplication_id
+
+
+def test_dead_lettered_message_carries_the_reason_and_keeps_the_rest() -> None:
+    """A dead letter keeps id, body, attributes, sent time and headers, and adds the reason's
+    headers over them; to a standard queue it carries no group or deduplication id."""
+    reason = DeadLetterReason("jobs", 3, "ValueError", "boom", NOW)
+    source = delivery(3, headers={CONTENT_TYPE: JSON, DLQ_SOURCE: "old"}, group_id="g")
+    out = dead_lettered(source, reason, fifo=False)
+    assert (out.message_id, out.body, out.attributes, out.sent_at) == (
+        "m-1",
+        b'{"a":1}',
+        {"kind": "x"},
+        SENT,
+    )
+    assert out.headers == {CONTENT_TYPE: JSON, **reason.headers()}
+    assert (out.group_id, out.deduplication_id) == (None, None)
+
+
+def test_dead_lettered_fifo_message_keeps_its_group_with_a_fresh_dedup_id() -> None:
+    """On a FIFO dead-letter queue the copy keeps its group and gets a new deduplication id."""
+    reason = DeadLetterReason("jobs.fifo", 3, "ValueError", "boom", NOW)
+    source = delivery(3, queue="jobs.fifo", group_id="g1", deduplication_id="orig")
+    first, second = (
+        dead_lettered(source, reason, fifo=True),
+        dead_lettered(source, reason, fifo=True),
+    )
     assert first.group_id == "g1"
     assert first.deduplication_id not in (None, "orig")
     assert first.deduplication_id != second.deduplication_id

@@ -29,6 +29,7 @@ from framework.registry import (
     TopicSpec,
 )
 from framework.semantics.fanout import matching
+from framework.semantics.redrive import dead_lettered
 from framework.websocket import Serve
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE
@@ -46,7 +47,7 @@ from .sqs import (
     seconds,
 )
 from .tracking import Deleter, FifoGroups
-from .wire import dead_letter_copy, decode, encode_checked, fifo_arguments
+from .wire import decode, encode_checked, fifo_arguments
 
 __all__ = ["AWSBackend"]
 
@@ -357,7 +358,7 @@ class AWSBackend:
         dlq = await self.sqs.dead_letter_of(delivery.queue)
         if dlq is None:
             raise UnknownQueueError(f"queue {delivery.queue!r} has no dead-letter queue")
-        copy = dead_letter_copy(delivery, reason, fifo=self._is_fifo(dlq))
+        copy = dead_lettered(delivery, reason, fifo=self._is_fifo(dlq))
         await self.send(dlq, copy)
         await self.ack(delivery)
 

@@ -18,7 +18,6 @@ import binascii
 import json
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,13 +25,12 @@ from typing import Any
 
 from framework.clock import parse_utc
 from framework.exceptions import InvalidMessageError, MessageTooLargeError
-from framework.messages import AttributeValue, DeadLetterReason, Delivery, Outgoing
+from framework.messages import AttributeValue, Delivery, Outgoing
 
 __all__ = [
     "MAX_ATTRIBUTES",
     "META",
     "Encoded",
-    "dead_letter_copy",
     "decode",
     "encode",
     "encode_checked",
@@ -270,21 +268,4 @@ def decode(queue: str, message: Mapping[str, Any], *, now: datetime) -> Delivery
         receipt=str(message["ReceiptHandle"]),
         group_id=system.get("MessageGroupId"),
         deduplication_id=system.get("MessageDeduplicationId"),
-    )
-
-
-def dead_letter_copy(delivery: Delivery, reason: DeadLetterReason, *, fifo: bool) -> Outgoing:
-    """The message to send to a dead-letter queue: ``delivery`` with ``reason``'s headers.
-
-    It keeps the message's id, body, attributes and first send time. On a FIFO dead-letter
-    queue it is a new message to SQS, so its deduplication id is fresh: it is never dropped.
-    """
-    return Outgoing(
-        body=delivery.body,
-        attributes=delivery.attributes,
-        headers={**delivery.headers, **reason.headers()},
-        group_id=delivery.group_id if fifo else None,
-        deduplication_id=uuid.uuid4().hex if fifo else None,
-        message_id=delivery.message_id,
-        sent_at=delivery.sent_at,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Self
@@ -15,6 +14,7 @@ from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMai
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.semantics.fanout import matching
 from framework.semantics.fifo import DeduplicationWindow
+from framework.semantics.redrive import dead_lettered
 
 from .queues import MemoryQueue, new_message_id
 
@@ -91,18 +91,8 @@ class MemoryBackend:
         record = source.delete(delivery.receipt)
         if record is None:
             return  # the lease expired meanwhile: the next receive decides again
-        target.send(
-            Outgoing(
-                body=record.body,
-                attributes=record.attributes,
-                headers={**record.headers, **reason.headers()},
-                group_id=record.group_id,
-                # The dead letter keeps its id; the DLQ's deduplication must never drop it.
-                deduplication_id=uuid.uuid4().hex if target.spec.fifo else None,
-                message_id=record.message_id,
-                sent_at=record.sent_at,
-            )
-        )
+        # The record is the delivery's message: its id, body, attributes and headers.
+        target.send(dead_lettered(delivery, reason, fifo=target.spec.fifo))
 
     async def stats(self, queue: str) -> QueueStats:
         """Return depth, in flight, delayed and the dead-letter queue's size."""

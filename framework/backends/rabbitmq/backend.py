@@ -491,7 +491,7 @@ class RabbitMQBackend:
             copy = copy_of(
                 delivery,
                 count=0,
-                headers={**delivery.headers, **reason.headers()},
+                headers=reason.stamped(delivery.headers),
                 keep_first_received=False,
             )
             try:

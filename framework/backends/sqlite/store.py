@@ -347,7 +347,7 @@ class Store:
             ).fetchone()
             if row is None:
                 return None  # leased again meanwhile: that receive decides
-            headers = {**json.loads(row[0]), **reason.headers()}
+            headers = reason.stamped(json.loads(row[0]))
             db.execute(
                 "INSERT INTO messages (queue, message_id, body, attributes, headers, group_id, "
                 "deduplication_id, sent_at, visible_at, expires_at) "

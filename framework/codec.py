@@ -69,9 +69,20 @@ def encode(body: object) -> tuple[bytes, str]:
         ) from None
 
 
-# Only bodies matching this can hold a non-finite number: NaN/Infinity tokens, an exponent
-# of three digits or more, or 309 digits in a row (past float's range).
-_SUSPECT = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{309}")
+# Only bodies holding one of these can hold a non-finite number: NaN/Infinity tokens, an
+# exponent of three digits or more, or 309 digits in a row (past float's range). Looked for
+# one by one: two substring tests and one short pattern cost half of one alternation.
+_BIG_EXPONENT = re.compile(rb"[eE][+-]?[0-9]{3}")
+_LONG_DIGITS = re.compile(rb"[0-9]{309}")
+
+
+def _suspect(raw: bytes) -> bool:
+    return (
+        b"NaN" in raw
+        or b"Infinity" in raw
+        or _BIG_EXPONENT.search(raw) is not None
+        or (len(raw) >= 309 and _LONG_DIGITS.search(raw) is not None)
+    )
 
 
 def find_non_finite(raw: bytes, parsed: Any) -> list[str | int] | None:
@@ -87,7 +98,7 @@ def find_non_finite(raw: bytes, parsed: Any) -> list[str | int] | None:
         The location (keys and indexes; empty for the top level) of the first non-finite
         number, or None if there is none.
     """
-    if _SUSPECT.search(raw) is None:
+    if not _suspect(raw):
         return None
     if isinstance(parsed, BaseModel):
         parsed = parsed.model_dump()

@@ -65,6 +65,7 @@ HEARTBEAT = 1.0
 LEASE = 5.0
 CHECK_EVERY = 0.5
 FORGET = 60.0
+RETRY_AFTER = 0.1
 
 
 def inbox(process: str) -> str:
@@ -390,9 +391,10 @@ class SQLiteConnectionRelay:
                 if asyncio.get_running_loop().time() >= beat:
                     beat += HEARTBEAT
                     await self.run(self.tables.heartbeat, self.process, self.identity, self.now())
-            except BackendUnavailableError as exc:  # locked past busy_timeout, disk full: retry
+            except Exception as exc:  # locked past busy_timeout, disk full: look again soon
                 event(log, logging.WARNING, "websocket.relay_failed", error=str(exc))
-                requests, answers = [], []
+                await asyncio.sleep(RETRY_AFTER)
+                continue
             for ticket, raw in answers:
                 future = self._waiting.get(int(ticket))
                 if future is not None and not future.done():

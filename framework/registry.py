@@ -284,7 +284,18 @@ class RouteSpec:
             "handler": self.binder.handler_name,
             "version": self.version,
             "status_code": self.status_code,
+            "auth": auth_name(self.auth),
         }
+
+
+def auth_name(auth: Any) -> str | None:
+    """Name a route's authorizer for listings: its class (and a ``CustomAuth``'s function)."""
+    if auth is None:
+        return None
+    function = getattr(auth, "function", None)
+    if callable(function):
+        return f"{type(auth).__name__}({function.__module__}.{function.__qualname__})"
+    return type(auth).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +382,15 @@ class WebSocketRouteSpec:
         """The handler's qualified name, for logs and errors."""
         return self.binder.handler_name
 
+    def as_dict(self) -> dict[str, Any]:
+        """Return the route as the admin API and ``framework routes`` list it."""
+        return {
+            "path": self.path,
+            "route": self.route,
+            "handler": self.name,
+            "auth": auth_name(self.auth),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayOptions:
@@ -418,6 +438,13 @@ class Registry:
     email_rules: list[EmailRule] = field(default_factory=list)
     websocket_apis: dict[str, WebSocketAPISpec] = field(default_factory=dict)
     websocket_routes: list[WebSocketRouteSpec] = field(default_factory=list)
+
+    def listing(self) -> dict[str, list[dict[str, Any]]]:
+        """The HTTP and WebSocket routes, as the admin API and ``framework routes`` list them."""
+        return {
+            "routes": [spec.as_dict() for spec in self.routes],
+            "websocket_routes": [spec.as_dict() for spec in self.websocket_routes],
+        }
 
     def add_queue(self, spec: QueueSpec) -> QueueSpec:
         """Record a queue (and its dead-letter queue); redeclaring must not change it."""

@@ -50,6 +50,7 @@ Request = Mapping[str, Any]
 Reply = dict[str, Any]
 """Its answer: ``{}``, ``{"connection": {...}}`` or ``{"error": "gone", "detail": ...}``."""
 Serve = Callable[[Request], Awaitable[Reply]]
+"""What answers the requests sent to this process."""
 
 
 async def reply_within(future: Awaitable[Reply], connection_id: object, seconds: float) -> Reply:
@@ -80,9 +81,6 @@ async def answer(serve: Serve, request: object) -> Reply:
             error=type(exc).__name__,
         )
         return {"error": type(exc).__name__}
-
-
-"""What answers the requests sent to this process."""
 
 
 def new_connection_id(process: str) -> str:

@@ -1,10 +1,15 @@
 """Notifications: clients connect over a WebSocket, post work over HTTP, and get the result pushed.
 
-Run it (memory backend, page at http://127.0.0.1:8000/):
+Run it (on the default backend, a SQLite file under .framework/; page at
+http://127.0.0.1:8000/):
 
     framework run examples.notifications:app
 
-Or on RabbitMQ, with the queue handler in another process than the connections:
+Add a process that handles the queue too, pushing to the other one's clients through the file:
+
+    framework run examples.notifications:app --workers-only
+
+Or on RabbitMQ, the same two processes:
 
     framework run examples.notifications:app --backend amqp://guest:guest@localhost:5672/
     framework run examples.notifications:app --backend amqp://... --workers-only

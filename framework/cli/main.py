@@ -429,9 +429,9 @@ def routes(
     token: str | None,
     as_json: bool,
 ) -> None:
-    """List HTTP routes of APP (module:attribute), or of the app serving at --server."""
+    """List the HTTP and WebSocket routes of APP (module:attribute), or of the app at --server."""
     if app_target is not None:
-        rows = routes_of(load_app(app_target))
+        listing = routes_of(load_app(app_target))
     else:
         # Routes belong to a running app, not to a backend's file: without --backend, ask the
         # local `framework run` (or the configured server), as before the SQLite default.
@@ -441,13 +441,21 @@ def routes(
             if server or backend
             else ServerOps(settings.server or LOCAL_SERVER, token)
         )
-        rows = run_once(ops.routes)
+        listing = run_once(ops.routes)
     if as_json:
-        click.echo(json.dumps({"routes": rows}, indent=2))
+        click.echo(json.dumps(listing, indent=2))
         return
-    for row in rows:
-        methods = ",".join(row["methods"])
-        click.echo(f"{methods:<12} {row['path']:<40} {row['handler']}")
+    lines = [
+        (",".join(row["methods"]), row["path"], row["handler"], row.get("auth"))
+        for row in listing["routes"]
+    ]
+    lines += [
+        ("WS", f"{row['path']} {row['route']}", row["handler"], row.get("auth"))
+        for row in listing["websocket_routes"]
+    ]
+    for methods, path, handler, auth in lines:
+        guard = f"  auth={auth}" if auth else ""
+        click.echo(f"{methods:<12} {path:<40} {handler}{guard}")
 
 
 cli.add_command(provision)

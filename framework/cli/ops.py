@@ -88,8 +88,8 @@ class Ops(Protocol):
     async def purge(self, queue: str) -> int:
         """Delete a queue's messages; return the count."""
 
-    async def routes(self) -> list[dict[str, Any]]:
-        """Return the served routes."""
+    async def routes(self) -> dict[str, list[dict[str, Any]]]:
+        """Return the served HTTP and WebSocket routes (``Registry.listing``'s form)."""
 
 
 class ServerOps:
@@ -181,10 +181,13 @@ class ServerOps:
         data = await self._call("POST", f"/queues/{queue}/purge")
         return int(data["purged"])
 
-    async def routes(self) -> list[dict[str, Any]]:
-        """Return the running app's routes."""
+    async def routes(self) -> dict[str, list[dict[str, Any]]]:
+        """Return the running app's HTTP and WebSocket routes."""
         data = await self._call("GET", "/routes")
-        return list(data["routes"])
+        return {
+            "routes": list(data["routes"]),
+            "websocket_routes": list(data.get("websocket_routes", [])),
+        }
 
 
 class BackendOps:
@@ -283,7 +286,7 @@ class BackendOps:
 
         return int(await self._with(work))
 
-    async def routes(self) -> list[dict[str, Any]]:
+    async def routes(self) -> dict[str, list[dict[str, Any]]]:
         """Routes belong to an app, not a broker."""
         raise ConfigError("routes belong to an app: run `framework routes APP` or pass --server")
 
@@ -295,6 +298,6 @@ def _outgoing(
     return build_undeclared(kind, name, body, limit, **options_of(options, SendOptions))
 
 
-def routes_of(app: Any) -> list[dict[str, Any]]:
-    """Return an app's routes as the admin API lists them."""
-    return [spec.as_dict() for spec in app.registry.routes]
+def routes_of(app: Any) -> dict[str, list[dict[str, Any]]]:
+    """Return an app's HTTP and WebSocket routes as the admin API lists them."""
+    return dict(app.registry.listing())

@@ -12,11 +12,13 @@ The CLI and the dashboard are written against exactly this contract:
 | ``POST /_framework/topics/{name}/messages`` | 201 ``{"message_id": ...}`` |
 | ``POST /_framework/queues/{name}/redrive`` | ``{"moved": N}`` (``"not_found"`` too, by ids) |
 | ``POST /_framework/queues/{name}/purge`` | ``{"purged": N}`` |
-| ``GET /_framework/routes`` | ``{"routes": [ROUTE, ...]}`` |
+| ``GET /_framework/routes`` | ``{"routes": [ROUTE, ...], "websocket_routes": [WS_ROUTE, ...]}`` |
 | ``GET /_framework/dashboard/state?since=T`` | the dashboard's snapshot (see its module) |
 
 A ROUTE is ``{"methods": [...], "path": FULL_PATH, "handler": "module.qualname", "version": V,
-"status_code": N}``, in declaration order.
+"status_code": N, "auth": AUTH}`` and a WS_ROUTE ``{"path": PATH, "route": "$connect" | VALUE,
+"handler": "module.qualname", "auth": AUTH}``, each in declaration order; AUTH is null or the
+authorizer's class (``"JWTAuth"``, ``"CustomAuth(module.function)"``).
 
 Message bodies are ``{"body": <any JSON>, "attributes": {...}, "delay": 0, "group_id": null,
 "deduplication_id": null}`` (no ``delay`` for topics); a JSON string is sent as text, anything
@@ -377,4 +379,4 @@ async def _purge(
 async def _routes(
     target: AdminTarget, scope: Scope, receive: Receive, limit: int
 ) -> tuple[int, Any]:
-    return 200, {"routes": [spec.as_dict() for spec in target.registry.routes]}
+    return 200, target.registry.listing()

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from framework import App, Context
+from framework import App, Connection, Context
+from framework.gateway import APIKeyAuth
 from framework.registry import QueueSpec
 from framework.testing import TestApp
 
@@ -221,9 +222,46 @@ async def test_routes_lists_the_apps_routes() -> None:
                 "handler": f"{__name__}.make_app.<locals>.get_order",
                 "version": "v1",
                 "status_code": 200,
+                "auth": None,
             }
-        ]
+        ],
+        "websocket_routes": [],
     }
+
+
+async def test_routes_lists_websocket_routes_with_their_auth() -> None:
+    """GET /_framework/routes lists each WebSocket route key, its handler and its authorizer."""
+    app = App("sockets")
+
+    @app.route("/me", methods=["GET"], auth=APIKeyAuth({"k-1": "ops"}))
+    async def me() -> str:
+        return "ops"
+
+    @app.websocket("/live", "$connect", auth=APIKeyAuth({"k-1": "ops"}))
+    async def join(conn: Connection) -> None: ...
+
+    @app.websocket("/live", "$default")
+    async def echo(body: str) -> str:
+        return body
+
+    async with TestApp(app) as t:
+        r = await t.http.get("/_framework/routes")
+    listing = r.json()
+    assert [(x["path"], x["auth"]) for x in listing["routes"]] == [("/me", "APIKeyAuth")]
+    assert listing["websocket_routes"] == [
+        {
+            "path": "/live",
+            "route": "$connect",
+            "handler": f"{__name__}.{join.__qualname__}",
+            "auth": "APIKeyAuth",
+        },
+        {
+            "path": "/live",
+            "route": "$default",
+            "handler": f"{__name__}.{echo.__qualname__}",
+            "auth": None,
+        },
+    ]
 
 
 @pytest.mark.parametrize(

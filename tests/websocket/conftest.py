@@ -1,5 +1,5 @@
-"""Fixtures of the WebSocket tests: the backends they run on (memory; RabbitMQ and AWS on moto's
-server when ``FRAMEWORK_TEST_BACKENDS`` lists them)."""
+"""Fixtures of the WebSocket tests: the backends they run on (memory and a fresh SQLite file;
+RabbitMQ and AWS on moto's server when ``FRAMEWORK_TEST_BACKENDS`` lists them)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def broker() -> str:
 def _url(request: pytest.FixtureRequest, name: str) -> str:
     if name == "memory":
         return "memory://"
+    if name == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('tmp_path') / 'ws.db'}"
     if name not in required_backends():
         pytest.skip(f"set FRAMEWORK_TEST_BACKENDS={name} to test against it")
     if name == "rabbitmq":
@@ -40,7 +42,7 @@ def ws_backend(request: pytest.FixtureRequest) -> str:
     return _url(request, request.param)
 
 
-@pytest.fixture(params=[_RABBITMQ, _AWS])
+@pytest.fixture(params=["sqlite", _RABBITMQ, _AWS])
 def relay_url(request: pytest.FixtureRequest) -> str:
-    """A backend with a delivery path between processes: RabbitMQ, or AWS on moto's server."""
+    """A backend with a delivery path between processes: SQLite, RabbitMQ, or AWS on moto."""
     return _url(request, request.param)

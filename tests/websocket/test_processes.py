@@ -1,23 +1,19 @@
-"""Pushes across real processes on RabbitMQ: `framework run` and the `websockets` client.
+"""Pushes across real processes on SQLite and RabbitMQ: `framework run` and `websockets`.
 
 A gateway process (``framework run``) holds the clients' connections; a ``--workers-only``
-process handles the queue and pushes each result to the right client through the broker.
-When the gateway process stops, its clients see 1001, each ``$disconnect`` runs once, and a
-later push from the worker raises ``ConnectionGoneError``.
+process handles the queue and pushes each result to the right client through the backend (one
+SQLite file, or the broker). When the gateway process stops, its clients see 1001, each
+``$disconnect`` runs once, and a later push from the worker raises ``ConnectionGoneError``;
+when it is killed with ``kill -9``, so does the push.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import uuid
+import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
@@ -27,71 +23,62 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from framework.backends.rabbitmq import RabbitMQBackend
+from framework.backends.sqlite import SQLiteBackend
 from framework.messages import CONTENT_TYPE, Outgoing
 from tests.backends.rabbitmq.fleet import broker_url, until, until_async
+from tests.websocket.processes import Processes
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
-HERE = Path(__file__).parent
 START = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class FileProcesses(Processes):
+    """The processes on one SQLite file (deleted with the test's folder)."""
 
+    # The killed gateway's row names its OS process, which has exited: gone at once, well
+    # before its lease (5 s) ends.
+    gone_within = 2.0
 
-@dataclass
-class Processes:
-    """A gateway process and a worker process of ``push_app.py`` on a fresh queue."""
-
-    url: str
-    folder: Path
-    queue: str = field(default_factory=lambda: f"ws-{uuid.uuid4().hex[:10]}")
-    port: int = field(default_factory=_free_port)
-    started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def results(self) -> Path:
-        return self.folder / "results"
-
-    def start(self, role: str, *args: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "FW_WS_QUEUE": self.queue,
-            "FW_WS_RESULTS": str(self.results),
-            "FW_WS_ROLE": role,
-        }
-        command = [sys.executable, "-m", "framework.cli", "run", "push_app:app"]
-        command += ["--backend", self.url, "--grace", "2", "--log-level", "warning", *args]
-        with (self.folder / f"{role}.log").open("wb") as out:
-            process = subprocess.Popen(command, cwd=HERE, env=env, stdout=out, stderr=out)
-        self.started[role] = process
-        return process
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {role}\n{(self.folder / f'{role}.log').read_text()[-3000:]}"
-            for role in self.started
-        )
-
-    def lines(self, kind: str) -> list[list[str]]:
-        if not self.results.exists():
-            return []
-        return [
-            p for p in (ln.split() for ln in self.results.read_text().splitlines()) if p[0] == kind
-        ]
+    async def ready(self) -> bool:
+        """True once the gateway answers and both processes are in the file's ``processes``."""
+        if not await self.gateway_answers():
+            return False
+        with sqlite3.connect(self.url.removeprefix("sqlite:///")) as db:
+            return int(db.execute("SELECT COUNT(*) FROM processes").fetchone()[0]) == 2
 
     async def push(self, connection_id: str) -> None:
-        """Queue a job for ``connection_id`` straight on the broker (no gateway needed)."""
+        """Queue a job for ``connection_id`` straight into the file."""
+        async with SQLiteBackend.from_url(self.url) as backend:
+            await backend.send(self.queue, job(connection_id))
+
+    async def close(self) -> None:
+        """Kill the processes."""
+        self.kill_all()
+
+
+def job(connection_id: str) -> Outgoing:
+    """The job message the worker pushes a result for."""
+    body = json.dumps({"connection_id": connection_id, "n": 1}).encode()
+    return Outgoing(body=body, headers={CONTENT_TYPE: "application/json"})
+
+
+class BrokerProcesses(Processes):
+    """The processes on a broker, and the queues to delete afterwards."""
+
+    gone_within = 15.0
+
+    async def ready(self) -> bool:
+        """True once the gateway answers and the worker consumes the job queue."""
+        return await self.gateway_answers() and await self.consumers() >= 1
+
+    async def push(self, connection_id: str) -> None:
+        """Queue a job for ``connection_id`` straight on the broker."""
         async with RabbitMQBackend.from_url(self.url) as backend:
-            body = json.dumps({"connection_id": connection_id, "n": 1}).encode()
-            await backend.send(
-                self.queue, Outgoing(body=body, headers={CONTENT_TYPE: "application/json"})
-            )
+            await backend.send(self.queue, job(connection_id))
 
     async def consumers(self) -> int:
+        """How many consumers the job queue has (the worker's, once it runs)."""
         connection = await aio_pika.connect(self.url)
         try:
             channel = await connection.channel()
@@ -103,10 +90,8 @@ class Processes:
             await connection.close()
 
     async def close(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=20)
+        """Kill the processes; delete the job queue and its dead-letter queue."""
+        self.kill_all()
         connection = await aio_pika.connect(self.url)
         try:
             channel = await connection.channel()
@@ -116,26 +101,17 @@ class Processes:
             await connection.close()
 
 
-@pytest.fixture
-async def processes(broker: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    """A gateway and a worker process; killed, and their queues deleted, afterwards."""
-    running = Processes(broker_url(broker), tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+async def processes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Processes]:
+    """A gateway and a worker process on one backend; killed (queues deleted) afterwards."""
+    running: Processes
+    if request.param == "rabbitmq":
+        running = BrokerProcesses(broker_url(request.getfixturevalue("broker")), tmp_path)
+    else:
+        running = FileProcesses(f"sqlite:///{tmp_path / 'ws.db'}", tmp_path)
     try:
-        gateway = running.start("gateway", "--http-port", str(running.port), "--no-smtp")
-        worker = running.start("worker", "--workers-only")
-
-        async def ready() -> bool:
-            for process in (gateway, worker):
-                if process.poll() is not None:
-                    raise AssertionError(f"a process exited early:\n{running.logs()}")
-            try:
-                async with httpx.AsyncClient() as http:
-                    await http.get(f"http://127.0.0.1:{running.port}/metrics")
-            except httpx.TransportError:
-                return False
-            return await running.consumers() >= 1
-
-        await until_async(ready, START, "the gateway and the worker")
+        running.start_both()
+        await until_async(running.ready, START, f"the gateway and the worker:\n{running.logs()}")
         yield running
     finally:
         await running.close()
@@ -181,7 +157,8 @@ async def test_stopping_the_gateway_closes_with_1001_and_later_pushes_are_gone(
 
 
 async def test_a_push_to_a_killed_gateway_is_gone(processes: Processes) -> None:
-    """``kill -9`` of the gateway: the broker drops its queue, and the worker's push is gone."""
+    """``kill -9`` of the gateway: the worker's push is gone (the broker dropped its queue; the
+    file's row names an OS process that has exited)."""
     async with connect(f"ws://127.0.0.1:{processes.port}/events") as ws:
         await ws.send(json.dumps({"action": "whoami"}))
         connection_id = json.loads(await ws.recv())["id"]
@@ -190,6 +167,10 @@ async def test_a_push_to_a_killed_gateway_is_gone(processes: Processes) -> None:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
     await processes.push(connection_id)
-    await until(lambda: bool(processes.lines("gone")), 15, f"a gone push:\n{processes.logs()}")
+    await until(
+        lambda: bool(processes.lines("gone")),
+        processes.gone_within,
+        f"a gone push:\n{processes.logs()}",
+    )
     assert processes.lines("gone")[0][1] == connection_id
     assert processes.lines("pushed") == []

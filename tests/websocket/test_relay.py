@@ -1,4 +1,4 @@
-"""``app.connections`` between two runtimes on RabbitMQ and AWS: each has its own id and queue."""
+"""``app.connections`` between two runtimes on SQLite, RabbitMQ and AWS: each has its own id."""
 
 from __future__ import annotations
 

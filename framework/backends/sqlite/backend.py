@@ -16,7 +16,9 @@ from framework.clock import Clock, SystemClock
 from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
+from framework.websocket import Serve
 
+from .relay import RelayTables, SQLiteConnectionRelay
 from .settings import SQLiteSettings
 from .store import Store
 from .wakeup import Hub, Watcher
@@ -280,6 +282,16 @@ class SQLiteBackend:
         message_id, targets = await self._call(self.store.publish, topic, message, self._now())
         self.hub.notify_many(targets)
         return message_id
+
+    # --- WebSocket connections ------------------------------------------------------------
+
+    async def connection_relay(self, process: str, serve: Serve) -> SQLiteConnectionRelay:
+        """Start answering connection requests for ``process`` through the file (``relay.py``)."""
+        relay = SQLiteConnectionRelay(
+            self._call, RelayTables(self.store), self.hub, self._now, process, serve
+        )
+        await relay.open()
+        return relay
 
     # --- mail ------------------------------------------------------------------------------
 

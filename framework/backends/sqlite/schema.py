@@ -6,6 +6,10 @@ nothing is written to it. Then: WAL mode (readers never block the writer, and a 
 durable across a crash of any process whatever ``synchronous`` says), ``busy_timeout`` (a
 writer waits for another process's write lock instead of failing), ``synchronous`` from the
 URL (``NORMAL`` by default; ``FULL`` to survive power loss), and the tables, created if missing.
+
+``framework_meta`` holds the file's ``schema_version``. A file of an older version is brought
+to this one when it is opened (``UPGRADES``: each version's additions, in one transaction with
+the version's bump); a file of a newer version is refused, untouched, naming both versions.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from framework.exceptions import BackendUnavailableError, ConfigError
 
 from .settings import SQLiteSettings
 
-__all__ = ["KIND", "SCHEMA", "SCHEMA_VERSION", "connect", "errors", "transaction"]
+__all__ = ["KIND", "SCHEMA", "SCHEMA_VERSION", "UPGRADES", "connect", "errors", "transaction"]
 
 KIND = "framework-sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
-SCHEMA = """
+_VERSION_1 = """
 CREATE TABLE IF NOT EXISTS framework_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -93,6 +97,35 @@ CREATE TABLE IF NOT EXISTS outbox (
     at REAL NOT NULL
 );
 """
+
+# Version 2: the WebSocket relay (``relay.py``): the processes that hold connections, with their
+# heartbeat, and the requests addressed to them, with their answers.
+_VERSION_2 = """
+CREATE TABLE IF NOT EXISTS processes (
+    process TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS relay (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    ticket INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    claimed INTEGER NOT NULL DEFAULT 0,
+    reply TEXT,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_to_owner ON relay (owner, seq) WHERE claimed = 0;
+CREATE INDEX IF NOT EXISTS relay_to_sender ON relay (sender, seq) WHERE reply IS NOT NULL;
+"""
+
+SCHEMA = _VERSION_1 + _VERSION_2
+"""Every table and index of the current version, each created only if missing."""
+
+UPGRADES: dict[str, str] = {"1": _VERSION_2}
+"""What a file of each older version lacks: the statements that bring it to the next version."""
 
 
 # Errors that say the file cannot be written or reached now (full, read-only, locked past
@@ -170,15 +203,7 @@ def connect(settings: SQLiteSettings) -> tuple[sqlite3.Connection, bool]:
                 )
             db.execute(f"PRAGMA synchronous = {settings.synchronous.upper()}")
             with transaction(db):
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(
-                    "INSERT OR IGNORE INTO framework_meta (key, value) VALUES "
-                    "('kind', ?), ('schema_version', ?)",
-                    (KIND, SCHEMA_VERSION),
-                )
-            _check_version(db, path)
+                _create_or_upgrade(db, path)
         except BaseException:
             db.close()
             raise
@@ -200,10 +225,43 @@ def _check_foreign(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _check_version(db: sqlite3.Connection, path: Path) -> None:
-    meta = dict(db.execute("SELECT key, value FROM framework_meta").fetchall())
-    if meta.get("kind") != KIND or meta.get("schema_version") != SCHEMA_VERSION:
+def _run(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _create_or_upgrade(db: sqlite3.Connection, path: Path) -> None:
+    """Create the tables of a new file, or bring an older version's file to this one.
+
+    Runs in the opening's write transaction: two processes opening one old file upgrade it
+    once, and a failed upgrade leaves the file as it was.
+    """
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'framework_meta'"
+    ).fetchone()
+    meta = dict(db.execute("SELECT key, value FROM framework_meta")) if has_meta else {}
+    version = meta.get("schema_version")
+    if meta and (
+        meta.get("kind") != KIND or (version != SCHEMA_VERSION and version not in UPGRADES)
+    ):
         raise ConfigError(
             f"sqlite file {str(path)!r} has framework_meta {meta}, expected kind {KIND!r} and "
-            f"schema_version {SCHEMA_VERSION!r}: a file of another tool or framework version"
+            f"schema_version {SCHEMA_VERSION!r} (or an older one: "
+            f"{', '.join(sorted(UPGRADES))}): a file of another tool, or of a newer framework "
+            "version; open it with that version, or point sqlite:/// at another path"
         )
+    if not meta:
+        _run(db, SCHEMA)
+        db.execute(
+            "INSERT INTO framework_meta (key, value) VALUES ('kind', ?), ('schema_version', ?)",
+            (KIND, SCHEMA_VERSION),
+        )
+        return
+    while version != SCHEMA_VERSION:
+        assert version is not None
+        _run(db, UPGRADES[version])
+        version = str(int(version) + 1)
+    db.execute(
+        "UPDATE framework_meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
+    )

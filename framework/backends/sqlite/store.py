@@ -120,7 +120,7 @@ class Store:
         """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
         return transaction(self.db)
 
-    def _changed(self, db: sqlite3.Connection, queue: str) -> None:
+    def changed(self, db: sqlite3.Connection, queue: str) -> None:
         """Bump ``queue``'s row in ``changes``: other processes' watchers wake its receivers."""
         version = db.execute(
             "INSERT INTO changes (queue, version) VALUES (?, 1) "
@@ -222,7 +222,7 @@ class Store:
                 now + retention,
             ),
         )
-        self._changed(db, queue)
+        self.changed(db, queue)
         return message_id
 
     def send(self, queue: str, message: Outgoing, now: float) -> str:
@@ -289,7 +289,7 @@ class Store:
                 (_seq_of(receipt), receipt),
             ).fetchone()
             if row is not None and row[1] is not None:
-                self._changed(db, row[0])  # the group's next message is receivable now
+                self.changed(db, row[0])  # the group's next message is receivable now
             return row is not None
 
     def change_visibility(self, receipt: str, now: float, seconds: float) -> bool:
@@ -302,7 +302,7 @@ class Store:
                     (now, _seq_of(receipt), receipt),
                 ).fetchone()
                 if row is not None:
-                    self._changed(db, row[0])
+                    self.changed(db, row[0])
                 return row is not None
             else:
                 cursor = db.execute(
@@ -323,7 +323,7 @@ class Store:
                 ).fetchone()
                 if row is not None:
                     released += 1
-                    self._changed(db, row[0])
+                    self.changed(db, row[0])
         return released
 
     def dead_letter(self, delivery: Delivery, reason: DeadLetterReason, now: float) -> str | None:
@@ -362,9 +362,9 @@ class Store:
                 ),
             )
             db.execute("DELETE FROM messages WHERE seq = ?", (_seq_of(receipt),))
-            self._changed(db, dlq)
+            self.changed(db, dlq)
             if delivery.group_id is not None:
-                self._changed(db, delivery.queue)
+                self.changed(db, delivery.queue)
             return str(dlq)
 
     def stats(self, queue: str, now: float) -> QueueStats:

@@ -53,6 +53,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -234,9 +235,13 @@ async def raw_consumer(endpoint: str) -> None:
         "sqs", config=client_config(), **client_options(endpoint)
     ) as client:
         url = (await client.get_queue_url(QueueName=QUEUE))["QueueUrl"]
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
 
         async def consume() -> None:
-            while True:
+            # On SIGTERM each poller ends after its current receive (at most 1 s) and the
+            # delete of what it received: nothing handled is left in flight.
+            while not stopping.is_set():
                 response = await client.receive_message(
                     QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
                 )
@@ -256,7 +261,7 @@ async def raw_consumer(endpoint: str) -> None:
                 if response.get("Failed"):
                     raise RuntimeError(f"raw delete failed: {response['Failed']}")
 
-        await asyncio.gather(*(consume() for _ in range(POLLERS)))  # until SIGTERM
+        await asyncio.gather(*(consume() for _ in range(POLLERS)))
 
 
 def consumer_command(side: str, endpoint: str) -> list[str]:

@@ -382,14 +382,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fanout", type=int, default=1000, help="connections of the fan-out")
     parser.add_argument("--repeats", type=int, default=3, help="fan-outs timed per round")
     parser.add_argument("--only", choices=SIDES, action="append")
-    parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, fan-out to 200")
+    parser.add_argument("--smoke", action="store_true", help="1 round of 0.5 s, fan-out to 200")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.client:
         client_main(args)
         return
     if args.smoke:  # a check that the bench works, not a measurement
-        args.rounds, args.duration, args.warmup, args.fanout, args.repeats = 1, 1, 0.3, 200, 1
+        args.rounds, args.duration, args.warmup, args.fanout, args.repeats = 1, 0.5, 0.2, 200, 1
     results = measure(args)
     if args.json:
         print(json.dumps(results))

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-BENCHES = ("gateway", "smtp", "memory_backend", "rabbitmq", "aws")
+BENCHES = ("gateway", "smtp", "memory_backend", "rabbitmq", "aws", "sqlite", "websocket")
 
 
 def ratios_of(result: dict[str, Any]) -> dict[str, float]:

@@ -10,19 +10,23 @@ The bench starts moto's standalone server itself, in a child process on a free 1
 stops it at the end. It never talks to anything but that loopback port, and uses dummy
 credentials.
 
-Each round sends ``--messages`` JSON messages of about 1 KiB to a fresh standard queue, one
-``SendMessage`` per message with at most ``--window`` sends in flight, while consumers receive,
-validate each body into a pydantic model, count it and delete it. The clock runs from the first
-send to the last message counted. Two sides do the same work:
+Each round sends ``--messages`` JSON messages of about 1 KiB to a fresh standard queue from the
+bench's process, one ``SendMessage`` per message with at most ``--window`` sends in flight,
+while a consumer **in a child process**, started the way its users start it, receives each
+message, validates it into a pydantic model, counts it and deletes it. The clock runs from the
+first send until the consumer process has counted the last message (it writes
+``time.monotonic()`` to a file at that count, as in ``rabbitmq.py``). Two sides do the same work:
 
-* **framework**: ``@app.on_queue(queue, concurrency=C)`` under
-  ``app.run("aws://us-east-1?endpoint_url=...")``, messages sent with ``app.send``: the real
-  runtime with its leases, receive counts, dead-letter queue and redrive policy, the backend's
-  ``x-framework`` attribute, and its deletes batched per event-loop turn (``DeleteMessageBatch``);
-* **raw**: one aiobotocore SQS client with the backend's client settings, ``send_message`` with
-  the body only, and ``--pollers`` consumer tasks (default ``C``) each looping over
+* **framework**: ``framework run bench.aws:app --backend aws://us-east-1?endpoint_url=...
+  --workers-only`` (an ``@app.on_queue(queue, concurrency=C)`` handler: the real runtime with
+  its leases, receive counts, dead-letter queue and redrive policy, the backend's
+  ``x-framework`` attribute, and its deletes batched by the backend's ``Deleter``); the bench
+  sends with ``app.send`` under ``app.run(url, workers=False)``;
+* **raw**: ``python -m bench.aws --raw-consumer ENDPOINT``: one aiobotocore SQS client with the
+  backend's client settings and ``--pollers`` consumer tasks (default ``C``) each looping over
   ``receive_message(MaxNumberOfMessages=10, WaitTimeSeconds=1)``,
-  ``Order.model_validate_json(body)`` and one ``delete_message_batch`` per received batch.
+  ``Order.model_validate_json(body)`` and one ``delete_message_batch`` per received batch; the
+  bench sends with ``send_message``, the body only, on a client with the same settings.
 
 One framework handler task per unit of ``--concurrency``, but one receive in flight per queue:
 that is how the runtime works. The raw side's ``--pollers`` (default ``--concurrency``) each
@@ -30,12 +34,14 @@ have their own receive in flight; ``--pollers 1`` gives it the framework's shape
 
 Moto is slow (milliseconds of CPU per request, in one process), so it is the bottleneck of both
 sides: the ratio of the medians says how much the framework adds on top of what SQS costs, here
-moto. The CPU time per message of this process and of moto is reported too, and the time at
-which the last send returned (the rest is the consumers catching up). The bench patches
+moto. The CPU time per message of this process (the sender), of the consumer process and of
+moto is reported too, and the time at which the last send returned (the rest is the consumer
+catching up). The bench patches
 three faults of moto 5.2 in its process (``moto_server`` says which; ``--stock-moto`` runs it
 as shipped): deletes that race, and sends and receives whose cost grows with the queue's depth.
-Rounds alternate (framework, raw, framework, ...) after a 200-message warm-up of each side;
-queues are deleted after each round, and each round checks that nothing was left in them.
+Rounds alternate (framework, raw, framework, ...); each consumer process first handles a
+warm-up of ``WARMUP_MESSAGES`` that is not timed. Queues are deleted after each round, and each
+round checks, once its consumer has stopped, that nothing was left in them.
 ``--only`` runs one side, for a profiler (see bench/README.md).
 """
 
@@ -47,10 +53,12 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -60,14 +68,24 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from bench.orders import Counter, Order, make_orders  # bench/orders.py, next to this script
+from bench.children import (
+    FRAMEWORK,
+    Marks,
+    cpu_seconds,
+    free_port,
+    marks_env,
+    serve,
+    tree_cpu_seconds,
+    wait_mark,
+)
+from bench.orders import Order, make_orders
 from framework import App
 
 REGION = "us-east-1"
 HOST = "127.0.0.1"  # moto listens here only; nothing else is ever contacted
 WARMUP_MESSAGES = 200
 START_TIMEOUT = 30.0
-STALL = 60.0  # no message counted for this long: the round has failed
+STALL = 60.0  # the least time a consumer process gets to handle a round's messages
 DUMMY = "testing"
 # moto's server with werkzeug's access log off (one line per request costs moto CPU).
 MOTO_SCRIPT = """
@@ -112,14 +130,6 @@ main(sys.argv[1:])
 
 
 # --- moto ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @contextlib.contextmanager
@@ -172,16 +182,6 @@ def moto_server(*, stock: bool) -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU seconds of process ``pid`` so far (Linux), or NaN."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def client_config() -> AioConfig:
     """The aws:// backend's client settings (framework/backends/aws/backend.py)."""
     return AioConfig(
@@ -201,24 +201,84 @@ def client_options(endpoint: str) -> dict[str, Any]:
     }
 
 
-# --- the rounds ------------------------------------------------------------------------------
+# --- the consumer processes ------------------------------------------------------------------
+
+# What the consumer processes read: set by the bench for each round, in their environment.
+QUEUE = os.environ.get("BENCH_QUEUE", "bench")
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
+POLLERS = int(os.environ.get("BENCH_POLLERS", "10"))
 
 
-class StallingCounter(Counter):
-    """A counter that gives up when no message is counted for ``STALL`` seconds."""
+def framework_app() -> App:
+    """The framework side's workers: ``framework run bench.aws:app --workers-only``."""
+    app = App("bench")
+    marks = Marks()
 
-    async def finished(self) -> None:
-        """Wait until every message is counted; raise if none is for ``STALL`` seconds."""
-        last = -1
-        while not self.done.is_set():
-            if self.handled == last:
-                raise RuntimeError(
-                    f"stalled at {self.handled} of {self.total} messages for {STALL:.0f} s "
-                    "(a message lost by moto?)"
+    @app.on_queue(QUEUE, concurrency=CONCURRENCY)
+    async def handle(order: Order) -> None:
+        marks.count()
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return framework_app()
+    raise AttributeError(name)
+
+
+async def raw_consumer(endpoint: str) -> None:
+    """The raw side's consumer process (``python -m bench.aws --raw-consumer ENDPOINT``)."""
+    marks = Marks()
+    session = AioSession()
+    async with session.create_client(
+        "sqs", config=client_config(), **client_options(endpoint)
+    ) as client:
+        url = (await client.get_queue_url(QueueName=QUEUE))["QueueUrl"]
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+
+        async def consume() -> None:
+            # On SIGTERM each poller ends after its current receive (at most 1 s) and the
+            # delete of what it received: nothing handled is left in flight.
+            while not stopping.is_set():
+                response = await client.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
                 )
-            last = self.handled
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), STALL)
+                messages = response.get("Messages") or ()
+                if not messages:
+                    continue
+                for message in messages:
+                    Order.model_validate_json(message["Body"])
+                    marks.count()
+                response = await client.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
+                if response.get("Failed"):
+                    raise RuntimeError(f"raw delete failed: {response['Failed']}")
+
+        await asyncio.gather(*(consume() for _ in range(POLLERS)))
+
+
+def consumer_command(side: str, endpoint: str) -> list[str]:
+    """How each side's consumer is started, as its users start it."""
+    if side == "framework":
+        return [
+            *FRAMEWORK, "run", "bench.aws:app", "--backend", backend_url(endpoint),
+            "--workers-only", "--log-level", "warning",
+        ]  # fmt: skip
+    return [sys.executable, "-m", "bench.aws", "--raw-consumer", endpoint]
+
+
+def backend_url(endpoint: str) -> str:
+    return f"aws://{REGION}?endpoint_url={endpoint}"
+
+
+# --- the rounds ------------------------------------------------------------------------------
 
 
 async def send_windowed(
@@ -248,31 +308,40 @@ class Setup:
 class Measurement:
     rate: float  # messages/s
     sent_s: float  # seconds from the first send until every send had returned
-    client_cpu_us: float  # this process's CPU per message, µs
+    client_cpu_us: float  # this process's CPU per message (the sender), µs
+    consumer_cpu_us: float  # the consumer process's CPU per message, µs
     moto_cpu_us: float  # moto's CPU per message, µs
 
 
 class Timer:
-    """Wall time and the CPU time of this process and of moto over the timed region."""
+    """Wall time and the CPU time of this process, of the consumer and of moto."""
 
-    def __init__(self, moto_pid: int) -> None:
+    def __init__(self, moto_pid: int, consumer_pid: int) -> None:
         self.moto_pid = moto_pid
+        self.consumer_pid = consumer_pid
 
     def start(self) -> None:
         gc.collect()
         self.cpu = time.process_time()
         self.moto = cpu_seconds(self.moto_pid)
-        self.wall = time.perf_counter()
+        self.consumer = tree_cpu_seconds(self.consumer_pid)
+        self.wall = time.monotonic()
         self.sent = float("nan")
 
     def all_sent(self) -> None:
-        self.sent = time.perf_counter() - self.wall
+        self.sent = time.monotonic() - self.wall
 
-    def stop(self, count: int) -> Measurement:
-        wall = time.perf_counter() - self.wall
+    def stop(self, done: float, count: int) -> Measurement:
         cpu = time.process_time() - self.cpu
         moto = cpu_seconds(self.moto_pid) - self.moto
-        return Measurement(count / wall, self.sent, cpu / count * 1e6, moto / count * 1e6)
+        consumer = tree_cpu_seconds(self.consumer_pid) - self.consumer
+        return Measurement(
+            count / (done - self.wall),
+            self.sent,
+            cpu / count * 1e6,
+            consumer / count * 1e6,
+            moto / count * 1e6,
+        )
 
 
 def fresh_queue(side: str) -> str:
@@ -297,25 +366,50 @@ async def delete_queues(admin: Any, *names: str) -> None:
             await admin.delete_queue(QueueUrl=url)
 
 
+async def timed(
+    side: str,
+    setup: Setup,
+    queue: str,
+    orders: Sequence[Order],
+    send: Callable[[Order], Awaitable[object]],
+) -> Measurement:
+    """Start ``side``'s consumer process, warm it up (untimed), then time ``orders``."""
+    warm = list(orders[: min(WARMUP_MESSAGES, len(orders))])
+    total = len(warm) + len(orders)
+    timeout = max(STALL, len(orders) / 5)
+    with tempfile.TemporaryDirectory() as marks:
+        env = {
+            **marks_env(marks, len(warm), total),
+            "BENCH_QUEUE": queue,
+            "BENCH_CONCURRENCY": str(setup.concurrency),
+            "BENCH_POLLERS": str(setup.pollers),
+        }
+        with serve(consumer_command(side, setup.endpoint), None, env=env) as process:
+            await send_windowed(send, warm, setup.window)
+            await asyncio.to_thread(wait_mark, marks, len(warm), process, timeout)
+            timer = Timer(setup.moto_pid, process.pid)
+            timer.start()
+            await send_windowed(send, orders, setup.window)
+            timer.all_sent()
+            done = await asyncio.to_thread(wait_mark, marks, total, process, timeout)
+            return timer.stop(done, len(orders))
+        # Leaving serve stops the consumer with SIGTERM: its handlers' deletes are done.
+
+
 async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
-    """Send, handle and delete every order through ``app.run("aws://...")``."""
+    """``app.send`` here, a ``framework run --workers-only`` child handles and deletes."""
     app = App("bench")
     queue = fresh_queue("framework")
-    counter = StallingCounter(len(orders))
 
     @app.on_queue(queue, concurrency=setup.concurrency)
-    async def handle(order: Order) -> None:
-        counter.count(order)
+    async def unused(order: Order) -> None:  # declares the queue as the workers' app does
+        raise AssertionError("the bench's process runs no workers")
 
-    timer = Timer(setup.moto_pid)
     try:
-        async with app.run(f"aws://{REGION}?endpoint_url={setup.endpoint}"):
-            timer.start()
-            await send_windowed(lambda order: app.send(queue, order), orders, setup.window)
-            timer.all_sent()
-            await counter.finished()
-            measured = timer.stop(len(orders))
-        # The app has stopped: its handlers' deletes are done.
+        async with app.run(backend_url(setup.endpoint), workers=False):
+            measured = await timed(
+                "framework", setup, queue, orders, lambda order: app.send(queue, order)
+            )
         for name in (queue, f"{queue}-dlq"):
             await check_empty(setup.admin, "framework", name)
     finally:
@@ -324,54 +418,19 @@ async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
 
 
 async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
-    """The same work written directly on aiobotocore."""
+    """The same work written directly on aiobotocore: sends here, a consumer process."""
     name = fresh_queue("raw")
-    counter = StallingCounter(len(orders))
-    timer = Timer(setup.moto_pid)
     session = AioSession()
     try:
         async with session.create_client(
             "sqs", config=client_config(), **client_options(setup.endpoint)
         ) as client:
             url = (await client.create_queue(QueueName=name))["QueueUrl"]
-            stopping = False
-
-            async def consume() -> None:
-                while not stopping:
-                    response = await client.receive_message(
-                        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                    )
-                    messages = response.get("Messages") or ()
-                    if not messages:
-                        continue
-                    for message in messages:
-                        counter.count(Order.model_validate_json(message["Body"]))
-                    response = await client.delete_message_batch(
-                        QueueUrl=url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                            for i, m in enumerate(messages)
-                        ],
-                    )
-                    if response.get("Failed"):
-                        raise RuntimeError(f"raw delete failed: {response['Failed']}")
 
             async def send(order: Order) -> None:
                 await client.send_message(QueueUrl=url, MessageBody=order.model_dump_json())
 
-            consumers = [asyncio.create_task(consume()) for _ in range(setup.pollers)]
-            try:
-                timer.start()
-                await send_windowed(send, orders, setup.window)
-                timer.all_sent()
-                await counter.finished()
-                measured = timer.stop(len(orders))
-                stopping = True  # each consumer ends after its current poll (at most 1 s)
-                await asyncio.gather(*consumers)
-            finally:
-                for consumer in consumers:
-                    consumer.cancel()
-                await asyncio.gather(*consumers, return_exceptions=True)
+            measured = await timed("raw", setup, name, orders, send)
             await check_empty(setup.admin, "raw", name)
     finally:
         await delete_queues(setup.admin, name)
@@ -393,14 +452,16 @@ class Results:
     rounds: list[dict[str, Measurement]]
     medians: dict[str, float]
     client_cpu_us: dict[str, float]
+    consumer_cpu_us: dict[str, float]
     moto_cpu_us: dict[str, float]
     ratio: float | None
 
 
 def _line(measurements: dict[str, Measurement]) -> str:
     return "   ".join(
-        f"{name} {m.rate:,.0f} msg/s (all sent at {m.sent_s:.1f} s; CPU/msg: "
-        f"bench {m.client_cpu_us:,.0f} µs, moto {m.moto_cpu_us:,.0f} µs)"
+        f"{name} {m.rate:,.0f} msg/s (all sent at {m.sent_s:.1f} s; CPU/msg: sender "
+        f"{m.client_cpu_us:,.0f} µs, consumer {m.consumer_cpu_us:,.0f} µs, moto "
+        f"{m.moto_cpu_us:,.0f} µs)"
         for name, m in measurements.items()
     )
 
@@ -415,8 +476,6 @@ async def measure(args: argparse.Namespace) -> Results:
             "sqs", config=client_config(), **client_options(endpoint)
         ) as admin:
             setup = Setup(endpoint, pid, args.concurrency, args.window, args.pollers, admin)
-            for run in sides.values():
-                await run(setup, orders[:WARMUP_MESSAGES])
             if not args.json:
                 print(
                     f"aws:// on moto (pid {pid}, {endpoint}), {args.messages:,} messages of "
@@ -432,7 +491,7 @@ async def measure(args: argparse.Namespace) -> Results:
                     print(f"round {number}: {_line(measured)}")
 
     def median(name: str, field: str) -> float:
-        return statistics.median(getattr(r[name], field) for r in rounds)
+        return float(statistics.median(getattr(r[name], field) for r in rounds))
 
     medians = {name: median(name, "rate") for name in sides}
     ratio = medians["framework"] / medians["raw"] if len(medians) == 2 else None
@@ -446,6 +505,7 @@ async def measure(args: argparse.Namespace) -> Results:
         rounds=rounds,
         medians=medians,
         client_cpu_us={name: median(name, "client_cpu_us") for name in sides},
+        consumer_cpu_us={name: median(name, "consumer_cpu_us") for name in sides},
         moto_cpu_us={name: median(name, "moto_cpu_us") for name in sides},
         ratio=ratio,
     )
@@ -453,6 +513,7 @@ async def measure(args: argparse.Namespace) -> Results:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--raw-consumer", metavar="ENDPOINT", help=argparse.SUPPRESS)
     parser.add_argument("--messages", type=int, default=2_000, help="messages per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
     parser.add_argument(
@@ -487,6 +548,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         os.environ.pop(variable, None)
     os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = DUMMY
+    if args.raw_consumer:  # the raw side's consumer process
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(raw_consumer(args.raw_consumer))
+        return
     results = asyncio.run(measure(args))
     if args.json:
         print(json.dumps(asdict(results)))
@@ -494,7 +559,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         "medians: "
         + ", ".join(
-            f"{name} {rate:,.0f} msg/s (CPU/msg: bench {results.client_cpu_us[name]:,.0f} µs, "
+            f"{name} {rate:,.0f} msg/s (CPU/msg: sender {results.client_cpu_us[name]:,.0f} µs, "
+            f"consumer {results.consumer_cpu_us[name]:,.0f} µs, "
             f"moto {results.moto_cpu_us[name]:,.0f} µs)"
             for name, rate in results.medians.items()
         )

@@ -144,3 +144,29 @@ def wait_mark(
         time.sleep(0.001)
     with open(path) as f:
         return float(f.read())
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds of process ``pid`` so far (Linux), or NaN."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The CPU seconds of ``pid`` and of its live descendants (a supervisor and its children)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += cpu_seconds(current)
+        try:
+            threads = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            with contextlib.suppress(OSError), open(f"/proc/{current}/task/{thread}/children") as f:
+                pending += [int(child) for child in f.read().split()]
+    return total

@@ -21,6 +21,7 @@ __all__ = [
     "SendOptions",
     "build",
     "build_batch",
+    "build_batch_undeclared",
     "build_undeclared",
     "options_of",
 ]
@@ -214,6 +215,15 @@ def build_undeclared(
     """
     fifo = name.endswith(".fifo")
     return build(f"{kind} {name!r}", body, limit, fifo=fifo, content_dedup=fifo, **options)
+
+
+def build_batch_undeclared(
+    kind: str, name: str, bodies: Iterable[object], limit: int, **options: Unpack[SendOptions]
+) -> list[Outgoing]:
+    """``build_batch`` for a queue whose options the caller does not know (see above)."""
+    fifo = name.endswith(".fifo")
+    where = f"{kind} {name!r}"
+    return build_batch(where, bodies, limit, fifo=fifo, content_dedup=fifo, **options)
 
 
 def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:

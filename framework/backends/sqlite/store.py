@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -211,6 +211,16 @@ class Store:
         fifo, delay, retention, content_based = bool(row[0]), row[2], row[3], bool(row[4])
         ids: list[str] = []
         values: list[tuple[Any, ...]] = []
+        # A batch's messages share their attributes and headers mappings (one per content
+        # type): each distinct one is written as JSON once. By id: all are alive meanwhile.
+        texts: dict[int, str] = {}
+
+        def as_json(mapping: Mapping[str, Any]) -> str:
+            text = texts.get(id(mapping))
+            if text is None:
+                text = texts[id(mapping)] = json.dumps(dict(mapping), separators=(",", ":"))
+            return text
+
         for message, message_id in messages:
             if fifo:
                 first = self._duplicate_of(
@@ -226,8 +236,8 @@ class Store:
                     queue,
                     message_id,
                     message.body,
-                    json.dumps(dict(message.attributes), separators=(",", ":")),
-                    json.dumps(dict(message.headers), separators=(",", ":")),
+                    as_json(message.attributes),
+                    as_json(message.headers),
                     # SQS refuses a FIFO message without a group; here it joins the group "".
                     (message.group_id or "") if fifo else None,
                     message.deduplication_id,

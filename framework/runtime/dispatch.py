@@ -13,9 +13,9 @@ import anyio
 from framework.backends.base import Backend
 from framework.binding import PoisonBodyError
 from framework.clock import Clock, Timer
+from framework.codec import JSON
 from framework.context import AppHandle, Context, Message
 from framework.logs import FieldsAdapter, event
-from framework.codec import JSON
 from framework.messages import CONTENT_TYPE, Delivery
 from framework.registry import ConsumerSpec
 from framework.runtime.events import Events, HandlerEvent, Outcome

@@ -99,6 +99,37 @@ async def raw_round(orders: Sequence[Order], concurrency: int) -> float:
     return total / elapsed
 
 
+async def bare_round(orders: Sequence[Order], concurrency: int) -> float:
+    """The same orders as objects on an ``asyncio.Queue``: no bytes, no validation."""
+    queue: asyncio.Queue[Order] = asyncio.Queue()
+    total = len(orders)
+    handled = 0
+    done = asyncio.Event()
+
+    async def count(order: Order) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == total:
+            done.set()
+
+    async def consume() -> None:
+        while True:
+            await count(await queue.get())
+
+    consumers = [asyncio.create_task(consume()) for _ in range(concurrency)]
+    await asyncio.sleep(0)
+    gc.collect()
+    start = time.perf_counter()
+    for order in orders:
+        await queue.put(order)
+    await done.wait()
+    elapsed = time.perf_counter() - start
+    for consumer in consumers:
+        consumer.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    return total / elapsed
+
+
 async def framework_memory(count: int) -> float:
     """Return traced peak bytes per message for ``count`` messages queued on ``memory://``."""
     app = App("bench-memory")
@@ -146,7 +177,11 @@ class Results:
 
 async def measure(args: argparse.Namespace) -> Results:
     orders = make_orders(args.messages)
-    sides: dict[str, Round] = {"framework": framework_round, "raw": raw_round}
+    sides: dict[str, Round] = {
+        "framework": framework_round,
+        "raw": raw_round,
+        "bare": bare_round,
+    }
     if args.only:
         sides = {args.only: sides[args.only]}
     warmup = orders[:WARMUP_MESSAGES]
@@ -166,7 +201,7 @@ async def measure(args: argparse.Namespace) -> Results:
             print(f"round {number}: {_rates(rates)}")
     medians = {name: statistics.median(r[name] for r in rounds) for name in sides}
     ratio = None
-    if len(medians) == 2:
+    if "framework" in medians and "raw" in medians:
         ratio = medians["framework"] / medians["raw"]
     if not args.json:
         parts = [f"{name} {rate:,.0f} msg/s" for name, rate in medians.items()]
@@ -197,7 +232,11 @@ async def measure(args: argparse.Namespace) -> Results:
 
 
 def _rates(rates: dict[str, float]) -> str:
-    labels = {"framework": "framework", "raw": "raw asyncio.Queue+pydantic"}
+    labels = {
+        "framework": "framework",
+        "raw": "raw asyncio.Queue+pydantic",
+        "bare": "bare asyncio.Queue",
+    }
     return "   ".join(f"{labels[name]} {rate:,.0f} msg/s" for name, rate in rates.items())
 
 
@@ -213,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="messages queued for the memory measurement (0 skips it)",
     )
     parser.add_argument(
-        "--only", choices=("framework", "raw"), help="run one side only (for profiling)"
+        "--only", choices=("framework", "raw", "bare"), help="run one side only (for profiling)"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="1 round of 300 messages, a short warm-up"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -719,6 +719,36 @@ class App:
             AppNotRunningError: If the app is not running.
         """
         return await self.events.current().send(queue, body, **options)
+
+    async def send_batch(
+        self, queue: str, bodies: Iterable[object], **options: Unpack[SendOptions]
+    ) -> list[str]:
+        """Send every body of ``bodies`` to ``queue``, in order; return their message ids.
+
+        The same as ``send`` for each body, with the same options for all of them, the same
+        checks and errors, at a lower cost per message: every body is encoded and checked
+        before any is sent (one bad body sends none), and the backend stores them in one step
+        where it can (one transaction on SQLite, ``SendMessageBatch`` requests of 10 on SQS,
+        confirms in flight together on RabbitMQ).
+
+        Args:
+            queue: A declared queue.
+            bodies: Pydantic models, dicts or lists (JSON), str or bytes.
+            **options: As for ``send``, applied to every message; a ``deduplication_id``
+                is refused for more than one body (the rest would be dropped as duplicates).
+
+        Returns:
+            The message ids, in the order of ``bodies`` (on a FIFO queue, a duplicate's
+            place holds the first message's id, as ``send`` returns it).
+
+        Raises:
+            UnknownQueueError: If the queue is not declared.
+            MessageTooLargeError: If a body and the attributes exceed the queue's limit (the
+                error says which body).
+            InvalidMessageError: For bad options, as ``send``.
+            AppNotRunningError: If the app is not running.
+        """
+        return await self.events.current().send_batch(queue, bodies, **options)
 
     async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Publish ``body`` to every matching subscription of ``topic``; return the message id.

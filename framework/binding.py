@@ -115,11 +115,27 @@ class Binder:
                     return self.body_adapter.validate_python(text)
                 except ValidationError:
                     return self.body_adapter.validate_json(body)
-            return self.body_adapter.validate_json(body)
         except ValidationError as exc:
             raise PoisonBodyError(_summarise(exc)) from exc
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PoisonBodyError(str(exc), error_type=type(exc).__name__) from exc
+        return self.decode_json(body)
+
+    def decode_json(self, body: bytes) -> Any:
+        """Validate a JSON ``body`` with the body parameter's validator (it must have one).
+
+        ``decode``'s last step, and the dispatcher's per-message path for JSON bodies: the
+        adapter's own validator, without ``TypeAdapter.validate_json``'s layer of keyword
+        defaults.
+
+        Raises:
+            PoisonBodyError: If the body fails validation (invalid JSON included).
+        """
+        assert self.body_adapter is not None
+        try:
+            return self.body_adapter.validator.validate_json(body)
+        except ValidationError as exc:
+            raise PoisonBodyError(_summarise(exc)) from exc
 
 
 def _summarise(exc: ValidationError) -> str:

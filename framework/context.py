@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, Unpack
@@ -39,6 +39,11 @@ class AppHandle(Protocol):
 
     async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send ``body`` to ``queue``; see ``App.send``."""
+
+    async def send_batch(
+        self, queue: str, bodies: Iterable[object], **options: Unpack[SendOptions]
+    ) -> list[str]:
+        """Send every body to ``queue``, in order; see ``App.send_batch``."""
 
     async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Publish ``body`` to ``topic``; see ``App.publish``."""

@@ -2,20 +2,29 @@
 
 One typed set of keyword options (``SendOptions``, and ``PublishOptions`` without the delay)
 serves every producer — ``App.send`` and ``App.publish``, ``Runtime.send``, the admin API, the
-CLI — down to ``build``, so the keywords are declared once.
+CLI — down to ``build``, so the keywords are declared once. ``build_batch`` makes the same
+checks for many bodies that share one set of options, checking the options once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn, TypedDict, TypeVar, Unpack
 
 from framework.codec import encode, ensure_fits
-from framework.exceptions import InvalidMessageError
+from framework.exceptions import InvalidMessageError, MessageTooLargeError
 from framework.messages import CONTENT_TYPE, AttributeValue, Outgoing
 
-__all__ = ["PublishOptions", "SendOptions", "build", "build_undeclared", "options_of"]
+__all__ = [
+    "PublishOptions",
+    "SendOptions",
+    "build",
+    "build_batch",
+    "build_batch_undeclared",
+    "build_undeclared",
+    "options_of",
+]
 
 MAX_DELAY = 900
 
@@ -136,6 +145,66 @@ def build(
     )
 
 
+def build_batch(
+    where: str,
+    bodies: Iterable[object],
+    limit: int,
+    *,
+    fifo: bool = False,
+    content_dedup: bool = False,
+    **options: Unpack[SendOptions],
+) -> list[Outgoing]:
+    """Encode and check many bodies for ``where`` with the same options, as ``build`` does.
+
+    Every body is checked before the caller sends any, so one bad body sends none. The
+    options (attributes, delay, group id) are checked once and shared by every message.
+
+    Args:
+        where: What the messages go to, for errors (``"queue 'orders'"``).
+        bodies: Pydantic models, dicts or lists (JSON), str or bytes, in sending order.
+        limit: The most bytes one message's body and attributes may take together.
+        fifo: The queue or topic is FIFO: a group id is required, a delay refused.
+        content_dedup: The queue or topic deduplicates by content, so no id is needed.
+        **options: Attributes, delay, group and deduplication ids, for every message.
+
+    Raises:
+        MessageTooLargeError: If one body plus the attributes exceed ``limit`` bytes (the
+            error names the body's index).
+        InvalidMessageError: As ``build``, and for one ``deduplication_id`` given to more
+            than one body (all but the first would be dropped as duplicates).
+        TypeError: If a body cannot be encoded (the error names its index).
+    """
+    items = bodies if isinstance(bodies, list | tuple) else list(bodies)
+    if not items:
+        return []
+    if len(items) > 1 and options.get("deduplication_id") is not None:
+        raise InvalidMessageError(
+            f"{where}: one deduplication_id for {len(items)} messages would drop all but the "
+            "first as duplicates; send them one at a time, or use content-based deduplication"
+        )
+    try:
+        first = build(where, items[0], limit, fifo=fifo, content_dedup=content_dedup, **options)
+    except (MessageTooLargeError, TypeError) as exc:
+        raise _naming(0, len(items), exc) from exc
+    messages = [first]
+    attrs, delay, group_id = first.attributes, first.delay, first.group_id
+    dedup_id = first.deduplication_id
+    for index in range(1, len(items)):
+        try:
+            data, content_type = encode(items[index])
+            if attrs or len(data) > limit:
+                ensure_fits(where, data, attrs, limit)
+        except (MessageTooLargeError, TypeError) as exc:
+            raise _naming(index, len(items), exc) from exc
+        messages.append(Outgoing(data, attrs, _headers(content_type), delay, group_id, dedup_id))
+    return messages
+
+
+def _naming(index: int, count: int, error: Exception) -> Exception:
+    """``error`` again, saying which body of the batch it is about."""
+    return type(error)(f"body {index} of {count}: {error}")
+
+
 def build_undeclared(
     kind: str, name: str, body: object, limit: int, **options: Unpack[SendOptions]
 ) -> Outgoing:
@@ -146,6 +215,15 @@ def build_undeclared(
     """
     fifo = name.endswith(".fifo")
     return build(f"{kind} {name!r}", body, limit, fifo=fifo, content_dedup=fifo, **options)
+
+
+def build_batch_undeclared(
+    kind: str, name: str, bodies: Iterable[object], limit: int, **options: Unpack[SendOptions]
+) -> list[Outgoing]:
+    """``build_batch`` for a queue whose options the caller does not know (see above)."""
+    fifo = name.endswith(".fifo")
+    where = f"{kind} {name!r}"
+    return build_batch(where, bodies, limit, fifo=fifo, content_dedup=fifo, **options)
 
 
 def _check_attributes(where: str, attributes: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ from framework.clock import Clock
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import EmailRule, QueueSpec, SubscriptionSpec, TopicSpec
 
-__all__ = ["Backend", "CanCheckDeclared", "CanDeclareMailRules"]
+__all__ = ["Backend", "CanCheckDeclared", "CanDeclareMailRules", "CanSendBatch"]
 
 
 class Backend(Protocol):
@@ -88,6 +88,28 @@ class Backend(Protocol):
 
     async def send_mail(self, mail: OutgoingMail) -> str:
         """Hand an outgoing mail to the backend's transport; return its message id."""
+
+
+class CanSendBatch(Protocol):
+    """**Protocol**, optional: a backend that sends many messages to one queue at once.
+
+    ``App.send_batch`` (and the admin API's and the CLI's bulk sends) use it when the backend
+    has it, and otherwise send the messages one at a time: it is an optimisation, never a
+    different meaning. Memory and SQLite store a batch in one step (one transaction on SQLite),
+    SQS sends ``SendMessageBatch`` requests of up to 10, RabbitMQ publishes with every confirm
+    in flight at once.
+    """
+
+    async def send_batch(self, queue: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Enqueue ``messages`` in order; return their message ids, in the same order.
+
+        A FIFO duplicate inside the window is accepted and dropped, as by ``send``, and its
+        place in the result holds the first message's id. If the broker fails part way, the
+        error is raised and the messages before the failure may have been sent.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist.
+        """
 
 
 class CanCheckDeclared(Protocol):

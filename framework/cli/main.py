@@ -6,7 +6,7 @@ import json
 import socket
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -345,14 +345,41 @@ def _producer_options(command: F) -> F:
 
 @cli.command()
 @click.argument("queue")
-@click.argument("body")
+@click.argument("bodies", metavar="[BODY]...", nargs=-1)
+@click.option(
+    "--file",
+    "body_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Also send one body per non-empty line of this file (- reads stdin).",
+)
 @_producer_options
 @click.option("--delay", type=click.FloatRange(0, 900), default=0, help="Seconds before visible.")
 @_ops_options
 @one_line_errors
-def send(queue: str, body: str, delay: float, **options: Any) -> None:
-    """Send BODY (JSON, or text; - reads stdin) to QUEUE."""
-    _produce("send", queue, body, {"delay": delay}, **options)
+def send(
+    queue: str, bodies: tuple[str, ...], body_file: TextIO | None, delay: float, **options: Any
+) -> None:
+    """Send each BODY (JSON, or text; a lone - reads stdin) to QUEUE; print each id.
+
+    Several bodies, or --file, go as one batch with the same options: every body is checked
+    before any is sent.
+    """
+    texts = list(bodies)
+    if body_file is not None:
+        texts += [line for line in body_file.read().splitlines() if line.strip()]
+    elif texts == ["-"]:
+        texts = [sys.stdin.read()]
+    if not texts:
+        raise click.UsageError("give a BODY, several, or --file FILE")
+    if len(texts) == 1 and body_file is None:
+        _produce("send", queue, texts[0], {"delay": delay}, **options)
+        return
+    where = [options.pop(key) for key in ("server", "backend", "env", "token")]
+    ops = _ops(*where)
+    produced = _options(delay=delay, **options)
+    parsed = [parse_body(text) for text in texts]
+    for message_id in run_once(lambda: ops.send_batch(queue, parsed, produced)):
+        click.echo(message_id)
 
 
 @cli.command()
@@ -382,16 +409,25 @@ def _produce(
 ) -> None:
     """Send or publish one message and print its id: the shared body of both commands."""
     ops = _ops(server, backend, env, token)
-    options = {
+    options = _options(
+        attribute=attribute, group_id=group_id, deduplication_id=deduplication_id, **extra
+    )
+    text = sys.stdin.read() if body == "-" else body
+    produce = ops.send if verb == "send" else ops.publish
+    message_id = run_once(lambda: produce(target, parse_body(text), options))
+    click.echo(message_id)
+
+
+def _options(
+    *, attribute: tuple[str, ...], group_id: str | None, deduplication_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The producer options of the command line, as ``send``/``publish`` take them."""
+    return {
         "attributes": _attributes(attribute),
         "group_id": group_id,
         "deduplication_id": deduplication_id,
         **extra,
     }
-    text = sys.stdin.read() if body == "-" else body
-    produce = ops.send if verb == "send" else ops.publish
-    message_id = run_once(lambda: produce(target, parse_body(text), options))
-    click.echo(message_id)
 
 
 @cli.command()

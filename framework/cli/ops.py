@@ -20,7 +20,7 @@ from framework.exceptions import (
     UnknownTopicError,
 )
 from framework.messages import Outgoing
-from framework.outgoing import SendOptions, build_undeclared, options_of
+from framework.outgoing import SendOptions, build_batch_undeclared, build_undeclared, options_of
 from framework.redact import mask_text, mask_url
 from framework.runtime import operations
 
@@ -68,6 +68,10 @@ the limit), and grows with ``moved`` if more arrive meanwhile."""
 
 # A redrive through the admin API goes in requests of this many, so the CLI can show progress.
 SERVER_CHUNK = 100
+# A bulk send through the admin API: at most this many bodies, and about this many bytes of
+# JSON, per request (the gateway refuses request bodies over its max_body_size, 1 MiB).
+SEND_CHUNK = 1_000
+SEND_CHUNK_BYTES = 512 * 1024
 
 
 class Ops(Protocol):
@@ -78,6 +82,11 @@ class Ops(Protocol):
 
     async def send(self, queue: str, body: Any, options: Mapping[str, Any]) -> str:
         """Send a message; return its id."""
+
+    async def send_batch(
+        self, queue: str, bodies: Sequence[Any], options: Mapping[str, Any]
+    ) -> list[str]:
+        """Send one message per body with the same options, in batches; return their ids."""
 
     async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
         """Publish a message; return its id."""
@@ -152,6 +161,21 @@ class ServerOps:
         """Send through the running app."""
         data = await self._call("POST", f"/queues/{queue}/messages", {"body": body, **options})
         return str(data["message_id"])
+
+    async def send_batch(
+        self, queue: str, bodies: Sequence[Any], options: Mapping[str, Any]
+    ) -> list[str]:
+        """Send through the running app, in requests of up to 1,000 bodies (about 512 KiB).
+
+        Each request is one batch, refused whole if one of its bodies is bad; the requests
+        before a refused one stay sent.
+        """
+        ids: list[str] = []
+        for chunk in _chunks(bodies):
+            payload = {"bodies": chunk, **options}
+            data = await self._call("POST", f"/queues/{queue}/messages", payload)
+            ids += [str(i) for i in data["message_ids"]]
+        return ids
 
     async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
         """Publish through the running app."""
@@ -255,6 +279,19 @@ class BackendOps:
 
         return str(await self._with(work))
 
+    async def send_batch(
+        self, queue: str, bodies: Sequence[Any], options: Mapping[str, Any]
+    ) -> list[str]:
+        """Send straight to the broker's queue, as one batch: one bad body sends none."""
+        messages = build_batch_undeclared(
+            "queue", queue, bodies, 1_048_576, **options_of(options, SendOptions)
+        )
+
+        async def work(backend: Backend) -> list[str]:
+            return await operations.send_batch(backend, queue, messages)
+
+        return list(await self._with(work))
+
     async def publish(self, topic: str, body: Any, options: Mapping[str, Any]) -> str:
         """Publish straight to the broker's topic."""
         message = _outgoing("topic", topic, body, options, limit=262_144)
@@ -296,6 +333,23 @@ def _outgoing(
 ) -> Outgoing:
     """Build a message for a queue or topic from the CLI's options."""
     return build_undeclared(kind, name, body, limit, **options_of(options, SendOptions))
+
+
+def _chunks(bodies: Sequence[Any]) -> list[list[Any]]:
+    """Split ``bodies`` into admin API requests of ``SEND_CHUNK`` bodies or about 512 KiB."""
+    chunks: list[list[Any]] = []
+    chunk: list[Any] = []
+    size = 0
+    for body in bodies:
+        length = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+        if chunk and (len(chunk) == SEND_CHUNK or size + length > SEND_CHUNK_BYTES):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(body)
+        size += length
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def routes_of(app: Any) -> dict[str, list[dict[str, Any]]]:

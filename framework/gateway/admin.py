@@ -6,7 +6,7 @@ The CLI and the dashboard are written against exactly this contract:
 | --- | --- |
 | ``GET /_framework/health`` | ``{"status": "ok", "app": NAME}`` |
 | ``GET /_framework/queues`` | ``{"queues": [QueueStats.as_dict(), ...]}``, sorted by name |
-| ``POST /_framework/queues/{name}/messages`` | 201 ``{"message_id": ...}`` |
+| ``POST /_framework/queues/{name}/messages`` | 201 ``{"message_id": ...}`` (or ``"message_ids"``) |
 | ``GET /_framework/queues/{name}/messages?limit=N`` | ``{"messages": [MESSAGE, ...]}`` (peek) |
 | ``POST /_framework/queues/{name}/messages/delete`` | ``{"deleted": N, "not_found": [ID, ...]}`` |
 | ``POST /_framework/topics/{name}/messages`` | 201 ``{"message_id": ...}`` |
@@ -22,7 +22,9 @@ authorizer's class (``"JWTAuth"``, ``"CustomAuth(module.function)"``).
 
 Message bodies are ``{"body": <any JSON>, "attributes": {...}, "delay": 0, "group_id": null,
 "deduplication_id": null}`` (no ``delay`` for topics); a JSON string is sent as text, anything
-else as JSON. Redrive takes ``{"to": null, "limit": null}``, or ``{"message_ids": [ID, ...]}``
+else as JSON. A queue also takes ``{"bodies": [<any JSON>, ...], ...}`` instead of ``body``: one
+message per item (at most 10,000), with the same options, sent as one batch; one bad body
+sends none. Redrive takes ``{"to": null, "limit": null}``, or ``{"message_ids": [ID, ...]}``
 to move only those (then ``limit`` must be null), or no body. Delete takes
 ``{"message_ids": [ID, ...]}``. Both act on the queue's visible messages only and leave the
 others where they were.
@@ -84,7 +86,13 @@ from framework.gateway.errors import (
 from framework.gateway.inputs import header, read_body
 from framework.gateway.responses import JSON, send_bytes
 from framework.gateway.routing import Endpoint
-from framework.outgoing import PublishOptions, SendOptions, build_undeclared, options_of
+from framework.outgoing import (
+    PublishOptions,
+    SendOptions,
+    build_batch_undeclared,
+    build_undeclared,
+    options_of,
+)
 from framework.registry import DEFAULT_MESSAGE_SIZE, Registry
 from framework.runtime import operations
 from framework.runtime.events import Events
@@ -108,6 +116,10 @@ _STATUS: tuple[tuple[type[FrameworkError], int], ...] = (
 )
 
 
+# The most bodies one ``POST .../messages`` may carry (the request's size limit applies too).
+MAX_BODIES = 10_000
+
+
 class TopicMessage(BaseModel):
     """The request body of ``POST /_framework/topics/{name}/messages``."""
 
@@ -120,9 +132,27 @@ class TopicMessage(BaseModel):
 
 
 class QueueMessage(TopicMessage):
-    """The request body of ``POST /_framework/queues/{name}/messages``."""
+    """The request body of ``POST /_framework/queues/{name}/messages``.
 
+    ``body`` sends one message; ``bodies`` (a list) sends one message per item with the same
+    options, in one batch (``App.send_batch``), and is answered with every id.
+    """
+
+    bodies: list[Any] | None = Field(
+        default=None, max_length=MAX_BODIES, description="Several bodies, sent as one batch."
+    )
     delay: float | None = None  # null or absent: no delay
+
+    @model_validator(mode="before")
+    @classmethod
+    def _body_or_bodies(cls, data: Any) -> Any:
+        # With ``bodies``, ``body`` is not needed (it stays required otherwise, so its absence
+        # is reported at its own place); with both, which one was meant is unclear.
+        if isinstance(data, dict) and data.get("bodies") is not None:
+            if "body" in data:
+                raise ValueError("pass body (one message) or bodies (a list), not both")
+            return {**data, "body": None}
+        return data
 
 
 class Redrive(BaseModel):
@@ -267,19 +297,22 @@ async def _send(target: AdminTarget, scope: Scope, receive: Receive, limit: int)
     runtime = target.runtime
     name: str = scope["path_params"]["name"]
     m = await _json(scope, receive, limit, QueueMessage, empty=False)
+    options = options_of(m.model_dump(), SendOptions)
+    if m.bodies is not None:
+        if name in runtime.registry.queues:
+            ids = await runtime.send_batch(name, m.bodies, **options)
+        else:
+            messages = build_batch_undeclared(
+                "queue", name, m.bodies, DEFAULT_MESSAGE_SIZE, **options
+            )
+            ids = await operations.send_batch(runtime.backend, name, messages)
+        return 201, {"message_ids": ids}
     if name in runtime.registry.queues:
-        message_id = await runtime.send(name, m.body, **options_of(m.model_dump(), SendOptions))
+        message_id = await runtime.send(name, m.body, **options)
     else:
-        message_id = await _send_undeclared(runtime, name, m)
+        message = build_undeclared("queue", name, m.body, DEFAULT_MESSAGE_SIZE, **options)
+        message_id = await runtime.backend.send(name, message)
     return 201, {"message_id": message_id}
-
-
-async def _send_undeclared(runtime: Runtime, name: str, m: QueueMessage) -> str:
-    """Send to a queue the backend has but this app does not declare (another app's queue)."""
-    message = build_undeclared(
-        "queue", name, m.body, DEFAULT_MESSAGE_SIZE, **options_of(m.model_dump(), SendOptions)
-    )
-    return await runtime.backend.send(name, message)
 
 
 async def _publish(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -13,9 +13,10 @@ import anyio
 from framework.backends.base import Backend
 from framework.binding import PoisonBodyError
 from framework.clock import Clock, Timer
+from framework.codec import JSON
 from framework.context import AppHandle, Context, Message
 from framework.logs import FieldsAdapter, event
-from framework.messages import Delivery
+from framework.messages import CONTENT_TYPE, Delivery
 from framework.registry import ConsumerSpec
 from framework.runtime.events import Events, HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
@@ -66,6 +67,9 @@ class HandlerLease:
             dispatcher.watchdog.arm(self)
 
 
+_GONE = object()
+
+
 class _Watchdog:
     """One clock timer per consumer, at the earliest deadline among its leases in flight.
 
@@ -93,10 +97,17 @@ class _Watchdog:
         elif deadline == self._at:
             self._at_count += 1
 
+    def arm_all(self, leases: list[HandlerLease], deadline: float) -> None:
+        """``arm`` each of ``leases``, all of which end at ``deadline``."""
+        self._leases.update(dict.fromkeys(leases))
+        if deadline < self._at:
+            self._schedule(deadline, len(leases))
+        elif deadline == self._at:
+            self._at_count += len(leases)
+
     def disarm(self, lease: HandlerLease) -> None:
-        if lease not in self._leases:  # already fired, or disarmed twice
+        if self._leases.pop(lease, _GONE) is _GONE:  # already fired, or disarmed twice
             return
-        del self._leases[lease]
         if lease.deadline == self._at:
             self._at_count -= 1
             if self._at_count == 0:
@@ -148,6 +159,12 @@ class Dispatcher:
         # Looked up once: per message, only what the handler's signature asks for is built.
         self._context_param = consumer.binder.param("context")
         self._mail_param = consumer.binder.param("mail")
+        body = consumer.binder.body
+        self._body_name = body.name if body is not None else None
+        # A JSON body for a parameter with a validator (a model, a dict...): the common case,
+        # validated without ``Binder.decode``'s choice by content type and annotation.
+        self._json_body = body is not None and consumer.binder.body_adapter is not None
+        self._is_async = consumer.binder.is_async
         self.watchdog = _Watchdog(backend.clock)
         # The hub's list itself, so observers added after start (a gateway built late) count.
         self._observers = events.handler_observers
@@ -160,6 +177,13 @@ class Dispatcher:
         lease = HandlerLease(self, delivery, received_at + self.queue.visibility_timeout)
         self.watchdog.arm(lease)
         return lease
+
+    def lease_all(self, deliveries: Sequence[Delivery], received_at: float) -> list[HandlerLease]:
+        """``lease`` for a received batch, whose deliveries share one deadline."""
+        deadline = received_at + self.queue.visibility_timeout
+        leases = [HandlerLease(self, delivery, deadline) for delivery in deliveries]
+        self.watchdog.arm_all(leases, deadline)
+        return leases
 
     def abandon(self, lease: HandlerLease) -> None:
         """Stop watching a lease whose delivery will not be handled (it is being released)."""
@@ -200,7 +224,10 @@ class Dispatcher:
                 )
                 return False
         try:
-            kwargs = self._arguments(delivery)
+            if self._json_body and delivery.headers.get(CONTENT_TYPE) == JSON:
+                kwargs = {self._body_name: self.binder.decode_json(delivery.body)}
+            else:
+                kwargs = self._arguments(delivery)
             if self._mail_param is not None:
                 kwargs[self._mail_param.name] = await _parse_mail(delivery)
         except PoisonBodyError as exc:
@@ -224,7 +251,7 @@ class Dispatcher:
         error: BaseException | None = None
         if lease.expired:  # the deadline passed before a handler task took the delivery
             error = expired(queue.visibility_timeout)
-        elif self.binder.is_async:
+        elif self._is_async:
             # Inline rather than in a helper coroutine: this is the per-message hot path.
             # The handler runs in this task; the watchdog cancels the task at the deadline and
             # ``uncancel`` turns that back into a timeout, as ``asyncio.timeout`` does.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Self, Unpack
 
 import anyio
@@ -20,7 +20,7 @@ from framework.exceptions import (
 )
 from framework.logs import event
 from framework.messages import QueueStats
-from framework.outgoing import PublishOptions, SendOptions, build
+from framework.outgoing import PublishOptions, SendOptions, build, build_batch
 from framework.registry import QueueSpec, Registry
 from framework.runtime import operations
 from framework.runtime.connections import Connections
@@ -314,6 +314,21 @@ class Runtime:
             **options,
         )
         return await self.backend.send(queue, message)
+
+    async def send_batch(
+        self, queue: str, bodies: Iterable[object], **options: Unpack[SendOptions]
+    ) -> list[str]:
+        """Encode every body and send them to ``queue`` in order; see ``App.send_batch``."""
+        spec = self._queue_spec(queue)
+        messages = build_batch(
+            f"queue {queue!r}",
+            bodies,
+            spec.max_message_size,
+            fifo=spec.fifo,
+            content_dedup=spec.content_based_deduplication,
+            **options,
+        )
+        return await operations.send_batch(self.backend, queue, messages)
 
     async def publish(self, topic: str, body: object, **options: Unpack[PublishOptions]) -> str:
         """Encode ``body`` and publish it to ``topic``; see ``App.publish``."""

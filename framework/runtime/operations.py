@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from framework.backends.base import Backend
 from framework.exceptions import InvalidRedriveError
 from framework.logs import event
-from framework.messages import Delivery, QueueStats
+from framework.messages import Delivery, Outgoing, QueueStats
 from framework.semantics.redrive import redriven, target_of
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "queue_stats",
     "redrive",
     "redrive_selected",
+    "send_batch",
 ]
 
 log = logging.getLogger("framework.operations")
@@ -34,6 +35,21 @@ Progress = Callable[[int], None]
 
 # A receive returns at most 10 messages on every backend (SQS's own limit).
 _BATCH = 10
+
+
+async def send_batch(backend: Backend, queue: str, messages: Sequence[Outgoing]) -> list[str]:
+    """Send ``messages`` to ``queue`` in order; return their ids, in the same order.
+
+    With the backend's own ``send_batch`` (``CanSendBatch``) when it has one, else one
+    ``send`` after another.
+    """
+    if not messages:
+        return []
+    batch = getattr(backend, "send_batch", None)
+    if batch is not None:
+        ids: list[str] = await batch(queue, messages)
+        return ids
+    return [await backend.send(queue, message) for message in messages]
 
 
 class _Mover:

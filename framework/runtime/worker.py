@@ -94,8 +94,7 @@ class Worker:
                     # wake-up for the same leases' expiry: at that instant the handler is then
                     # cancelled, and its verdict (retry or dead letter) recorded, before the
                     # expired lease could hand the message to another receive.
-                    lease = self.dispatch.lease
-                    self._inbox.extend([lease(d, received_at) for d in deliveries])
+                    self._inbox.extend(self.dispatch.lease_all(deliveries, received_at))
                     self._wake_one()
                     continue
                 groups: defaultdict[str | None, list[Delivery]] = defaultdict(list)
@@ -153,7 +152,10 @@ class Worker:
                         "worker.settle_failed", extra={"fields": {"queue": self.queue.name}}
                     )
                 finally:
-                    self._done(1)
+                    # ``_done(1)``, inlined: this runs once per message.
+                    self.active -= 1
+                    if self._slot_freed is not None or not self.active:
+                        self._freed()
         except asyncio.CancelledError:
             await self._release_unstarted()
             raise
@@ -194,10 +196,14 @@ class Worker:
     def _done(self, count: int) -> None:
         if count:
             self.active -= count
-            slot_freed = self._slot_freed
-            if slot_freed is not None:
-                self._slot_freed = None
-                if not slot_freed.done():
-                    slot_freed.set_result(None)
-            if self.active == 0:
-                self.idle.set()
+            self._freed()
+
+    def _freed(self) -> None:
+        """Handlers were freed: wake the receive loop if it waits for one, mark ``idle``."""
+        slot_freed = self._slot_freed
+        if slot_freed is not None:
+            self._slot_freed = None
+            if not slot_freed.done():
+                slot_freed.set_result(None)
+        if self.active == 0:
+            self.idle.set()

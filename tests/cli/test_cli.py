@@ -97,6 +97,18 @@ def test_send_reaches_the_handler(served: Served) -> None:
     assert "job='from-cli'" in served.output()
 
 
+def test_several_bodies_reach_the_handler_as_one_batch(served: Served) -> None:
+    """`framework send` with three bodies prints three ids and each body is handled."""
+    bodies = ['{"id": "bulk-1"}', '{"id": "bulk-2"}', '{"id": "bulk-3"}']
+    result = framework("send", "jobs", *bodies, "--server", served.url)
+    assert result.returncode == 0, result.stderr
+    assert len(set(result.stdout.split())) == 3
+    _wait_for(served, "jobs", depth=0, in_flight=0)
+    served.process.send_signal(signal.SIGTERM)
+    log = served.output()
+    assert all(f"job='bulk-{n}'" in log for n in (1, 2, 3))
+
+
 def test_invalid_body_goes_to_the_dead_letter_queue_at_once(served: Served) -> None:
     """A body failing validation is poison: dead-lettered on its first receive, not retried."""
     result = framework("send", "jobs", '{"id": 5}', "--server", served.url)

@@ -91,6 +91,58 @@ async def test_message_sent_through_admin_reaches_the_queue_handler() -> None:
     assert received == [("orders", "o-1", {"source": "cli"})]
 
 
+async def test_bodies_are_sent_as_one_batch_with_every_id() -> None:
+    """POST .../messages with ``bodies`` is 201 with one id per body, each body handled."""
+    app, received = make_app()
+    async with TestApp(app) as t:
+        r = await t.http.post(
+            "/_framework/queues/orders/messages",
+            json={"bodies": [{"id": "b-1"}, {"id": "b-2"}], "attributes": {"source": "bulk"}},
+        )
+        await t.drain()
+    assert r.status_code == 201
+    assert len(set(r.json()["message_ids"])) == 2
+    assert sorted(received) == [
+        ("orders", "b-1", {"source": "bulk"}),
+        ("orders", "b-2", {"source": "bulk"}),
+    ]
+
+
+async def test_bodies_with_one_too_large_send_none() -> None:
+    """A list of bodies with one over the limit is 413 naming it, and nothing is queued."""
+    app, _ = make_app()
+    async with TestApp(app, workers=False) as t:
+        r = await t.http.post(
+            "/_framework/queues/parked/messages", json={"bodies": ["a", "x" * 300_000]}
+        )
+        stats = (await t.stats())["parked"]
+    assert r.status_code == 413
+    assert "body 1 of 2" in r.json()["detail"]
+    assert stats.depth == 0
+
+
+@pytest.mark.parametrize(
+    "payload", [{"body": 1, "bodies": [1]}, {"attributes": {}}, {"bodies": "x"}]
+)
+async def test_body_and_bodies_together_or_neither_are_refused(payload: dict[str, Any]) -> None:
+    """Both ``body`` and ``bodies``, neither, or ``bodies`` not a list: 422."""
+    app, _ = make_app()
+    async with TestApp(app, workers=False) as t:
+        r = await t.http.post("/_framework/queues/parked/messages", json=payload)
+    assert r.status_code == 422
+
+
+async def test_bodies_to_a_queue_the_app_does_not_declare_go_to_the_backend() -> None:
+    """A list of bodies to a queue only the backend has is queued there as one batch."""
+    app, _ = make_app()
+    async with TestApp(app, workers=False) as t:
+        await t.backend.declare_queue(QueueSpec.from_options("elsewhere"))
+        r = await t.http.post("/_framework/queues/elsewhere/messages", json={"bodies": [1, 2, 3]})
+        stats = await t.backend.stats("elsewhere")
+    assert r.status_code == 201
+    assert stats.depth == 3
+
+
 async def test_explicit_nulls_for_every_option_are_accepted() -> None:
     """A send, publish and redrive with every option null (as the CLI sends them) succeed."""
     app, _ = make_app()

@@ -69,6 +69,22 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _batches(
+    entries: Sequence[tuple[str, dict[str, Any], int]],
+) -> list[Sequence[tuple[str, dict[str, Any], int]]]:
+    """Split ``entries`` into ``SendMessageBatch`` requests: at most 10, and 1 MiB in all."""
+    chunks: list[Sequence[tuple[str, dict[str, Any], int]]] = []
+    start, size = 0, 0
+    for index, entry in enumerate(entries):
+        if index - start == MAX_BATCH or (index > start and size + entry[2] > SQS_MAX_MESSAGE_SIZE):
+            chunks.append(entries[start:index])
+            start, size = index, 0
+        size += entry[2]
+    if start < len(entries):
+        chunks.append(entries[start:])
+    return chunks
+
+
 def unavailable_as_error(
     method: Callable[P, Awaitable[T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -219,34 +235,73 @@ class AWSBackend:
             InvalidMessageError: For a delay over 900 seconds.
         """
         url = await self._url(queue)
-        message_id = message.message_id or str(uuid.uuid4())
-        sent_at = message.sent_at or self.clock.wall()
-        encoded = encode_checked(
-            f"queue {queue!r}", message, message_id, sent_at, limit=SQS_MAX_MESSAGE_SIZE
-        )
-        kwargs: dict[str, Any] = {
-            "QueueUrl": url,
-            "MessageBody": encoded.body,
-            "MessageAttributes": encoded.attributes,
-        }
         fifo = self._is_fifo(queue)
-        if fifo:
-            kwargs.update(fifo_arguments(f"queue {queue!r}", message))
-        elif message.delay > 0:
-            if message.delay > MAX_DELAY:
-                raise InvalidMessageError(
-                    f"queue {queue!r}: delay={message.delay} exceeds SQS's 900 seconds; "
-                    "schedule longer delays elsewhere (EventBridge Scheduler, a database)"
-                )
-            kwargs["DelaySeconds"] = seconds(message.delay)
+        message_id, entry, _ = self._entry(queue, message, fifo)
         try:
-            await self._client.send_message(**kwargs)
+            await self._client.send_message(QueueUrl=url, **entry)
         except ClientError as exc:
             self._missing(queue, exc)
             raise
         if fifo:
             self._fifo.sent(queue, message.group_id, message_id)
         return message_id
+
+    @unavailable_as_error
+    async def send_batch(self, queue: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Send ``messages`` in order with ``SendMessageBatch``: 10, and 1 MiB, per request.
+
+        Every message is encoded and checked before the first request. SQS accepts or refuses
+        each entry of a request on its own: the first refused entry raises, after the
+        requests before it (and that request's other entries) were sent.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist.
+            MessageTooLargeError: If one encoded message exceeds SQS's 1 MiB.
+            InvalidMessageError: For a delay over 900 seconds, or an entry SQS refuses.
+        """
+        url = await self._url(queue)
+        fifo = self._is_fifo(queue)
+        entries = [self._entry(queue, message, fifo) for message in messages]
+        for chunk in _batches(entries):
+            request = [{"Id": str(i), **entry} for i, (_, entry, _) in enumerate(chunk)]
+            try:
+                answer = await self._client.send_message_batch(QueueUrl=url, Entries=request)
+            except ClientError as exc:
+                self._missing(queue, exc)
+                raise
+            failed = answer.get("Failed") or []
+            if failed:
+                first = failed[0]
+                raise InvalidMessageError(
+                    f"queue {queue!r}: SQS refused {len(failed)} of {len(chunk)} messages of a "
+                    f"batch ({first.get('Code')}: {first.get('Message')})"
+                )
+        if fifo:
+            for message, (message_id, _, _) in zip(messages, entries, strict=True):
+                self._fifo.sent(queue, message.group_id, message_id)
+        return [message_id for message_id, _, _ in entries]
+
+    def _entry(self, queue: str, message: Outgoing, fifo: bool) -> tuple[str, dict[str, Any], int]:
+        """The message's id, its ``SendMessage`` arguments (no ``QueueUrl``) and its size."""
+        message_id = message.message_id or str(uuid.uuid4())
+        sent_at = message.sent_at or self.clock.wall()
+        encoded = encode_checked(
+            f"queue {queue!r}", message, message_id, sent_at, limit=SQS_MAX_MESSAGE_SIZE
+        )
+        entry: dict[str, Any] = {
+            "MessageBody": encoded.body,
+            "MessageAttributes": encoded.attributes,
+        }
+        if fifo:
+            entry.update(fifo_arguments(f"queue {queue!r}", message))
+        elif message.delay > 0:
+            if message.delay > MAX_DELAY:
+                raise InvalidMessageError(
+                    f"queue {queue!r}: delay={message.delay} exceeds SQS's 900 seconds; "
+                    "schedule longer delays elsewhere (EventBridge Scheduler, a database)"
+                )
+            entry["DelaySeconds"] = seconds(message.delay)
+        return message_id, entry, encoded.size()
 
     @unavailable_as_error
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:

@@ -66,6 +66,10 @@ class MemoryBackend:
         """Enqueue; a FIFO duplicate inside the window is accepted and dropped, as on SQS."""
         return self._queue(queue).send(message)
 
+    async def send_batch(self, queue: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Enqueue every message in order, in one step; see ``CanSendBatch``."""
+        return self._queue(queue).send_batch(messages)
+
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for one."""
         return await self._queue(queue).receive(limit, wait)

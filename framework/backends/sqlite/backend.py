@@ -144,6 +144,21 @@ class SQLiteBackend:
         self.hub.notify(queue)
         return message_id
 
+    async def send_batch(self, queue: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Store ``messages`` in order in one transaction; return once it is committed.
+
+        One commit for the batch instead of one per message; FIFO duplicates are dropped as
+        by ``send``. Nothing of the batch is stored
+        if the transaction fails.
+
+        Raises:
+            UnknownQueueError: If the queue does not exist in the file.
+            BackendUnavailableError: If the file cannot be written (read-only, disk full).
+        """
+        ids = await self._call(self.store.send_batch, queue, messages, self._now())
+        self.hub.notify(queue)
+        return ids
+
     async def receive(self, queue: str, *, limit: int, wait: float) -> Sequence[Delivery]:
         """Lease up to ``limit`` receivable messages, waiting up to ``wait`` seconds for one.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -195,41 +195,78 @@ class Store:
     def _insert(
         self, db: sqlite3.Connection, queue: str, message: Outgoing, message_id: str, now: float
     ) -> str:
-        row = self._queue(db, queue)
+        stored = self._insert_rows(db, queue, self._queue(db, queue), [(message, message_id)], now)
+        self.changed(db, queue)
+        return stored[0]
+
+    def _insert_rows(
+        self,
+        db: sqlite3.Connection,
+        queue: str,
+        row: tuple[Any, ...],
+        messages: Sequence[tuple[Outgoing, str]],
+        now: float,
+    ) -> list[str]:
+        """Insert ``(message, id)`` pairs into ``queue`` (its ``row`` from ``queues``)."""
         fifo, delay, retention, content_based = bool(row[0]), row[2], row[3], bool(row[4])
-        if fifo:
-            first = self._duplicate_of(
-                db, f"queue:{queue}", message, message_id, content_based=content_based, now=now
+        ids: list[str] = []
+        values: list[tuple[Any, ...]] = []
+        # A batch's messages share their attributes and headers mappings (one per content
+        # type): each distinct one is written as JSON once. By id: all are alive meanwhile.
+        texts: dict[int, str] = {}
+
+        def as_json(mapping: Mapping[str, Any]) -> str:
+            text = texts.get(id(mapping))
+            if text is None:
+                text = texts[id(mapping)] = json.dumps(dict(mapping), separators=(",", ":"))
+            return text
+
+        for message, message_id in messages:
+            if fifo:
+                first = self._duplicate_of(
+                    db, f"queue:{queue}", message, message_id, content_based=content_based, now=now
+                )
+                if first is not None:
+                    ids.append(first)
+                    continue
+            ids.append(message_id)
+            sent_at = message.sent_at.timestamp() if message.sent_at is not None else now
+            values.append(
+                (
+                    queue,
+                    message_id,
+                    message.body,
+                    as_json(message.attributes),
+                    as_json(message.headers),
+                    # SQS refuses a FIFO message without a group; here it joins the group "".
+                    (message.group_id or "") if fifo else None,
+                    message.deduplication_id,
+                    sent_at,
+                    now + max(message.delay, delay),
+                    now + retention,
+                )
             )
-            if first is not None:
-                return first
-        sent_at = message.sent_at.timestamp() if message.sent_at is not None else now
-        db.execute(
+        db.executemany(
             "INSERT INTO messages (queue, message_id, body, attributes, headers, group_id, "
             "deduplication_id, sent_at, visible_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                queue,
-                message_id,
-                message.body,
-                json.dumps(dict(message.attributes), separators=(",", ":")),
-                json.dumps(dict(message.headers), separators=(",", ":")),
-                # SQS refuses a FIFO message without a group; here it joins the group "".
-                (message.group_id or "") if fifo else None,
-                message.deduplication_id,
-                sent_at,
-                now + max(message.delay, delay),
-                now + retention,
-            ),
+            values,
         )
-        self.changed(db, queue)
-        return message_id
+        return ids
 
     def send(self, queue: str, message: Outgoing, now: float) -> str:
         """Store ``message`` in one committed transaction; return its id (or a duplicate's)."""
         message_id = message.message_id or str(uuid.uuid4())
         with self.errors(), self.write() as db:
             return self._insert(db, queue, message, message_id, now)
+
+    def send_batch(self, queue: str, messages: Sequence[Outgoing], now: float) -> list[str]:
+        """Store ``messages`` in order in one committed transaction; return their ids."""
+        pairs = [(m, m.message_id or str(uuid.uuid4())) for m in messages]
+        with self.errors(), self.write() as db:
+            ids = self._insert_rows(db, queue, self._queue(db, queue), pairs, now)
+            self.changed(db, queue)
+            return ids
 
     def claim(
         self, queue: str, limit: int, now: float, token: str

@@ -150,11 +150,20 @@ class LambdaHandler:
         app: The app whose routes and handlers serve the function's triggers.
         backend: The backend URL (default: ``FRAMEWORK_BACKEND``, else ``aws://`` in the
             function's region).
+        websocket_endpoints: The connection URL of the app's WebSocket APIs (one for all, or
+            one per path); default: ``FRAMEWORK_WEBSOCKET_ENDPOINTS``, else the event's.
     """
 
-    def __init__(self, app: App, *, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        backend: str | None = None,
+        websocket_endpoints: str | Mapping[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.backend_url = backend
+        self.websocket_endpoints = websocket_endpoints
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runtime: Runtime | None = None
         self.backend: Backend | None = None
@@ -235,7 +244,7 @@ class LambdaHandler:
         backend = from_url(url)
         registry = self.app.registry
         if registry.websocket_apis:
-            self.management = _management(url, registry.websocket_apis)
+            self.management = _management(url, registry.websocket_apis, self.websocket_endpoints)
         runtime = _DeclaredByTheTemplate(
             registry,
             backend,
@@ -416,7 +425,11 @@ class LambdaHandler:
         event(log, logging.INFO, "lambda.invoked", **fields)
 
 
-def _management(url: str, apis: Mapping[str, WebSocketAPISpec]) -> ManagementAPI:
+def _management(
+    url: str,
+    apis: Mapping[str, WebSocketAPISpec],
+    given: str | Mapping[str, str] | None = None,
+) -> ManagementAPI:
     """``app.connections`` on Lambda: the management API of the app's WebSocket APIs.
 
     ``FRAMEWORK_WEBSOCKET_ENDPOINTS`` gives each API's connection URL, as a JSON object by
@@ -429,21 +442,19 @@ def _management(url: str, apis: Mapping[str, WebSocketAPISpec]) -> ManagementAPI
         if url.startswith("aws:")
         else AWSSettings.from_url(f"aws://{os.environ.get('AWS_REGION') or 'us-east-1'}")
     )
-    raw = os.environ.get("FRAMEWORK_WEBSOCKET_ENDPOINTS", "").strip()
-    endpoints: dict[str, str] = {}
-    if raw.startswith("{"):
-        try:
-            given = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"FRAMEWORK_WEBSOCKET_ENDPOINTS is not JSON: {exc}") from None
-        if not isinstance(given, dict):
-            raise ConfigError("FRAMEWORK_WEBSOCKET_ENDPOINTS must map API paths to URLs")
-        endpoints = {str(k): str(v) for k, v in given.items()}
-    elif raw:
-        endpoints = {path: raw for path in apis}
-    return ManagementAPI(
-        settings, endpoints, sizes={path: api.max_message_size for path, api in apis.items()}
-    )
+    sizes = {path: api.max_message_size for path, api in apis.items()}
+    if isinstance(given, Mapping):
+        return ManagementAPI(settings, dict(given), sizes=sizes)
+    raw = (given or os.environ.get("FRAMEWORK_WEBSOCKET_ENDPOINTS", "")).strip()
+    if not raw.startswith("{"):
+        return ManagementAPI(settings, dict.fromkeys(apis, raw) if raw else {}, sizes=sizes)
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"FRAMEWORK_WEBSOCKET_ENDPOINTS is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("FRAMEWORK_WEBSOCKET_ENDPOINTS must map API paths to URLs")
+    return ManagementAPI(settings, {str(k): str(v) for k, v in parsed.items()}, sizes=sizes)
 
 
 def lambda_handler(app: App, *, backend: str | None = None) -> LambdaHandler:

@@ -74,7 +74,11 @@ async def deny(
         await send({"type": "websocket.close", "code": 1008})
         return
     body = to_json({"detail": detail})
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in (headers or {}).items()
+        if k.lower() not in ("content-type", "content-length")
+    ]
     raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
     await send({"type": "websocket.http.response.body", "body": body})

@@ -360,7 +360,8 @@ class LambdaHandler:
             consumer = self._consumer(arn)
             queue = consumer.queue
             dispatcher = self._dispatcher(consumer)
-            deadline = clock.now() + min(queue.visibility_timeout, budget)
+            latest = clock.now() + budget
+            deadline = min(clock.now() + queue.visibility_timeout, latest)
             record_ids: dict[str, str] = {}
             deliveries: list[Delivery] = []
             for record in group:
@@ -379,7 +380,7 @@ class LambdaHandler:
             try:
                 failed = await run_batch(
                     deliveries,
-                    functools.partial(dispatcher.run_until, deadline=deadline),
+                    functools.partial(dispatcher.run_until, deadline=deadline, latest=latest),
                     self._settlement,
                     fifo=queue.fifo,
                     concurrency=queue.concurrency,

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic_core import to_json
+
 from framework.exceptions import ConnectionGoneError
 from framework.logs import event
 from framework.principal import Principal
@@ -33,6 +35,7 @@ __all__ = [
     "Request",
     "Serve",
     "answer",
+    "encode_push",
     "new_connection_id",
     "owner_of",
     "reply_within",
@@ -81,6 +84,15 @@ async def answer(serve: Serve, request: object) -> Reply:
             error=type(exc).__name__,
         )
         return {"error": type(exc).__name__}
+
+
+def encode_push(body: object) -> tuple[str | None, bytes | None]:
+    """Return the frame for ``body``: a str as text, bytes as binary, anything else as JSON."""
+    if isinstance(body, str):
+        return body, None
+    if isinstance(body, bytes | bytearray | memoryview):
+        return None, bytes(body)
+    return to_json(body).decode(), None
 
 
 def new_connection_id(process: str) -> str:

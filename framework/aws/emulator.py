@@ -10,7 +10,9 @@
   answer naming a record not in the batch, fails the whole batch, as on Lambda. Redrive
   policies act as SQS's do.
 - **an HTTP front door** (``front_door``): an ASGI app that turns each request into an HTTP API
-  event (payload 2.0) and the function's answer back into the response.
+  event (payload 2.0) and the function's answer back into the response; WebSocket clients
+  of the app's WebSocket APIs become WebSocket API events, with API Gateway's management API
+  for ``app.connections`` (``socket_door.py``).
 - **one execution environment**: the handler runs in one thread, one invocation at a time, and
   its runtime is started by the first invocation and kept, as on Lambda.
 
@@ -38,8 +40,10 @@ from framework.aws.handler import LambdaHandler
 from framework.aws.http import is_text
 from framework.aws.local import LambdaContext, sqs_event
 from framework.aws.sam import API_TIMEOUT, function_timeout
+from framework.aws.socket_door import MANAGEMENT_PREFIX, SocketDoor
 from framework.backends import from_url
 from framework.exceptions import ConfigError
+from framework.gateway.sockets import deny
 from framework.logs import event
 from framework.registry import ConsumerSpec
 
@@ -63,12 +67,21 @@ class LocalLambda:
         app: The app.
         backend: An ``aws://`` URL (``?endpoint_url=`` for an emulator).
         poll_wait: Seconds each long poll waits for messages (1 to 20).
+        public_url: Where the front door listens (``http://HOST:PORT``): the function's
+            ``app.connections`` reaches the local WebSocket clients there.
 
     Raises:
         ConfigError: For a backend other than ``aws://``: event source mappings read SQS.
     """
 
-    def __init__(self, app: App, backend: str, *, poll_wait: float = 1.0) -> None:
+    def __init__(
+        self,
+        app: App,
+        backend: str,
+        *,
+        poll_wait: float = 1.0,
+        public_url: str | None = None,
+    ) -> None:
         if not backend.startswith("aws:"):
             raise ConfigError(
                 f"local Lambda mode needs an aws:// backend (SQS event source mappings read "
@@ -78,7 +91,11 @@ class LocalLambda:
         self.app = app
         self.backend_url = backend
         self.poll_wait = max(1, min(MAX_WAIT, round(poll_wait)))
-        self.handler = LambdaHandler(app, backend=backend)
+        # The front door plays API Gateway's management API too: pushes come back to it.
+        self.handler = LambdaHandler(
+            app, backend=backend, websocket_endpoints=public_url if public_url else None
+        )
+        self.sockets = SocketDoor(app.registry, self.invoke)
         self.invocations = 0
         self.deleted = 0
         self._environment: ThreadPoolExecutor | None = None
@@ -202,7 +219,8 @@ class LocalLambda:
     # --- the HTTP front door ---------------------------------------------------------------
 
     async def front_door(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI: each HTTP request becomes an HTTP API event (payload 2.0) for the handler."""
+        """ASGI: each HTTP request becomes an HTTP API event (payload 2.0) for the handler,
+        and each WebSocket connection at an API's path WebSocket events (``socket_door.py``)."""
         if scope["type"] == "lifespan":
             while True:
                 step = await receive()
@@ -211,7 +229,16 @@ class LocalLambda:
                 elif step["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["type"] == "websocket":
+            if self.sockets.serves(scope["path"]):
+                await self.sockets.websocket(scope, receive, send)
+            elif (await receive())["type"] == "websocket.connect":
+                await deny(scope, send, 404, "no WebSocket API at this path")
+            return
         if scope["type"] != "http":
+            return
+        if MANAGEMENT_PREFIX in scope["path"] and self.app.registry.websocket_apis:
+            await self.sockets.management(scope, receive, send)
             return
         chunks: list[bytes] = []
         while True:

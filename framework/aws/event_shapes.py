@@ -7,6 +7,11 @@ Lambda calls one handler with whatever its triggers send; the shape says which t
 | ``version == "2.0"`` and ``requestContext.http`` | HTTP API, function URL (payload 2.0) |
 | ``httpMethod`` and ``requestContext`` | REST API proxy integration (payload 1.0) |
 | ``Records[].eventSource == "aws:sqs"`` | an SQS event source mapping |
+| ``requestContext.eventType`` ``CONNECT``/``MESSAGE``/``DISCONNECT`` | a WebSocket API route |
+| ``type == "REQUEST"``, ``methodArn``, ``eventType == "CONNECT"`` | a ``$connect`` authorizer |
+
+The WebSocket shapes are checked first: API Gateway's WebSocket events may carry REST-like
+fields (``httpMethod`` in some senders' fixtures), but ``eventType`` is theirs alone.
 
 An SQS record is the message ``ReceiveMessage`` returned to Lambda's poller, renamed:
 ``messageId`` for ``MessageId``, ``attributes`` for ``Attributes`` (every value a string),
@@ -29,6 +34,7 @@ from framework.exceptions import FrameworkError
 from framework.messages import DLQ_SOURCE, Delivery
 
 __all__ = [
+    "WEBSOCKET_EVENT_TYPES",
     "EventKind",
     "UnknownEventError",
     "delivery_of",
@@ -38,7 +44,8 @@ __all__ = [
     "unwrap_sns",
 ]
 
-EventKind = Literal["http-v1", "http-v2", "sqs"]
+EventKind = Literal["http-v1", "http-v2", "sqs", "websocket", "websocket-authorizer"]
+WEBSOCKET_EVENT_TYPES = ("CONNECT", "MESSAGE", "DISCONNECT")
 
 
 class UnknownEventError(FrameworkError):
@@ -65,15 +72,15 @@ def kind_of(event: object) -> EventKind:
     if isinstance(event, Mapping):
         context = event.get("requestContext")
         if isinstance(context, Mapping):
+            event_type = context.get("eventType")
+            if event_type in WEBSOCKET_EVENT_TYPES and "connectionId" in context:
+                if event.get("type") == "REQUEST" and "methodArn" in event:
+                    return "websocket-authorizer"
+                return "websocket"
             if event.get("version") == "2.0" and isinstance(context.get("http"), Mapping):
                 return "http-v2"
             if "httpMethod" in event:
                 return "http-v1"
-            if "eventType" in context:
-                raise UnknownEventError(
-                    f"got a WebSocket API event ({context.get('eventType')}): this app has no "
-                    "WebSocket handlers the Lambda handler can serve"
-                )
         records = event.get("Records")
         if (
             isinstance(records, list)
@@ -83,7 +90,8 @@ def kind_of(event: object) -> EventKind:
             return "sqs"
     raise UnknownEventError(
         f"the Lambda handler cannot serve {_describe(event)}: it serves API Gateway REST "
-        "(payload 1.0) and HTTP API or function URL (payload 2.0) events, and SQS batches; "
+        "(payload 1.0), HTTP API or function URL (payload 2.0) and WebSocket API events, and "
+        "SQS batches; "
         "point only those triggers at this function"
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import json
 import logging
 import math
 import os
@@ -26,15 +27,24 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from framework.aws.batch import BatchSettlement, run_batch
-from framework.aws.event_shapes import EventKind, delivery_of, kind_of, queue_name_of_arn
+from framework.aws.event_shapes import (
+    EventKind,
+    UnknownEventError,
+    delivery_of,
+    kind_of,
+    queue_name_of_arn,
+)
 from framework.aws.http import respond
+from framework.aws.socket_events import LambdaSockets
 from framework.backends import from_url
+from framework.backends.aws.management import ManagementAPI
 from framework.backends.aws.notifications import unwrap_mail
+from framework.backends.aws.settings import AWSSettings
 from framework.backends.base import Backend
 from framework.exceptions import ConfigError, UnknownQueueError
 from framework.logs import configure, event
 from framework.messages import Delivery
-from framework.registry import ConsumerSpec
+from framework.registry import ConsumerSpec, WebSocketAPISpec
 from framework.runtime import Runtime
 from framework.runtime.dispatch import Dispatcher
 
@@ -140,11 +150,20 @@ class LambdaHandler:
         app: The app whose routes and handlers serve the function's triggers.
         backend: The backend URL (default: ``FRAMEWORK_BACKEND``, else ``aws://`` in the
             function's region).
+        websocket_endpoints: The connection URL of the app's WebSocket APIs (one for all, or
+            one per path); default: ``FRAMEWORK_WEBSOCKET_ENDPOINTS``, else the event's.
     """
 
-    def __init__(self, app: App, *, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        backend: str | None = None,
+        websocket_endpoints: str | Mapping[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.backend_url = backend
+        self.websocket_endpoints = websocket_endpoints
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runtime: Runtime | None = None
         self.backend: Backend | None = None
@@ -156,12 +175,15 @@ class LambdaHandler:
         self._metrics: _Metrics | None = None
         self._host: asyncio.Task[None] | None = None
         self._release: asyncio.Event | None = None
+        self._sockets: LambdaSockets | None = None
+        self.management: ManagementAPI | None = None
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         """Serve one invocation; return the answer its trigger expects.
 
         Raises:
-            UnknownEventError: For an event that is not API Gateway's or an SQS batch.
+            UnknownEventError: For an event that is not API Gateway's (REST, HTTP or
+                WebSocket) or an SQS batch, or a WebSocket event for an app without one.
         """
         started = time.perf_counter()
         cold = self.runtime is None
@@ -169,6 +191,12 @@ class LambdaHandler:
         kind: EventKind | str = "unknown"
         try:
             kind = kind_of(event)
+            if kind.startswith("websocket") and not self.app.registry.websocket_apis:
+                raise UnknownEventError(
+                    f"got a WebSocket API event ({event['requestContext'].get('eventType')}): "
+                    f"app {self.app.name!r} declares no WebSocket API (@app.websocket) for "
+                    "the Lambda handler to serve"
+                )
             if cold:
                 self._start()
             assert self.loop is not None
@@ -186,7 +214,10 @@ class LambdaHandler:
         self._dispatchers.clear()
         if loop is None:
             return
+        management, self.management, self._sockets = self.management, None, None
         try:
+            if management is not None:
+                loop.run_until_complete(management.aclose())
             if runtime is not None and self._release is not None:
                 # The host task leaves the runtime in the task that entered it.
                 self._release.set()
@@ -209,9 +240,18 @@ class LambdaHandler:
                 handler.addFilter(_RequestIdFilter())
         loop = self.loop or asyncio.new_event_loop()
         self.loop = loop
-        backend = from_url(_backend_url(self.backend_url))
+        url = _backend_url(self.backend_url)
+        backend = from_url(url)
+        registry = self.app.registry
+        if registry.websocket_apis:
+            self.management = _management(url, registry.websocket_apis, self.websocket_endpoints)
         runtime = _DeclaredByTheTemplate(
-            self.app.registry, backend, events=self.app.events, app=self.app, workers=False
+            registry,
+            backend,
+            events=self.app.events,
+            app=self.app,
+            workers=False,
+            connections=self.management,
         )
         # The runtime is entered and left in one task (its task groups require it) that lives
         # as long as the execution environment: it starts it, then waits for ``close``. Lambda
@@ -233,13 +273,19 @@ class LambdaHandler:
         self._host = loop.create_task(host(), name="framework.lambda.runtime")
         loop.run_until_complete(started)
         self.backend, self.runtime = backend, runtime
-        registry = self.app.registry
         self._settlement = BatchSettlement(backend, registry.queues)
         from framework.backends.aws.settings import physical_name
 
         self._by_physical = {physical_name(name): c for name, c in registry.consumers.items()}
         self._names = {physical_name(name): name for name in registry.queues}
-        gateway = self.app.asgi  # built now: the first request pays nothing more for it
+        gateway = self.app.gateway()  # built now: the first request pays nothing more for it
+        if self.management is not None:
+            self._sockets = LambdaSockets(
+                gateway.sockets,
+                self.management,
+                path=os.environ.get("FRAMEWORK_WEBSOCKET_PATH") or None,
+                region=self.management.settings.region,
+            )
         metrics = getattr(gateway, "metrics", None)
         if metrics is not None:
             found = _METRICS.get(metrics.registry)
@@ -254,6 +300,7 @@ class LambdaHandler:
             backend=_backend_url(self.backend_url).partition("://")[0] + "://",
             consumers=len(registry.consumers),
             routes=len(registry.routes),
+            websocket_apis=len(registry.websocket_apis),
         )
 
     # --- one invocation --------------------------------------------------------------------
@@ -265,6 +312,11 @@ class LambdaHandler:
             return await respond(self.app.asgi, event_, "1.0")
         if kind == "http-v2":
             return await respond(self.app.asgi, event_, "2.0")
+        if kind == "websocket" or kind == "websocket-authorizer":
+            assert self._sockets is not None
+            if kind == "websocket":
+                return await self._sockets.serve(event_)
+            return await self._sockets.authorize(event_)
         return await self._batch(event_, context)
 
     def _consumer(self, arn: str) -> ConsumerSpec:
@@ -308,7 +360,8 @@ class LambdaHandler:
             consumer = self._consumer(arn)
             queue = consumer.queue
             dispatcher = self._dispatcher(consumer)
-            deadline = clock.now() + min(queue.visibility_timeout, budget)
+            latest = clock.now() + budget
+            deadline = min(clock.now() + queue.visibility_timeout, latest)
             record_ids: dict[str, str] = {}
             deliveries: list[Delivery] = []
             for record in group:
@@ -327,7 +380,7 @@ class LambdaHandler:
             try:
                 failed = await run_batch(
                     deliveries,
-                    functools.partial(dispatcher.run_until, deadline=deadline),
+                    functools.partial(dispatcher.run_until, deadline=deadline, latest=latest),
                     self._settlement,
                     fifo=queue.fifo,
                     concurrency=queue.concurrency,
@@ -371,6 +424,38 @@ class LambdaHandler:
                 ColdStart=1 if cold else 0,
             )
         event(log, logging.INFO, "lambda.invoked", **fields)
+
+
+def _management(
+    url: str,
+    apis: Mapping[str, WebSocketAPISpec],
+    given: str | Mapping[str, str] | None = None,
+) -> ManagementAPI:
+    """``app.connections`` on Lambda: the management API of the app's WebSocket APIs.
+
+    ``FRAMEWORK_WEBSOCKET_ENDPOINTS`` gives each API's connection URL, as a JSON object by
+    path (``{"/ws": "https://ID.execute-api.REGION.amazonaws.com/STAGE"}``) or one URL for
+    all; without it, the URL comes from the WebSocket event being served. On an emulator
+    (``aws://...?endpoint_url=``) the emulator's endpoint is used.
+    """
+    settings = (
+        AWSSettings.from_url(url)
+        if url.startswith("aws:")
+        else AWSSettings.from_url(f"aws://{os.environ.get('AWS_REGION') or 'us-east-1'}")
+    )
+    sizes = {path: api.max_message_size for path, api in apis.items()}
+    if isinstance(given, Mapping):
+        return ManagementAPI(settings, dict(given), sizes=sizes)
+    raw = (given or os.environ.get("FRAMEWORK_WEBSOCKET_ENDPOINTS", "")).strip()
+    if not raw.startswith("{"):
+        return ManagementAPI(settings, dict.fromkeys(apis, raw) if raw else {}, sizes=sizes)
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"FRAMEWORK_WEBSOCKET_ENDPOINTS is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("FRAMEWORK_WEBSOCKET_ENDPOINTS must map API paths to URLs")
+    return ManagementAPI(settings, {str(k): str(v) for k, v in parsed.items()}, sizes=sizes)
 
 
 def lambda_handler(app: App, *, backend: str | None = None) -> LambdaHandler:

@@ -34,7 +34,11 @@ topics, subscriptions and mail rules, and add:
   visibility of its own queue; for every function, sending to the app's declared queues,
   publishing to its declared topics (and listing topics, which is how the backend finds a
   topic's ARN), and sending mail from the app's sender address only.
-- **outputs**: the API's URL, each queue's URL, each function's ARN.
+- **a WebSocket API per** ``app.websocket_api`` **path** (``websocket_template.py``), served
+  by its own function (timed like the HTTP routes' function), with every function allowed to
+  push to its connections.
+- **outputs**: the API's URL, each queue's URL, each function's ARN, each WebSocket API's
+  ``wss://`` and connection URLs.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.aws import websocket_template as websocket
 from framework.backends.aws.cloudformation import logical_id
 from framework.backends.aws.cloudformation import template as resources_template
 from framework.exceptions import DeclarationError
@@ -363,6 +368,8 @@ def template(
     resources: Json = doc["Resources"]
     outputs: Json = doc["Outputs"]
     shared = _shared_statements(registry, options)
+    if registry.websocket_apis:
+        shared.append(websocket.manage_connections(registry))
     for consumer in registry.consumers.values():
         queue = consumer.queue
         queue_id = logical_id("Queue", queue.name)
@@ -385,6 +392,25 @@ def template(
             "Description": "ARN of the function serving the HTTP routes",
             "Value": _arn("ApiFunction"),
         }
+    for path, api in registry.websocket_apis.items():
+        function_id = websocket.function_id(path)
+        role_id = logical_id("WebSocketRole", path)
+        function = _function(
+            options, role_id, API_TIMEOUT, f"{options.app_name}: WebSocket API {path}", sam=sam
+        )
+        variables = function["Properties"].setdefault("Environment", {"Variables": {}})
+        variables["Variables"]["FRAMEWORK_WEBSOCKET_PATH"] = path
+        resources[role_id] = _role(list(shared))
+        resources[function_id] = function
+        resources.update(websocket.resources(registry, api, options.app_name))
+        outputs.update(websocket.outputs(api))
+    if registry.websocket_apis:
+        endpoints = websocket.endpoints_variable(registry)
+        for resource in resources.values():
+            if resource["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+                props = resource["Properties"]
+                props.setdefault("Environment", {"Variables": {}})
+                props["Environment"]["Variables"]["FRAMEWORK_WEBSOCKET_ENDPOINTS"] = endpoints
     out: Json = {"AWSTemplateFormatVersion": "2010-09-09"}
     if sam:
         out["Transform"] = "AWS::Serverless-2016-10-31"

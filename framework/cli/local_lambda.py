@@ -34,7 +34,8 @@ class _Server(uvicorn.Server):
 async def serve_lambda(
     app: App, *, backend_url: str, host: str = "127.0.0.1", http_port: int | None = 8000
 ) -> None:
-    """Run ``app`` under local event source mappings (and an HTTP front door) until a signal.
+    """Run ``app`` under local event source mappings (and an HTTP and WebSocket front door)
+    until a signal.
 
     Args:
         app: The app.
@@ -42,8 +43,12 @@ async def serve_lambda(
         host: The front door's address.
         http_port: Its port, or None for no front door.
     """
-    local = LocalLambda(app, backend_url)
     sock = bind_socket(host, http_port) if http_port is not None else None
+    public_url = None
+    if sock is not None:
+        bound_host, bound_port = sock.getsockname()[:2]
+        public_url = f"http://{bound_host}:{bound_port}"
+    local = LocalLambda(app, backend_url, public_url=public_url)
     server: _Server | None = None
     if sock is not None:
         config = uvicorn.Config(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 import anyio
@@ -36,6 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 from framework.exceptions import ConnectionGoneError, Refuse
 from framework.gateway.errors import HTTPError
 from framework.logs import event
+from framework.principal import Principal
 from framework.registry import WebSocketAPISpec, WebSocketRouteSpec
 from framework.runtime.connections import Connections, encode_push
 from framework.runtime.events import Events
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from framework.gateway.metrics import SocketMetrics
     from framework.runtime import Runtime
 
-__all__ = ["SocketAPI", "deny"]
+__all__ = ["HandshakeRefused", "MessageSession", "SocketAPI", "deny"]
 
 log = logging.getLogger("framework.websocket")
 
@@ -73,10 +74,48 @@ async def deny(
         await send({"type": "websocket.close", "code": 1008})
         return
     body = to_json({"detail": detail})
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in (headers or {}).items()
+        if k.lower() not in ("content-type", "content-length")
+    ]
     raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+class HandshakeRefused(Exception):
+    """A handshake refused with an HTTP ``status`` (and ``detail``, ``headers`` for the client)."""
+
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+class MessageSession(Protocol):
+    """**Protocol**: what ``SocketAPI.handle`` needs of a connection to route one message.
+
+    A live connection under ``framework run`` is one; on Lambda each ``MESSAGE`` event is
+    one, whose answer is what the function returns.
+    """
+
+    connection: Connection
+    in_handler: bool
+
+    def allow(self) -> bool:
+        """True if the client may send one more message now (its rate limit)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` once the handler in flight returns."""
+
+    def enqueue(self, text: str | None, data: bytes | None, route: str) -> None:
+        """Queue one message to the client.
+
+        Raises:
+            ConnectionGoneError: If the connection is closed.
+        """
 
 
 class _Bucket:
@@ -155,6 +194,10 @@ class _Session:
             raise ConnectionGoneError(f"connection {self.connection.id!r} is closed") from None
         if self.api.metrics is not None:
             self.api.metrics.messages_out.labels(self.api.spec.path, route).inc()
+
+    def allow(self) -> bool:
+        """Take one message from the connection's rate bucket."""
+        return self.bucket.take()
 
     def _wake(self) -> None:
         if self.receiving is not None and not self.in_handler:
@@ -280,23 +323,57 @@ class SocketAPI:
                 scope, send, 503, f"this server holds its {self.spec.max_connections} connections"
             )
             return
-        headers, query, auth_scope = self._inputs(scope)
-        principal = None
-        if self.auth is not None:
+        try:
+            connection = await self.admit(scope, connections.new_id())
+        except HandshakeRefused as exc:
+            await deny(scope, send, exc.status, exc.detail, exc.headers)
+            return
+        try:
+            await send({"type": "websocket.accept"})
+        except (OSError, RuntimeError):
+            return  # gone during $connect: it never connected, so no $disconnect either
+        await self._serve(connections, _Session(self, connection, send), receive)
+
+    async def admit(
+        self,
+        scope: Scope,
+        connection_id: str,
+        *,
+        connected_at: datetime | None = None,
+        principal: Principal | None = None,
+    ) -> Connection:
+        """Run the handshake's authorizer and ``$connect`` handler; return the connection.
+
+        The same steps serve a handshake under ``framework run`` and API Gateway's
+        ``CONNECT`` event on Lambda.
+
+        Args:
+            scope: The handshake as an ASGI WebSocket scope (headers, query string).
+            connection_id: The id the connection gets.
+            connected_at: When the client connected (default: now).
+            principal: Who an authorizer in front of the API (API Gateway's) already
+                admitted; the API's own authorizer is then not run again.
+
+        Raises:
+            HandshakeRefused: With the HTTP status the client must get (the authorizer's
+                401/403/429, ``Refuse(status)``, or 500 for a failing ``$connect``).
+        """
+        path = self.spec.path
+        headers, query, auth_scope = self.inputs(scope)
+        if self.auth is not None and principal is None:
             try:
                 principal = await self.auth.authorize(auth_scope, self.clock())
             except HTTPError as exc:
                 self._refused(exc.status)
                 event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
-                await deny(scope, send, exc.status, str(exc.detail), exc.headers)
-                return
+                raise HandshakeRefused(exc.status, str(exc.detail), exc.headers) from None
         connection = Connection(
-            id=connections.new_id(),
+            id=connection_id,
             path=path,
             principal=principal,
             headers=MappingProxyType(headers),
             query=MappingProxyType(query),
-            connected_at=datetime.now(UTC),
+            connected_at=connected_at or datetime.now(UTC),
         )
         if self.on_connect is not None:
             try:
@@ -304,8 +381,7 @@ class SocketAPI:
             except Refuse as exc:
                 self._refused(exc.status)
                 event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
-                await deny(scope, send, exc.status, exc.detail)
-                return
+                raise HandshakeRefused(exc.status, exc.detail) from None
             except Exception as exc:
                 self._refused(500)
                 self.count_error("handler")
@@ -314,13 +390,28 @@ class SocketAPI:
                     exc_info=exc,
                     extra={"fields": {"api": path, "route": CONNECT, "connection": connection.id}},
                 )
-                await deny(scope, send, 500, "internal server error")
-                return
+                raise HandshakeRefused(500, "internal server error") from None
+        return connection
+
+    async def disconnected(self, connection: Connection) -> None:
+        """Run the ``$disconnect`` handler, if any (a failure is logged and counted)."""
+        if self.on_disconnect is None:
+            return
         try:
-            await send({"type": "websocket.accept"})
-        except (OSError, RuntimeError):
-            return  # gone during $connect: it never connected, so no $disconnect either
-        await self._serve(connections, _Session(self, connection, send), receive)
+            await self._call(self.on_disconnect, connection, None)
+        except Exception as exc:
+            self.count_error("handler")
+            log.error(
+                "websocket.handler_failed",
+                exc_info=exc,
+                extra={
+                    "fields": {
+                        "api": self.spec.path,
+                        "route": DISCONNECT,
+                        "connection": connection.id,
+                    }
+                },
+            )
 
     async def _serve(self, connections: Connections, session: _Session, receive: Receive) -> None:
         connection = session.connection
@@ -341,23 +432,8 @@ class SocketAPI:
         finally:
             connections.unregister(connection.id)
             with anyio.CancelScope(shield=True):
-                if self.on_disconnect is not None:
-                    with anyio.move_on_after(DISCONNECT_TIMEOUT):
-                        try:
-                            await self._call(self.on_disconnect, connection, None)
-                        except Exception as exc:
-                            self.count_error("handler")
-                            log.error(
-                                "websocket.handler_failed",
-                                exc_info=exc,
-                                extra={
-                                    "fields": {
-                                        "api": self.spec.path,
-                                        "route": DISCONNECT,
-                                        "connection": connection.id,
-                                    }
-                                },
-                            )
+                with anyio.move_on_after(DISCONNECT_TIMEOUT):
+                    await self.disconnected(connection)
             if self.metrics is not None:
                 self.metrics.open.labels(self.spec.path).dec()
             code = session.closing[0] if session.closing is not None else None
@@ -374,7 +450,7 @@ class SocketAPI:
                 sent=session.sent,
             )
 
-    def _inputs(self, scope: Scope) -> tuple[dict[str, str], dict[str, str], Scope]:
+    def inputs(self, scope: Scope) -> tuple[dict[str, str], dict[str, str], Scope]:
         """The handshake's headers and query (credentials left out) and the scope to authorize."""
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
@@ -397,7 +473,7 @@ class SocketAPI:
             ]
         return headers, query, auth_scope
 
-    async def handle(self, session: _Session, text: str | None, data: bytes | None) -> None:
+    async def handle(self, session: MessageSession, text: str | None, data: bytes | None) -> None:
         """Route one message and run its handler; errors answer the caller and keep it."""
         size = len(data) if data is not None else len(text or "")
         if text is not None and size * 4 > self.spec.max_message_size:
@@ -406,7 +482,7 @@ class SocketAPI:
             self.count_error("too_big")
             session.close(1009, f"message over {self.spec.max_message_size} bytes")
             return
-        if not session.bucket.take():
+        if not session.allow():
             self.count_error("throttled")
             self._answer(
                 session,
@@ -485,7 +561,7 @@ class SocketAPI:
             with contextlib.suppress(ConnectionGoneError):
                 session.enqueue(reply_text, reply_data, route.route)
 
-    def _answer(self, session: _Session, error: dict[str, Any]) -> None:
+    def _answer(self, session: MessageSession, error: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionGoneError):
             session.enqueue(to_json(error).decode(), None, "$error")
 

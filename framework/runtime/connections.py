@@ -26,7 +26,6 @@ import uuid
 from typing import Any, Protocol
 
 import anyio
-from pydantic_core import to_json
 
 from framework.exceptions import ConnectionGoneError, MessageTooLargeError
 from framework.websocket import (
@@ -35,6 +34,7 @@ from framework.websocket import (
     Relay,
     Reply,
     Request,
+    encode_push,
     new_connection_id,
     owner_of,
 )
@@ -62,15 +62,6 @@ class Session(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Start closing the connection with ``code``; the handler in flight finishes."""
-
-
-def encode_push(body: object) -> tuple[str | None, bytes | None]:
-    """Return the frame for ``body``: a str as text, bytes as binary, anything else as JSON."""
-    if isinstance(body, str):
-        return body, None
-    if isinstance(body, bytes | bytearray | memoryview):
-        return None, bytes(body)
-    return to_json(body).decode(), None
 
 
 class Connections:

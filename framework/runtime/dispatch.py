@@ -37,12 +37,20 @@ class HandlerLease:
     thread under an anyio cancel scope, which waits for the thread as before.
     """
 
-    __slots__ = ("deadline", "delivery", "dispatcher", "expired", "scope", "task")
+    __slots__ = ("deadline", "delivery", "dispatcher", "expired", "latest", "scope", "task")
 
-    def __init__(self, dispatcher: Dispatcher, delivery: Delivery, deadline: float) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        delivery: Delivery,
+        deadline: float,
+        latest: float = math.inf,
+    ) -> None:
         self.dispatcher = dispatcher
         self.delivery = delivery
         self.deadline = deadline
+        # No extension moves the deadline past this (a Lambda invocation's end).
+        self.latest = latest
         self.expired = False
         self.task: asyncio.Task[Any] | None = None
         self.scope: anyio.CancelScope | None = None
@@ -60,6 +68,19 @@ class HandlerLease:
 
     async def extend(self, seconds: float) -> None:
         dispatcher = self.dispatcher
+        if self.latest != math.inf:
+            granted = max(0.0, min(seconds, self.latest - dispatcher.clock.now()))
+            if granted < seconds:
+                event(
+                    log,
+                    logging.WARNING,
+                    "message.extension_capped",
+                    queue=self.delivery.queue,
+                    message_id=self.delivery.message_id,
+                    asked=seconds,
+                    granted=round(granted, 3),
+                )
+            seconds = granted
         await dispatcher.backend.extend(self.delivery, seconds=seconds)
         dispatcher.watchdog.disarm(self)
         self.deadline = dispatcher.clock.now() + seconds
@@ -193,17 +214,25 @@ class Dispatcher:
         """Handle ``delivery``; True if it was acknowledged."""
         return await self.handle(self.lease(delivery, received_at))
 
-    async def run_until(self, delivery: Delivery, deadline: float) -> bool:
+    async def run_until(
+        self, delivery: Delivery, deadline: float, *, latest: float = math.inf
+    ) -> bool:
         """Handle one delivery whose handler must end by ``deadline`` (the clock's seconds).
 
         For callers that received the delivery elsewhere and have their own deadline (a
         Lambda invocation: the visibility timeout cut to the time the invocation has left).
         The verdict is carried out on the dispatcher's backend, as for a worker's delivery.
 
+        Args:
+            delivery: The delivery.
+            deadline: When its handler is cancelled, unless it extends its visibility.
+            latest: When it is cancelled at the latest: ``ctx.extend_visibility`` is cut to
+                end there (a Lambda invocation's remaining time, less the time to settle).
+
         Returns:
             True if the delivery was acknowledged.
         """
-        lease = HandlerLease(self, delivery, deadline)
+        lease = HandlerLease(self, delivery, deadline, latest)
         self.watchdog.arm(lease)
         return await self.handle(lease)
 

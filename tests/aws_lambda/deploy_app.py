@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from framework import App
+from framework import App, Connection
 from framework.aws import lambda_handler
+from framework.gateway.auth import APIKeyAuth
 
 app = App("deployed", mail_from="ops@deployed.example")
 
@@ -20,6 +21,24 @@ async def slow(body: str) -> None:
 
 @app.on_queue("wide", concurrency=5000)
 async def wide(body: str) -> None:
+    pass
+
+
+app.websocket_api("/live", route_selection="type")
+
+
+@app.websocket("/live", "$connect", auth=APIKeyAuth({"k-1": "ann"}))
+async def live_connect(conn: Connection) -> None:
+    pass
+
+
+@app.websocket("/live", "say")
+async def live_say(text: str) -> str:
+    return text
+
+
+@app.websocket("/live", "$disconnect")
+async def live_gone(conn: Connection) -> None:
     pass
 
 

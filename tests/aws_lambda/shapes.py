@@ -232,3 +232,132 @@ def ses_received(raw_mail: bytes, *, sender: str, recipients: list[str]) -> str:
             "content": base64.b64encode(raw_mail).decode("ascii"),
         }
     )
+
+
+# --- WebSocket APIs ---------------------------------------------------------------------------
+# From https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-mapping-template-reference.html
+# (the requestContext variables of a WebSocket route), .../apigateway-websocket-api-lambda-auth.html
+# (the $connect REQUEST authorizer's input) and the Lambda proxy integration's events: CONNECT
+# carries the handshake's headers and query string, MESSAGE the frame in ``body``, DISCONNECT
+# the close code and reason. ``connectedAt`` and ``requestTimeEpoch`` are epoch milliseconds.
+
+WS_API_ID = "a1b2c3d4e5"
+WS_STAGE = "prod"
+WS_DOMAIN = f"{WS_API_ID}.execute-api.{REGION}.amazonaws.com"
+
+
+def _ws_context(
+    event_type: str,
+    route_key: str,
+    connection_id: str,
+    *,
+    authorizer: dict[str, Any] | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": "Z1AHLFSmoAMFaaA=",
+        "requestTime": "02/Dec/2026:10:00:00 +0000",
+        "messageDirection": "IN",
+        "stage": WS_STAGE,
+        "connectedAt": 1796205600000,
+        "requestTimeEpoch": 1796205600123,
+        "identity": {"userAgent": "websocat/1.12", "sourceIp": "203.0.113.7"},
+        "requestId": "Z1AHLFSmoAMFaaA=",
+        "domainName": WS_DOMAIN,
+        "connectionId": connection_id,
+        "apiId": WS_API_ID,
+    }
+    if message_id is not None:
+        context["messageId"] = message_id
+    if authorizer is not None:
+        context["authorizer"] = authorizer
+    return context
+
+
+def _ws_headers(extra: dict[str, str] | None) -> dict[str, list[str]]:
+    headers = {
+        "Host": [WS_DOMAIN],
+        "Sec-WebSocket-Extensions": ["permessage-deflate; client_max_window_bits"],
+        "Sec-WebSocket-Key": ["dGhlIHNhbXBsZSBub25jZQ=="],
+        "Sec-WebSocket-Version": ["13"],
+        "X-Amzn-Trace-Id": ["Root=1-6760a1b2-0123456789abcdef01234567"],
+        "X-Forwarded-For": ["203.0.113.7"],
+        "X-Forwarded-Port": ["443"],
+        "X-Forwarded-Proto": ["https"],
+    }
+    headers.update({k: [v] for k, v in (extra or {}).items()})
+    return headers
+
+
+def ws_connect_event(
+    connection_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    authorizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A WebSocket API's CONNECT event ($connect route, Lambda proxy integration)."""
+    multi = _ws_headers(headers)
+    event: dict[str, Any] = {
+        "headers": {k: v[-1] for k, v in multi.items()},
+        "multiValueHeaders": multi,
+        "requestContext": _ws_context("CONNECT", "$connect", connection_id, authorizer=authorizer),
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = dict(query)
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    return event
+
+
+def ws_message_event(
+    connection_id: str,
+    body: str,
+    *,
+    route_key: str = "$default",
+    authorizer: dict[str, Any] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """A WebSocket API's MESSAGE event: one frame, on the route API Gateway selected."""
+    return {
+        "requestContext": _ws_context(
+            "MESSAGE", route_key, connection_id, authorizer=authorizer, message_id="Z1AHxc3"
+        ),
+        "body": body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def ws_disconnect_event(connection_id: str, *, code: int = 1001) -> dict[str, Any]:
+    """A WebSocket API's DISCONNECT event (best-effort, after the connection closed)."""
+    context = _ws_context("DISCONNECT", "$disconnect", connection_id)
+    context.update(disconnectStatusCode=code, disconnectReason="Going away")
+    headers = {"Host": [WS_DOMAIN], "x-api-key": [""], "X-Forwarded-For": [""]}
+    return {
+        "headers": {k: v[-1] for k, v in headers.items()},
+        "multiValueHeaders": headers,
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+
+
+def ws_authorizer_event(
+    connection_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The input of a WebSocket API's $connect REQUEST authorizer (a Lambda authorizer)."""
+    multi = _ws_headers(headers)
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{WS_API_ID}/{WS_STAGE}/$connect",
+        "headers": {k: v[-1] for k, v in multi.items()},
+        "multiValueHeaders": multi,
+        "queryStringParameters": dict(query or {}),
+        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()},
+        "stageVariables": {},
+        "requestContext": _ws_context("CONNECT", "$connect", connection_id),
+    }

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from framework.aws import websocket_template as websocket
 from framework.aws.function_options import ENTRY, options_for
 from framework.aws.sam import template
 from framework.backends.aws.cloudformation import logical_id
@@ -25,6 +26,8 @@ EXAMPLES = [
     "examples.api:app",
     "examples.newsletter:app",
     "examples.serverless:app",
+    "examples.notifications:app",
+    "tests.aws_lambda.deploy_app:app",
 ]
 
 
@@ -83,9 +86,13 @@ def test_roles_receive_only_from_their_own_queue() -> None:
 def test_routes_become_http_api_routes_and_outputs() -> None:
     """Each route (converters dropped) and the OpenAPI pages are routes; the URL is an output."""
     doc = deployed()
-    keys = {v["Properties"]["RouteKey"] for v in of_type(doc, "AWS::ApiGatewayV2::Route").values()}
+    keys = {
+        v["Properties"]["RouteKey"]
+        for v in of_type(doc, "AWS::ApiGatewayV2::Route").values()
+        if v["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    }
     assert keys == {"GET /items/{item_id}", "GET /openapi.json", "GET /docs"}
-    (integration,) = of_type(doc, "AWS::ApiGatewayV2::Integration").values()
+    integration = doc["Resources"]["HttpApiIntegration"]
     assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
     assert "ApiUrl" in doc["Outputs"]
     assert logical_id("Function", "slow") + "Arn" in doc["Outputs"]
@@ -159,3 +166,55 @@ def test_the_longest_visibility_timeout_lambda_honours_is_899_seconds() -> None:
     with pytest.raises(DeclarationError, match="899 s or less"):
         function_timeout(QueueSpec.from_options("q", visibility_timeout=899.5))
     assert function_timeout(QueueSpec.from_options("q", visibility_timeout=0.5)) == 3
+
+
+def test_a_websocket_api_becomes_an_api_gateway_websocket_api() -> None:
+    """ProtocolType WEBSOCKET, routes selected by the API's field, $default always there."""
+    doc = deployed()
+    api = doc["Resources"][websocket.api_id("/live")]
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.type"
+    routes = {
+        v["Properties"]["RouteKey"]: v["Properties"]
+        for v in of_type(doc, "AWS::ApiGatewayV2::Route").values()
+        if v["Properties"]["ApiId"] == {"Ref": websocket.api_id("/live")}
+    }
+    assert set(routes) == {"$connect", "$disconnect", "$default", "say"}
+    responses = of_type(doc, "AWS::ApiGatewayV2::RouteResponse").values()
+    answered = {r["Properties"]["RouteId"]["Ref"] for r in responses}
+    assert answered == {
+        logical_id("WebSocketRoute", "/live $default"),
+        logical_id("WebSocketRoute", "/live say"),
+    }
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    (authorizer,) = of_type(doc, "AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    uri = authorizer["Properties"]["AuthorizerUri"]["Fn::Sub"]
+    assert "${" + websocket.function_id("/live") + ".Arn}/invocations" in uri
+    stage = doc["Resources"][logical_id("WebSocketStage", "/live")]
+    assert stage["Properties"]["StageName"] == "prod"
+    assert len(stage["DependsOn"]) == 4
+
+
+def test_every_function_may_push_and_knows_the_connection_url() -> None:
+    """Each role may ManageConnections on the API; each function gets its connection URL."""
+    doc = deployed()
+    functions = of_type(doc, "AWS::Serverless::Function")
+    assert len(functions) == 4  # two queues, the HTTP routes, the WebSocket API
+    for function_id, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        endpoints = variables["FRAMEWORK_WEBSOCKET_ENDPOINTS"]["Fn::Sub"]
+        assert json.loads(endpoints) == {
+            "/live": "https://${"
+            + websocket.api_id("/live")
+            + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/prod"
+        }
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        policy = doc["Resources"][role_id]["Properties"]["Policies"][0]["PolicyDocument"]
+        sids = {s["Sid"]: s for s in policy["Statement"]}
+        manage = sids["ManageTheAppsWebSocketConnections"]
+        assert manage["Action"] == "execute-api:ManageConnections"
+        if function_id == websocket.function_id("/live"):
+            assert variables["FRAMEWORK_WEBSOCKET_PATH"] == "/live"
+    url = doc["Outputs"][logical_id("WebSocketUrl", "/live")]["Value"]["Fn::Sub"]
+    assert url.startswith("wss://${" + websocket.api_id("/live") + "}")

@@ -204,3 +204,31 @@ def test_fifo_groups_run_in_order_and_a_failure_lists_the_rest_of_its_group(
     sqs.delete_succeeded(queue, records, answer)  # what Lambda does with the answer
     again = sqs.event(queue)["Records"]
     assert [r["body"] for r in again][:2] == ["a-bad", "a-3"]
+
+
+def test_extend_visibility_is_capped_by_the_invocations_remaining_time(
+    start: Any, sqs: SQS, prefix: str
+) -> None:
+    """ctx.extend_visibility(600) in a 2.5 s invocation grants what the invocation has left
+    (less the second to settle), so the handler is cancelled and listed before Lambda would
+    kill the function."""
+    app = App(f"lambda-{prefix}")
+    granted: list[float] = []
+    queue = f"{prefix}-long"
+
+    @app.on_queue(queue, visibility_timeout=30, retry_delay=0)
+    async def long(body: str, ctx: Context) -> None:
+        await ctx.extend_visibility(600)
+        granted.append(ctx.remaining)
+        await asyncio.sleep(30)
+
+    handler = start(app)
+    sqs.send(queue, "work")
+    event = sqs.event(queue)
+    started = time.monotonic()
+    answer = handler(event, LambdaContext(timeout=2.5))
+    took = time.monotonic() - started
+    assert failures(answer) == [event["Records"][0]["messageId"]]
+    assert took < 2.5  # answered before the function's timeout
+    (left,) = granted
+    assert 0 < left <= 1.5  # 2.5 s less the settle margin, not 600 s

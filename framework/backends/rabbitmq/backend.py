@@ -66,6 +66,8 @@ DEFAULT_VISIBILITY = 30.0
 # without a new delivery (see _return_buffered).
 _QUIET_TURNS = 3
 _QUIET_TURN = 0.01
+# A consumer is cancelled only this many seconds after its last delivery or settlement.
+_STILL = 0.06
 # What ends a stop early: the broker is too slow (connect_timeout) or the connection is gone.
 _STOP_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_LOST)
 # Errors that mean a delivery's channel is gone: the broker has already put it back.
@@ -607,22 +609,42 @@ class RabbitMQBackend:
         return sorted(self.topology.known)
 
     async def _stop_consumers(self) -> None:
-        """Cancel the consumers and return buffered, never-received deliveries to their queues.
+        """Cancel the consumers once no delivery is on its way, then give back buffered ones.
 
-        A standard queue's buffered delivery is re-published with its count unchanged and
-        acked, so a restart does not count a receipt no handler saw; a FIFO queue's are left
-        to the broker (re-publishing would reorder them), which counts them once more.
+        A quorum queue's channel that meets a delivery for a consumer it has just cancelled
+        gives it back to the queue itself, counted in ``x-delivery-count``, without sending
+        it to the client: a receipt nobody saw, that no client can tell apart from a real
+        one. Such a delivery exists when the queue sent it between the channel's cancel and
+        the queue's: after an acknowledgement freed a prefetch slot just before the cancel,
+        or a message arriving in the queue at that instant. So nothing is acknowledged on a
+        consumer's channel from here on, and each consumer is cancelled only once its
+        deliveries have stood still for a while (its prefetch window is full, or its queue
+        has nothing ready): the first cause is gone; the second remains for a message
+        published within the cancel's round trip (see docs/backends/rabbitmq.md).
+
+        A standard queue's buffered delivery is then re-published with its count unchanged
+        and acked, so a restart does not count a receipt no handler saw; a FIFO queue's are
+        left to the broker (re-publishing would reorder them), which counts them once more.
         """
-        for queue, (channel, amqp_queue) in list(self._consumers.items()):
-            inbox = self._inboxes[queue]
+        consumers = [
+            (queue, channel, amqp_queue, self._inboxes[queue])
+            for queue, (channel, amqp_queue) in self._consumers.items()
+        ]
+        self._consumers.clear()
+        await _until_still([inbox for *_, inbox in consumers])
+        cancelled = []
+        for queue, channel, amqp_queue, inbox in consumers:
             try:
                 if inbox.consumer_tag is not None and not channel.is_closed:
                     await amqp_queue.cancel(inbox.consumer_tag)
-                if not inbox.fifo:
-                    await self._return_buffered(queue, inbox)
+                cancelled.append((queue, inbox))
             except _GONE:  # the connection is going anyway: the broker keeps the messages
                 pass
-        self._consumers.clear()
+        for queue, inbox in cancelled:
+            if inbox.fifo:
+                continue
+            with contextlib.suppress(*_GONE):
+                await self._return_buffered(queue, inbox)
         self._inboxes.clear()
 
     async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
@@ -778,3 +800,18 @@ class RabbitMQBackend:
             "App(mail_relay=RelayConfig(...)) or FRAMEWORK_MAIL_RELAY=smtp://host:port "
             f"(mail {mail.message_id} to {len(mail.recipients)} recipient(s) not sent)"
         )
+
+
+async def _until_still(inboxes: Sequence[Inbox]) -> None:
+    """Return once no delivery arrived at and none was settled from ``inboxes`` for a while.
+
+    ``_STILL`` seconds: longer than a quorum queue takes to fill a prefetch slot that an
+    acknowledgement freed. An idle consumer costs no wait; a busy one at most that long
+    after its last delivery, as with nothing settled it gets at most its window's worth more.
+    """
+    loop = asyncio.get_running_loop()
+    while inboxes:
+        left = max(inbox.touched for inbox in inboxes) + _STILL - loop.time()
+        if left <= 0:
+            return
+        await asyncio.sleep(left)

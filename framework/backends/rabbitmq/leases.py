@@ -223,6 +223,9 @@ class Inbox:
         self.name = name
         self.fifo = fifo
         self.consumer_tag: str | None = None
+        # When a delivery last arrived or one was last settled (the loop's clock): a stop
+        # cancels the consumer only once this lies far enough back (see _stop_consumers).
+        self.touched = 0.0
         # Told of every delivery this buffer discards because its channel closed before any
         # receive took it: the broker counts that delivery, no handler saw it.
         self._dropped = dropped or _ignore
@@ -238,6 +241,7 @@ class Inbox:
 
     def put(self, message: AbstractIncomingMessage) -> None:
         """Buffer a delivery from the consumer and wake a waiting ``receive``."""
+        self.touched = asyncio.get_running_loop().time()
         if not self.fifo:
             self._ready.append(message)
         else:
@@ -276,6 +280,7 @@ class Inbox:
 
     def settle(self, group_id: str | None) -> None:
         """Unlock ``group_id`` after its head was acked or dead-lettered."""
+        self.touched = asyncio.get_running_loop().time()
         group = self._groups.get(group_id)
         if group is None:
             return

@@ -113,9 +113,9 @@ def _starts(worker: Worker) -> list[tuple[str, int]]:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "the broker-side residual of issue 12 item 13 (see test_counts.py): with messages "
-        "still published during a stop, one now and then comes back counted once more; "
-        "failed 1 of 5 runs here (2026-12-02, RabbitMQ 3.10.8)"
+        "the broker-side residual left after the stop waits for its deliveries to stand "
+        "still (docs/backends/rabbitmq.md, 'Receive count'): a message published within "
+        "the cancel's round trip can come back counted once more (RabbitMQ 3.10.8)"
     ),
 )
 async def test_a_graceful_stop_under_load_counts_only_receipts_handlers_saw(

@@ -181,7 +181,8 @@ class Dispatcher:
         self._context_param = consumer.binder.param("context")
         self._mail_param = consumer.binder.param("mail")
         body = consumer.binder.body
-        self._body_name = body.name if body is not None else None
+        # The body parameter's name ("" without one: then _json_body is False too).
+        self._body_name = body.name if body is not None else ""
         # A JSON body for a parameter with a validator (a model, a dict...): the common case,
         # validated without ``Binder.decode``'s choice by content type and annotation.
         self._json_body = body is not None and consumer.binder.body_adapter is not None

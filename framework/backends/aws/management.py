@@ -18,17 +18,16 @@ import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any
 
 from framework.exceptions import ConfigError, ConnectionGoneError, MessageTooLargeError
 from framework.websocket import Connection, encode_push
 
 from .settings import AWSSettings
 from .sqs import error_code
+
+if TYPE_CHECKING:
+    from aiobotocore.session import AioSession
 
 __all__ = ["ManagementAPI", "connection_url"]
 
@@ -112,9 +111,13 @@ class ManagementAPI:
         client = self._clients.get(endpoint)
         if client is None:
             if self._session is None:
+                from aiobotocore.session import AioSession  # only when a push is made
+
                 self._session = AioSession(profile=self.settings.profile)
             options = self.settings.client_options()
             options["endpoint_url"] = endpoint
+            from aiobotocore.config import AioConfig
+
             config = AioConfig(
                 retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
                 connect_timeout=5,
@@ -128,6 +131,8 @@ class ManagementAPI:
 
     async def _call(self, operation: str, connection_id: str, **kwargs: Any) -> tuple[str, Any]:
         """Call ``operation`` on each API in turn until one knows the connection."""
+        from botocore.exceptions import ClientError
+
         for path, url in self._candidates():
             client = await self._client(url)
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,3 +171,27 @@ def tree_cpu_seconds(pid: int) -> float:
             with contextlib.suppress(OSError), open(f"/proc/{current}/task/{thread}/children") as f:
                 pending += [int(child) for child in f.read().split()]
     return total
+
+
+def run_wrk(url: str, script: str, *, duration: float, connections: int, threads: int,
+            latency: bool = False) -> str:  # fmt: skip
+    """Run Debian's ``wrk`` against ``url`` with the Lua ``script``; return its report.
+
+    Raises:
+        RuntimeError: If any answer was not 2xx, a socket failed, or no request was answered.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", file.name, url]
+    if latency:
+        command.insert(-3, "--latency")
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(file.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{url} answered errors:\n{out}")
+    match = re.search(r"(\d+) requests in", out)
+    if match is None or int(match.group(1)) == 0:
+        raise RuntimeError(f"{url} answered no request:\n{out}")
+    return out

@@ -30,15 +30,13 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
 
-from bench.children import FRAMEWORK, free_port, serve
+from bench.children import FRAMEWORK, free_port, run_wrk, serve
 
 AUTH = os.environ.get("BENCH_GATEWAY_AUTH", "1") == "1"
 KEY = "bench-key"
@@ -171,21 +169,8 @@ def lua(scenario: str) -> str:
 def wrk(url: str, scenario: str, duration: int, connections: int) -> tuple[float, float]:
     """Run wrk against ``url``; return requests per second and p99 latency in milliseconds."""
     path = "/items" if scenario == "post" else "/items/42"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(lua(scenario))
-    try:
-        out = subprocess.run(
-            ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency",
-             "-s", script.name, url + path],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    finally:
-        os.unlink(script.name)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{url}{path} answered errors:\n{out}")
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    if requests == 0:
-        raise RuntimeError(f"{url}{path} answered no request:\n{out}")
+    out = run_wrk(url + path, lua(scenario), duration=duration, connections=connections,
+                  threads=min(2, connections), latency=True)  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     return rate, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]

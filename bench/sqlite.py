@@ -54,7 +54,6 @@ import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.children import FRAMEWORK, free_port, serve, tree_cpu_seconds
+from bench.children import FRAMEWORK, free_port, run_wrk, serve, tree_cpu_seconds
 from bench.orders import Order, make_orders
 from framework import App
 
@@ -369,23 +368,14 @@ SIDES: dict[str, Round] = {
 
 def wrk_post(url: str, body: str, duration: float, connections: int) -> tuple[int, float, float]:
     """POST ``body`` with wrk; return (requests, seconds, requests per second)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-    try:
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name, url],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    finally:
-        os.unlink(script.name)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{url} answered errors:\n{out}")
+    script = (
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = run_wrk(url, script, duration=duration, connections=connections, threads=1)
     match = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", out)
-    if match is None or int(match.group(1)) == 0:
-        raise RuntimeError(f"{url} answered no request:\n{out}")
+    if match is None:
+        raise RuntimeError(f"{url}: wrk reported no duration:\n{out}")
     requests = int(match.group(1))
     seconds = float(match.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(3)]
     return requests, seconds, requests / seconds

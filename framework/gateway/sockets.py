@@ -300,6 +300,22 @@ class SocketAPI:
         if self.metrics is not None:
             self.metrics.errors.labels(self.spec.path, kind).inc()
 
+    def _handler_failed(self, route: str, connection_id: str, exc: Exception) -> None:
+        """Count and log a handler of ``route`` that raised ``exc``."""
+        self.count_error("handler")
+        log.error(
+            "websocket.handler_failed",
+            exc_info=exc,
+            extra={
+                "fields": {
+                    "api": self.spec.path,
+                    "route": route,
+                    "connection": connection_id,
+                    "error": type(exc).__name__,
+                }
+            },
+        )
+
     def _refused(self, status: int) -> None:
         if self.metrics is not None:
             self.metrics.refused.labels(self.spec.path, str(status)).inc()
@@ -384,12 +400,7 @@ class SocketAPI:
                 raise HandshakeRefused(exc.status, exc.detail) from None
             except Exception as exc:
                 self._refused(500)
-                self.count_error("handler")
-                log.error(
-                    "websocket.handler_failed",
-                    exc_info=exc,
-                    extra={"fields": {"api": path, "route": CONNECT, "connection": connection.id}},
-                )
+                self._handler_failed(CONNECT, connection.id, exc)
                 raise HandshakeRefused(500, "internal server error") from None
         return connection
 
@@ -400,18 +411,7 @@ class SocketAPI:
         try:
             await self._call(self.on_disconnect, connection, None)
         except Exception as exc:
-            self.count_error("handler")
-            log.error(
-                "websocket.handler_failed",
-                exc_info=exc,
-                extra={
-                    "fields": {
-                        "api": self.spec.path,
-                        "route": DISCONNECT,
-                        "connection": connection.id,
-                    }
-                },
-            )
+            self._handler_failed(DISCONNECT, connection.id, exc)
 
     async def _serve(self, connections: Connections, session: _Session, receive: Receive) -> None:
         connection = session.connection
@@ -539,19 +539,7 @@ class SocketAPI:
         try:
             result = await self._call(route, session.connection, body)
         except Exception as exc:
-            self.count_error("handler")
-            log.error(
-                "websocket.handler_failed",
-                exc_info=exc,
-                extra={
-                    "fields": {
-                        "api": self.spec.path,
-                        "route": route.route,
-                        "connection": session.connection.id,
-                        "error": type(exc).__name__,
-                    }
-                },
-            )
+            self._handler_failed(route.route, session.connection.id, exc)
             self._answer(session, {"error": "internal", "detail": "internal server error"})
             return
         finally:

@@ -24,7 +24,7 @@ from framework.exceptions import ConfigError, ConnectionGoneError, MessageTooLar
 from framework.websocket import Connection, encode_push
 
 from .settings import AWSSettings
-from .sqs import error_code
+from .wire import error_code
 
 if TYPE_CHECKING:
     from aiobotocore.session import AioSession

@@ -21,6 +21,7 @@ from framework.registry import QueueSpec
 
 from .cloudformation import SQS_MAX_MESSAGE_SIZE, native_max_receive_count
 from .settings import physical_name
+from .wire import error_code
 
 __all__ = [
     "NAME_TAG",
@@ -39,12 +40,6 @@ __all__ = [
 NAME_TAG = "framework-name"
 _PURGE_IN_PROGRESS = {"PurgeQueueInProgress", "AWS.SimpleQueueService.PurgeQueueInProgress"}
 _MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
-
-
-def error_code(exc: ClientError) -> str:
-    """Return the error code of a botocore ``ClientError`` (query and JSON protocols alike)."""
-    error = exc.response.get("Error", {})
-    return str(error.get("QueryErrorCode") or error.get("Code") or "")
 
 
 def is_missing_queue(exc: ClientError) -> bool:

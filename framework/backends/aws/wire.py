@@ -21,11 +21,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.clock import parse_utc
 from framework.exceptions import InvalidMessageError, MessageTooLargeError
 from framework.messages import AttributeValue, Delivery, Outgoing
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 __all__ = [
     "MAX_ATTRIBUTES",
@@ -34,6 +37,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_checked",
+    "error_code",
     "fifo_arguments",
 ]
 
@@ -269,3 +273,9 @@ def decode(queue: str, message: Mapping[str, Any], *, now: datetime) -> Delivery
         group_id=system.get("MessageGroupId"),
         deduplication_id=system.get("MessageDeduplicationId"),
     )
+
+
+def error_code(exc: ClientError) -> str:
+    """Return the error code of a botocore ``ClientError`` (query and JSON protocols alike)."""
+    error = exc.response.get("Error", {})
+    return str(error.get("QueryErrorCode") or error.get("Code") or "")

@@ -17,8 +17,8 @@ came in is the growth plus what left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +35,7 @@ from framework.gateway.dashboard_data import (
     route_rows,
     topic_rows,
 )
+from framework.gateway.errors import RequestValidationError
 from framework.gateway.responses import send_bytes
 from framework.gateway.routing import Endpoint
 from framework.runtime import operations
@@ -304,10 +305,24 @@ class Dashboard:
         self, target: AdminTarget, scope: Scope, receive: Receive, limit: int
     ) -> tuple[int, Any]:
         """The admin operation behind ``GET /_framework/dashboard/state?since=T``."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("since")
         since: float | None = None
-        with contextlib.suppress(ValueError, IndexError, KeyError):
-            since = float(query["since"][0])
+        if values:
+            try:
+                since = float(values[0])
+            except ValueError:
+                since = math.nan
+            # NaN would compare false with every point (an empty history, no error).
+            if not math.isfinite(since):
+                raise RequestValidationError(
+                    [
+                        {
+                            "loc": ["query", "since"],
+                            "msg": "since must be a finite number (a point's t, in seconds)",
+                            "type": "value_error",
+                        }
+                    ]
+                )
         return 200, await self.state(since)
 
 

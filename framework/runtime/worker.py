@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
 from framework.backends.base import Backend
+from framework.exceptions import BackendUnavailableError
 from framework.logs import event
 from framework.messages import Delivery
 from framework.runtime.dispatch import Dispatcher, HandlerLease
@@ -147,10 +148,10 @@ class Worker:
                     loop.call_soon(self._offer_rest)
                 try:
                     await handle(lease, task)
-                except Exception:  # the backend failed while settling: the lease expiry redelivers
-                    log.exception(
-                        "worker.settle_failed", extra={"fields": {"queue": self.queue.name}}
-                    )
+                except (
+                    Exception
+                ) as exc:  # the backend failed while settling: the lease expiry redelivers
+                    self._settle_failed(exc)
                 finally:
                     # ``_done(1)``, inlined: this runs once per message.
                     self.active -= 1
@@ -168,10 +169,8 @@ class Worker:
                 self.dispatch.abandon(lease)
                 try:
                     await self.backend.release(lease.delivery, delay=0)
-                except Exception:
-                    log.exception(
-                        "worker.settle_failed", extra={"fields": {"queue": self.queue.name}}
-                    )
+                except Exception as exc:
+                    self._settle_failed(exc)
                 finally:
                     self._done(1)
 
@@ -188,10 +187,30 @@ class Worker:
                     for later in batch[index + 1 :]:
                         await self.backend.release(later, delay=0)
                     break
-        except Exception:
-            log.exception("worker.settle_failed", extra={"fields": {"queue": self.queue.name}})
+        except Exception as exc:
+            self._settle_failed(exc)
         finally:
             self._done(remaining)
+
+    def _settle_failed(self, exc: Exception) -> None:
+        """Log a settle (ack, release, dead letter) the backend failed; the lease expiry
+        redelivers the message.
+
+        An unreachable backend is one line naming the error, as ``worker.receive_failed``
+        is: its message says it all, and during an outage every message in flight fails
+        so (the client library's traceback would repeat for each). Anything else is a bug
+        and keeps its traceback.
+        """
+        if isinstance(exc, BackendUnavailableError):
+            event(
+                log,
+                logging.ERROR,
+                "worker.settle_failed",
+                queue=self.queue.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            log.exception("worker.settle_failed", extra={"fields": {"queue": self.queue.name}})
 
     def _done(self, count: int) -> None:
         if count:

@@ -166,6 +166,17 @@ async def test_history_points_come_from_samples_and_since_filters_them() -> None
     assert newer.json()["history"][0]["t"] == second["t"]
 
 
+@pytest.mark.parametrize("since", ["x", "nan", "NaN", "inf", "-inf", "1e400", "%C2%B2"])
+async def test_a_bad_since_is_422(since: str) -> None:
+    """?since= must be a finite number of seconds: anything else is 422 with a reason, not
+    ignored (a 200 with the whole history) nor an empty history (NaN compares false)."""
+    app, _, _ = make_app()
+    async with TestApp(app, workers=False) as t:
+        r = await t.http.get(f"/_framework/dashboard/state?since={since}")
+    assert r.status_code == 422
+    assert "since must be a finite number" in r.text
+
+
 async def test_queue_rates_count_what_came_in_and_what_was_handled() -> None:
     """Rates in and out per queue come from two samples: growth plus what handlers settled."""
     app, _, _ = make_app()

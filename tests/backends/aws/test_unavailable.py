@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import pytest
@@ -53,3 +55,45 @@ def test_max_attempts_must_be_a_positive_count() -> None:
     """The option is checked when the URL is parsed."""
     with pytest.raises(ConfigError, match="max_attempts"):
         AWSBackend.from_url(unreachable(max_attempts="0"))
+
+
+async def test_a_settle_that_cannot_reach_aws_is_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """AWS goes away while a handler runs: the worker's delete fails with
+    BackendUnavailableError, logged as one ``worker.settle_failed`` line naming the error, not
+    botocore's and aiohttp's tracebacks (one per message, for as long as the outage lasts)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    stopped = asyncio.Event()
+    app = App("settle-outage")
+
+    @app.on_queue("orders")
+    async def handle(body: str) -> None:
+        await asyncio.to_thread(server.stop)
+        stopped.set()
+
+    def settle_failures() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "worker.settle_failed"]
+
+    url = f"aws://us-east-1?endpoint_url=http://127.0.0.1:{port}&max_attempts=1"
+    with caplog.at_level(logging.INFO, logger="framework"):
+        try:
+            async with app.run(url, grace=1):
+                await app.send("orders", "x")
+                await asyncio.wait_for(stopped.wait(), 30)
+                for _ in range(200):
+                    if settle_failures():
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            if not stopped.is_set():
+                server.stop()
+    [record] = settle_failures()
+    assert record.exc_info is None
+    fields = getattr(record, "fields", {})
+    assert fields["queue"] == "orders"
+    assert fields["error"].startswith("BackendUnavailableError: AWS is not reachable")

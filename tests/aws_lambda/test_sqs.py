@@ -232,3 +232,32 @@ def test_extend_visibility_is_capped_by_the_invocations_remaining_time(
     assert took < 2.5  # answered before the function's timeout
     (left,) = granted
     assert 0 < left <= 1.5  # 2.5 s less the settle margin, not 600 s
+
+
+def test_a_cold_start_makes_only_the_aws_clients_the_invocations_use(
+    start: Any, sqs: SQS, prefix: str
+) -> None:
+    """An HTTP request that sends nothing and a batch that succeeds make no AWS client; the
+    first failure makes SQS's (to change the record's visibility) and no other."""
+    app = App(f"lambda-{prefix}")
+
+    @app.route("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    @app.on_queue(f"{prefix}-orders", max_receive_count=3, retry_delay=0)
+    async def process(order: Order) -> None:
+        if order.total < 0:
+            raise ValueError("negative")
+
+    handler = start(app)
+    assert handler(http_event("GET", "/hello"), LambdaContext())["statusCode"] == 200
+    made = lambda: getattr(handler.backend, "clients_made")  # noqa: E731
+    assert made() == ()
+    sqs.send(f"{prefix}-orders", json.dumps({"id": "ok", "total": 1}))
+    assert handler(sqs.event(f"{prefix}-orders"), LambdaContext()) == {"batchItemFailures": []}
+    assert made() == ()
+    sqs.send(f"{prefix}-orders", json.dumps({"id": "bad", "total": -1}))
+    event = sqs.event(f"{prefix}-orders")
+    assert len(failures(handler(event, LambdaContext()))) == 1
+    assert made() == ("sqs",)

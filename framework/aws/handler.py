@@ -376,6 +376,8 @@ class LambdaHandler:
                     delivery = unwrap_mail(delivery)
                 record_ids[delivery.receipt] = str(record.get("messageId", ""))
                 deliveries.append(delivery)
+                if remaining != math.inf:  # Lambda deletes it after the invocation's end
+                    self._settlement.held_until[delivery.receipt] = latest + (remaining - budget)
 
             try:
                 failed = await run_batch(
@@ -388,6 +390,7 @@ class LambdaHandler:
             finally:
                 for delivery in deliveries:
                     self._settlement.settled.pop(delivery.receipt, None)
+                    self._settlement.held_until.pop(delivery.receipt, None)
             failures += [{"itemIdentifier": record_ids[d.receipt]} for d in failed]
         return {"batchItemFailures": failures}
 

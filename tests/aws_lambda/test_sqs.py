@@ -261,3 +261,31 @@ def test_a_cold_start_makes_only_the_aws_clients_the_invocations_use(
     event = sqs.event(f"{prefix}-orders")
     assert len(failures(handler(event, LambdaContext()))) == 1
     assert made() == ("sqs",)
+
+
+def test_a_short_extension_keeps_the_record_invisible_until_the_invocation_ends(
+    start: Any, sqs: SQS, prefix: str
+) -> None:
+    """Lambda deletes a handled record when the invocation returns: a record that extended
+    its visibility by 1 s and succeeded stays invisible while a slower record of the same
+    batch still runs, so no other invocation gets it meanwhile."""
+    app = App(f"lambda-{prefix}")
+    queue = f"{prefix}-mixed"
+
+    @app.on_queue(queue, visibility_timeout=30, concurrency=2)
+    async def handle(body: str, ctx: Context) -> None:
+        if body == "quick":
+            await ctx.extend_visibility(1)
+        else:
+            await asyncio.sleep(3)
+
+    handler = start(app)
+    sqs.send(queue, "quick")
+    sqs.send(queue, "slow")
+    event = sqs.event(queue)
+    while len(event["Records"]) < 2:
+        more = sqs.event(queue)
+        event["Records"] += more["Records"]
+    answer = handler(event, LambdaContext(timeout=10))
+    assert answer == {"batchItemFailures": []}
+    assert sqs.counts(queue) == (0, 2)  # both in flight for Lambda to delete

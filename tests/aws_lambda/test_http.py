@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,3 +262,42 @@ def test_unknown_event_shape_names_what_it_got(
     with pytest.raises(UnknownEventError, match=named):
         handler(event, LambdaContext())
     assert handler.runtime is None  # nothing was started for it
+
+
+def test_a_cold_http_invocation_on_aws_loads_no_aws_client(tmp_path: Path) -> None:
+    """In a fresh interpreter, as on Lambda: an HTTP request that sends nothing imports neither
+    aiobotocore (no AWS client is made) nor httpx (no JWKS is fetched)."""
+    code = (
+        "import json, sys\n"
+        "from framework import App\n"
+        "from framework.aws import lambda_handler\n"
+        "from tests.aws_lambda.shapes import http_event\n"
+        "app = App('cold')\n"
+        "@app.route('/hello')\n"
+        "async def hello() -> dict:\n"
+        "    return {'hello': 'world'}\n"
+        "handler = lambda_handler(app)\n"
+        "answer = handler(http_event('GET', '/hello'), None)\n"
+        "assert answer['statusCode'] == 200, answer\n"
+        "assert handler.backend.clients_made == ()\n"
+        "loaded = [m for m in ('aiobotocore', 'aiohttp', 'httpx') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {
+        **os.environ,
+        # Nothing listens there: any AWS request would fail the test.
+        "FRAMEWORK_BACKEND": "aws://us-east-1?endpoint_url=http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr

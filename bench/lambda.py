@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.aws import DUMMY, REGION, moto_server
@@ -52,6 +53,7 @@ EVENTS = ("http", "sqs")
 LABELS = {"http": "HTTP API POST", "sqs": "SQS batch of 10"}
 ACCOUNT = "123456789012"
 CHILD_TIMEOUT = 120.0
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the children import from here
 
 # The child: nothing imported before the clock starts but the standard library, then the
 # function's module (the cold start's import) and its first invocation, then the warm calls.
@@ -175,7 +177,9 @@ def child_env(endpoint: str) -> dict[str, str]:
         FRAMEWORK_BACKEND=f"aws://{REGION}?endpoint_url={endpoint}",
         PYTHONDONTWRITEBYTECODE="1",
     )
-    env.setdefault("PYTHONPATH", os.getcwd())
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     return env
 
 
@@ -187,6 +191,7 @@ def run_child(module: str, event_file: str, count: int, env: dict[str, str]) -> 
         done = subprocess.run(
             [sys.executable, "-c", CHILD, module, event_file, str(count), path],
             env=env,
+            cwd=ROOT,  # ``python -c`` puts the working directory first on sys.path
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # the framework's log lines, as CloudWatch would take them
             stderr=subprocess.PIPE,
@@ -290,8 +295,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:
         print(json.dumps(results))
         return
-    print(f"{args.rounds} round(s), {args.invocations} warm invocations per child, "
-          f"{time.monotonic() - started:.0f} s")
+    print(
+        f"{args.rounds} round(s), {args.invocations} warm invocations per child, "
+        f"{time.monotonic() - started:.0f} s"
+    )
     print("| side | event | import ms | first invocation ms | cold start ms | warm µs |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, figures in results["medians"].items():

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from framework import App, Context
 from framework.aws.local import LambdaContext
+from framework.backends.aws import AWSBackend
 from framework.backends.aws.wire import decode
 from tests.aws_lambda.conftest import SQS
 from tests.aws_lambda.shapes import http_event
@@ -252,7 +253,12 @@ def test_a_cold_start_makes_only_the_aws_clients_the_invocations_use(
 
     handler = start(app)
     assert handler(http_event("GET", "/hello"), LambdaContext())["statusCode"] == 200
-    made = lambda: getattr(handler.backend, "clients_made")  # noqa: E731
+
+    def made() -> tuple[str, ...]:
+        backend = handler.backend
+        assert isinstance(backend, AWSBackend)
+        return backend.clients_made
+
     assert made() == ()
     sqs.send(f"{prefix}-orders", json.dumps({"id": "ok", "total": 1}))
     assert handler(sqs.event(f"{prefix}-orders"), LambdaContext()) == {"batchItemFailures": []}

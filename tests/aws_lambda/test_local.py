@@ -109,12 +109,12 @@ async def test_fifo_groups_keep_their_order_through_a_retry(
             )
         await eventually(lambda: len(seen) == 6 and sqs.counts(queue) == (0, 0))
         assert local.deleted == 5
-    assert [s for s in seen if s[0].startswith("a")] == [
-        ("a-1", 1),
-        ("a-2", 1),
-        ("a-2", 2),
-        ("a-3", 2),  # listed unrun behind a-2's failure: SQS counted that receive too
-    ]
+    group_a = [s for s in seen if s[0].startswith("a")]
+    assert [body for body, _ in group_a] == ["a-1", "a-2", "a-2", "a-3"]
+    assert [count for body, count in group_a if body == "a-2"] == [1, 2]
+    # a-3 ran once: on its first receive, or its second if it came in a-2's first batch and
+    # was listed, unrun, behind a-2's failure (SQS counted that receive too).
+    assert group_a[3][1] in (1, 2)
     assert [s for s in seen if s[0].startswith("b")] == [("b-1", 1), ("b-2", 1)]
 
 

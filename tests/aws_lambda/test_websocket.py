@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -301,14 +301,18 @@ def connect_app(auth: Any) -> App:
     return app
 
 
-AUTHS = {
-    "api key": (APIKeyAuth({"k-1": "ann"}), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
-    "jwt": (
+def token() -> str:
+    return jwt.encode({"sub": "ann", "exp": time.time() + 60}, SECRET)
+
+
+AUTHS: dict[str, Callable[[], tuple[Any, dict[str, str], dict[str, str]]]] = {
+    "api key": lambda: (APIKeyAuth({"k-1": "ann"}), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
+    "jwt": lambda: (
         JWTAuth(JWTKey(SECRET, algorithm="HS256")),
-        {"Authorization": "Bearer " + jwt.encode({"sub": "ann", "exp": time.time() + 60}, SECRET)},
-        {"access_token": jwt.encode({"sub": "ann", "exp": time.time() + 60}, SECRET)},
+        {"Authorization": f"Bearer {token()}"},
+        {"access_token": token()},
     ),
-    "optional": (GuestsWelcome(), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
+    "optional": lambda: (GuestsWelcome(), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
 }
 
 
@@ -319,7 +323,7 @@ def test_the_connect_authorizer_declares_no_identity_source_and_reads_header_or_
     """API Gateway answers 401 without calling a REQUEST authorizer unless *every* identity
     source is present, but the credential may come in a header or the query string (and an
     authorizer may take none): so the template declares none, and the function decides."""
-    auth, headers, query = AUTHS[kind]
+    auth, headers, query = AUTHS[kind]()
     app = connect_app(auth)
     options = options_for(app, "tests.aws_lambda.test_websocket:app")
     doc = template(app.registry, options, physical=physical_name)

@@ -26,7 +26,16 @@ import sys
 import time
 from typing import Any
 
-BENCHES = ("gateway", "smtp", "memory_backend", "rabbitmq", "aws", "sqlite", "websocket")
+BENCHES = (
+    "gateway",
+    "smtp",
+    "memory_backend",
+    "rabbitmq",
+    "aws",
+    "sqlite",
+    "websocket",
+    "lambda",
+)
 
 
 def ratios_of(result: dict[str, Any]) -> dict[str, float]:

@@ -156,7 +156,9 @@ class Context:
     async def extend_visibility(self, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` from now, like ChangeMessageVisibility.
 
-        The handler's deadline moves with it.
+        The handler's deadline moves with it. On Lambda it moves at most to the invocation's
+        end, less the time to settle: a cut extension logs ``message.extension_capped``, and
+        ``remaining`` says what was granted.
 
         Args:
             seconds: 0 to 43200.

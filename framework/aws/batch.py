@@ -58,6 +58,8 @@ class BatchSettlement:
     backend: Backend
     queues: Mapping[str, QueueSpec]
     settled: dict[str, Settled] = field(default_factory=dict)
+    # By receipt: the clock time its invocation ends (the record's latest deadline).
+    held_until: dict[str, float] = field(default_factory=dict)
 
     @property
     def clock(self) -> Clock:
@@ -74,7 +76,17 @@ class BatchSettlement:
         self.settled[delivery.receipt] = Settled("released", delay=delay)
 
     async def extend(self, delivery: Delivery, *, seconds: float) -> None:
-        """Keep the record invisible ``seconds`` longer (``ctx.extend_visibility``)."""
+        """Keep the record invisible ``seconds`` longer (``ctx.extend_visibility``), and at
+        least until its invocation ends (``held_until``).
+
+        Lambda deletes a handled record only when the whole invocation returns, so SQS must
+        not make it visible before then: an extension shorter than what the invocation has
+        left (the queue's visibility, six function timeouts, covered it) would hand a record
+        that is being handled, or already was, to another invocation.
+        """
+        until = self.held_until.get(delivery.receipt)
+        if until is not None:
+            seconds = max(seconds, until - self.backend.clock.now())
         await self.backend.extend(delivery, seconds=seconds)
 
     async def dead_letter(self, delivery: Delivery, *, reason: DeadLetterReason) -> None:

@@ -14,14 +14,12 @@ resource is looked up on first use (the function's role needs no list or describ
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import json
 import logging
 import math
 import os
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,13 +34,19 @@ from framework.aws.event_shapes import (
 )
 from framework.aws.http import respond
 from framework.aws.socket_events import LambdaSockets
+from framework.aws.telemetry import (
+    InvocationMetrics,
+    invocation,
+    log_invocation,
+    tag_framework_logs,
+)
 from framework.backends import from_url
 from framework.backends.aws.management import ManagementAPI
 from framework.backends.aws.notifications import unwrap_mail
 from framework.backends.aws.settings import AWSSettings
 from framework.backends.base import Backend
 from framework.exceptions import ConfigError, UnknownQueueError
-from framework.logs import configure, event
+from framework.logs import event
 from framework.messages import Delivery
 from framework.registry import ConsumerSpec, WebSocketAPISpec
 from framework.runtime import Runtime
@@ -59,24 +63,6 @@ log = logging.getLogger("framework.aws")
 # handlers, so that after a deadline the verdicts still reach SQS before Lambda stops the
 # function: ChangeMessageVisibility and SendMessage take milliseconds, not a second.
 SETTLE_MARGIN = 1.0
-# Lambda sets this in every execution environment.
-_ON_LAMBDA = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "framework_aws_request_id", default=None
-)
-
-
-class _RequestIdFilter(logging.Filter):
-    """Adds the invocation's ``aws_request_id`` to the fields of every framework log record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        request_id = _request_id.get()
-        if request_id is not None:
-            fields = dict(getattr(record, "fields", None) or {})
-            fields.setdefault("aws_request_id", request_id)
-            record.fields = fields
-        return True
 
 
 class _DeclaredByTheTemplate(Runtime):
@@ -114,33 +100,6 @@ def _remaining(context: Any) -> float:
     return max(0.0, float(remaining()) / 1000.0)
 
 
-class _Metrics:
-    """Invocations and cold starts counted, and durations timed, in the gateway's registry."""
-
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter, Histogram
-
-        from framework.gateway.metrics import BOUNDS
-
-        self.invocations = Counter(
-            "framework_lambda_invocations",
-            "Lambda invocations by event kind and whether they were a cold start.",
-            ["event", "cold_start"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "framework_lambda_invocation_duration_seconds",
-            "Lambda invocations' run time, the cold start's set-up included.",
-            ["event"],
-            buckets=BOUNDS,
-            registry=registry,
-        )
-
-
-# One set per gateway registry: a second handler of the same app counts into the same series.
-_METRICS: weakref.WeakKeyDictionary[Any, _Metrics] = weakref.WeakKeyDictionary()
-
-
 class LambdaHandler:
     """The Lambda function of ``app``: call it with ``(event, context)``, as Lambda does.
 
@@ -172,7 +131,7 @@ class LambdaHandler:
         self._dispatchers: dict[str, Dispatcher] = {}
         self._by_physical: dict[str, ConsumerSpec] = {}
         self._names: dict[str, str] = {}
-        self._metrics: _Metrics | None = None
+        self._metrics: InvocationMetrics | None = None
         self._host: asyncio.Task[None] | None = None
         self._release: asyncio.Event | None = None
         self._sockets: LambdaSockets | None = None
@@ -187,25 +146,25 @@ class LambdaHandler:
         """
         started = time.perf_counter()
         cold = self.runtime is None
-        token = _request_id.set(str(getattr(context, "aws_request_id", "") or "") or None)
         kind: EventKind | str = "unknown"
-        try:
-            kind = kind_of(event)
-            if kind.startswith("websocket") and not self.app.registry.websocket_apis:
-                raise UnknownEventError(
-                    f"got a WebSocket API event ({event['requestContext'].get('eventType')}): "
-                    f"app {self.app.name!r} declares no WebSocket API (@app.websocket) for "
-                    "the Lambda handler to serve"
-                )
-            if cold:
-                self._start()
-            assert self.loop is not None
-            return self.loop.run_until_complete(self._invoke(kind, event, context))
-        finally:
-            seconds = time.perf_counter() - started
-            self.invocations += 1
-            self._measure(kind, cold, seconds)
-            _request_id.reset(token)
+        with invocation(context):
+            try:
+                kind = kind_of(event)
+                if kind.startswith("websocket") and not self.app.registry.websocket_apis:
+                    raise UnknownEventError(
+                        f"got a WebSocket API event "
+                        f"({event['requestContext'].get('eventType')}): app {self.app.name!r} "
+                        "declares no WebSocket API (@app.websocket) for the Lambda handler to "
+                        "serve"
+                    )
+                if cold:
+                    self._start()
+                assert self.loop is not None
+                return self.loop.run_until_complete(self._invoke(kind, event, context))
+            finally:
+                self.invocations += 1
+                seconds = time.perf_counter() - started
+                log_invocation(self.app.name, kind, cold, seconds, self._metrics)
 
     def close(self) -> None:
         """Stop the runtime and close the loop (Lambda never does; local runs and tests do)."""
@@ -232,12 +191,7 @@ class LambdaHandler:
 
     def _start(self) -> None:
         """The cold start: logs, a loop, the backend and runtime, the gateway, the consumers."""
-        framework_logger = logging.getLogger("framework")
-        if not framework_logger.handlers:
-            configure(os.environ.get("FRAMEWORK_LOG_LEVEL", "INFO"), json_lines=True)
-        for handler in framework_logger.handlers:
-            if not any(isinstance(f, _RequestIdFilter) for f in handler.filters):
-                handler.addFilter(_RequestIdFilter())
+        tag_framework_logs()
         loop = self.loop or asyncio.new_event_loop()
         self.loop = loop
         url = _backend_url(self.backend_url)
@@ -288,10 +242,7 @@ class LambdaHandler:
             )
         metrics = getattr(gateway, "metrics", None)
         if metrics is not None:
-            found = _METRICS.get(metrics.registry)
-            if found is None:
-                found = _METRICS[metrics.registry] = _Metrics(metrics.registry)
-            self._metrics = found
+            self._metrics = InvocationMetrics.of(metrics.registry)
         event(
             log,
             logging.INFO,
@@ -376,6 +327,8 @@ class LambdaHandler:
                     delivery = unwrap_mail(delivery)
                 record_ids[delivery.receipt] = str(record.get("messageId", ""))
                 deliveries.append(delivery)
+                if remaining != math.inf:  # Lambda deletes it after the invocation's end
+                    self._settlement.held_until[delivery.receipt] = latest + (remaining - budget)
 
             try:
                 failed = await run_batch(
@@ -388,42 +341,9 @@ class LambdaHandler:
             finally:
                 for delivery in deliveries:
                     self._settlement.settled.pop(delivery.receipt, None)
+                    self._settlement.held_until.pop(delivery.receipt, None)
             failures += [{"itemIdentifier": record_ids[d.receipt]} for d in failed]
         return {"batchItemFailures": failures}
-
-    def _measure(self, kind: str, cold: bool, seconds: float) -> None:
-        """Log the invocation (with CloudWatch's embedded metric format) and count it."""
-        if self._metrics is not None:
-            self._metrics.invocations.labels(kind, "true" if cold else "false").inc()
-            self._metrics.duration.labels(kind).observe(seconds)
-        milliseconds = round(seconds * 1000, 3)
-        fields: dict[str, Any] = {
-            "app": self.app.name,
-            "trigger": kind,
-            "cold_start": cold,
-            "duration_ms": milliseconds,
-        }
-        if _ON_LAMBDA or os.environ.get("FRAMEWORK_LAMBDA_EMF") == "1":
-            # CloudWatch turns this JSON line into the metrics Duration and ColdStart
-            # (the embedded metric format); off Lambda it would only be noise.
-            fields.update(
-                _aws={
-                    "Timestamp": int(time.time() * 1000),
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": "framework",
-                            "Dimensions": [["app", "trigger"]],
-                            "Metrics": [
-                                {"Name": "Duration", "Unit": "Milliseconds"},
-                                {"Name": "ColdStart", "Unit": "Count"},
-                            ],
-                        }
-                    ],
-                },
-                Duration=milliseconds,
-                ColdStart=1 if cold else 0,
-            )
-        event(log, logging.INFO, "lambda.invoked", **fields)
 
 
 def _management(

@@ -16,13 +16,13 @@ in a key set would let anyone who can read the set sign tokens.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
 import jwt
 
 from framework.exceptions import DeclarationError
@@ -129,6 +129,8 @@ class JWKS:
                 return  # too soon: a forged kid must not make us hammer the URL
             self._tried_at = now
             self.fetches += 1
+            import httpx  # on the first fetch: an app without JWKS, or a cold start, skips it
+
             try:
                 keys = await self._fetch()
             except (httpx.HTTPError, ValueError) as exc:
@@ -146,6 +148,8 @@ class JWKS:
             event(log, logging.INFO, "jwks.fetched", url=self.url, keys=len(keys))
 
     async def _fetch(self) -> dict[str | None, _Key]:
+        import httpx
+
         async with (
             httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
             client.stream("GET", self.url, headers={"accept": "application/json"}) as response,
@@ -159,7 +163,7 @@ class JWKS:
         return self._parse(body)
 
     def _parse(self, body: bytes) -> dict[str | None, _Key]:
-        data = httpx.Response(200, content=body).json()
+        data = json.loads(body)  # UTF-8, -16 or -32, as RFC 8259 allows
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise ValueError('a JWKS document is {"keys": [...]}')
         keys: dict[str | None, _Key] = {}

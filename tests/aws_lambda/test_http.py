@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,6 +184,79 @@ def test_http_v2_raw_query_and_post(handler: LambdaHandler) -> None:
     assert answer["statusCode"] == 202
 
 
+def function_url_event(method: str, raw_path: str, body: str, raw_query: str) -> dict[str, Any]:
+    """A Lambda function URL event (payload 2.0) as AWS's function URL page shows it: the
+    URL's own domain, an IAM authorizer block, and null path parameters and stage variables."""
+    domain = "abcdefg.lambda-url.us-east-1.on.aws"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "cookies": ["cookie1=value1"],
+        "headers": {
+            "host": domain,
+            "content-type": "application/json",
+            "x-forwarded-proto": "https",
+            "x-forwarded-port": "443",
+            "x-forwarded-for": "123.123.123.123",
+            "user-agent": "agent",
+        },
+        "queryStringParameters": dict(p.split("=", 1) for p in raw_query.split("&") if p),
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdefg",
+            "authentication": None,
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIA...",
+                    "accountId": "111122223333",
+                    "callerId": "AIDA...",
+                    "cognitoIdentity": None,
+                    "principalOrgId": None,
+                    "userArn": "arn:aws:iam::111122223333:user/example-user",
+                    "userId": "AIDA...",
+                }
+            },
+            "domainName": domain,
+            "domainPrefix": "abcdefg",
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "123.123.123.123",
+                "userAgent": "agent",
+            },
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "12/Mar/2020:19:03:58 +0000",
+            "timeEpoch": 1583348638390,
+        },
+        "body": body,
+        "pathParameters": None,
+        "isBase64Encoded": False,
+        "stageVariables": None,
+    }
+
+
+def test_function_url_events_reach_the_routes(handler: LambdaHandler) -> None:
+    """A function URL's event (payload 2.0, nulls where it has nothing) is served as HTTP API's."""
+    created = handler(
+        function_url_event("POST", "/orders", json.dumps({"id": "u-1", "total": 2}), ""),
+        LambdaContext(),
+    )
+    assert (created["statusCode"], json.loads(created["body"])) == (202, {"accepted": "u-1"})
+    shown = handler(function_url_event("GET", "/orders/u-1", "", "tag=t"), LambdaContext())
+    assert json.loads(shown["body"]) == {"id": "u-1", "tag": "t"}
+    invalid = handler(
+        function_url_event("POST", "/orders", json.dumps({"id": "u-2", "total": "x"}), ""),
+        LambdaContext(),
+    )
+    assert invalid["statusCode"] == 422
+    assert "total" in invalid["body"]
+
+
 def test_binary_bodies_are_base64_both_ways(handler: LambdaHandler) -> None:
     """A binary response is base64 with isBase64Encoded; a base64 request body is decoded."""
     for event in (rest_event("GET", "/binary"), http_event("GET", "/binary")):
@@ -258,3 +335,42 @@ def test_unknown_event_shape_names_what_it_got(
     with pytest.raises(UnknownEventError, match=named):
         handler(event, LambdaContext())
     assert handler.runtime is None  # nothing was started for it
+
+
+def test_a_cold_http_invocation_on_aws_loads_no_aws_client(tmp_path: Path) -> None:
+    """In a fresh interpreter, as on Lambda: an HTTP request that sends nothing imports neither
+    aiobotocore (no AWS client is made) nor httpx (no JWKS is fetched)."""
+    code = (
+        "import json, sys\n"
+        "from framework import App\n"
+        "from framework.aws import lambda_handler\n"
+        "from tests.aws_lambda.shapes import http_event\n"
+        "app = App('cold')\n"
+        "@app.route('/hello')\n"
+        "async def hello() -> dict:\n"
+        "    return {'hello': 'world'}\n"
+        "handler = lambda_handler(app)\n"
+        "answer = handler(http_event('GET', '/hello'), None)\n"
+        "assert answer['statusCode'] == 200, answer\n"
+        "assert handler.backend.clients_made == ()\n"
+        "loaded = [m for m in ('aiobotocore', 'aiohttp', 'httpx') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {
+        **os.environ,
+        # Nothing listens there: any AWS request would fail the test.
+        "FRAMEWORK_BACKEND": "aws://us-east-1?endpoint_url=http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr

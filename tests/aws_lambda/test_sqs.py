@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from framework import App, Context
 from framework.aws.local import LambdaContext
+from framework.backends.aws import AWSBackend
 from framework.backends.aws.wire import decode
 from tests.aws_lambda.conftest import SQS
 from tests.aws_lambda.shapes import http_event
@@ -232,3 +233,65 @@ def test_extend_visibility_is_capped_by_the_invocations_remaining_time(
     assert took < 2.5  # answered before the function's timeout
     (left,) = granted
     assert 0 < left <= 1.5  # 2.5 s less the settle margin, not 600 s
+
+
+def test_a_cold_start_makes_only_the_aws_clients_the_invocations_use(
+    start: Any, sqs: SQS, prefix: str
+) -> None:
+    """An HTTP request that sends nothing and a batch that succeeds make no AWS client; the
+    first failure makes SQS's (to change the record's visibility) and no other."""
+    app = App(f"lambda-{prefix}")
+
+    @app.route("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    @app.on_queue(f"{prefix}-orders", max_receive_count=3, retry_delay=0)
+    async def process(order: Order) -> None:
+        if order.total < 0:
+            raise ValueError("negative")
+
+    handler = start(app)
+    assert handler(http_event("GET", "/hello"), LambdaContext())["statusCode"] == 200
+
+    def made() -> tuple[str, ...]:
+        backend = handler.backend
+        assert isinstance(backend, AWSBackend)
+        return backend.clients_made
+
+    assert made() == ()
+    sqs.send(f"{prefix}-orders", json.dumps({"id": "ok", "total": 1}))
+    assert handler(sqs.event(f"{prefix}-orders"), LambdaContext()) == {"batchItemFailures": []}
+    assert made() == ()
+    sqs.send(f"{prefix}-orders", json.dumps({"id": "bad", "total": -1}))
+    event = sqs.event(f"{prefix}-orders")
+    assert len(failures(handler(event, LambdaContext()))) == 1
+    assert made() == ("sqs",)
+
+
+def test_a_short_extension_keeps_the_record_invisible_until_the_invocation_ends(
+    start: Any, sqs: SQS, prefix: str
+) -> None:
+    """Lambda deletes a handled record when the invocation returns: a record that extended
+    its visibility by 1 s and succeeded stays invisible while a slower record of the same
+    batch still runs, so no other invocation gets it meanwhile."""
+    app = App(f"lambda-{prefix}")
+    queue = f"{prefix}-mixed"
+
+    @app.on_queue(queue, visibility_timeout=30, concurrency=2)
+    async def handle(body: str, ctx: Context) -> None:
+        if body == "quick":
+            await ctx.extend_visibility(1)
+        else:
+            await asyncio.sleep(3)
+
+    handler = start(app)
+    sqs.send(queue, "quick")
+    sqs.send(queue, "slow")
+    event = sqs.event(queue)
+    while len(event["Records"]) < 2:
+        more = sqs.event(queue)
+        event["Records"] += more["Records"]
+    answer = handler(event, LambdaContext(timeout=10))
+    assert answer == {"batchItemFailures": []}
+    assert sqs.counts(queue) == (0, 2)  # both in flight for Lambda to delete

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -15,9 +15,13 @@ from pydantic import BaseModel
 from framework import App, Connection, Refuse
 from framework.aws import LambdaHandler, UnknownEventError, lambda_handler
 from framework.aws.event_shapes import kind_of
+from framework.aws.function_options import options_for
 from framework.aws.local import LambdaContext
+from framework.aws.sam import template
 from framework.aws.socket_events import UnauthorizedError
+from framework.backends.aws.settings import physical_name
 from framework.gateway.auth import APIKeyAuth, JWTAuth, JWTKey
+from framework.principal import Principal
 from tests.aws_lambda.conftest import SQS
 from tests.aws_lambda.shapes import (
     ws_authorizer_event,
@@ -270,3 +274,78 @@ def test_pushes_from_a_route_and_a_queue_handler_reach_the_management_api(
     assert queue_info.headers == {"user-agent": "Moto Mocks"}
     assert handler(ws_message_event(connection_id, "bye"), LambdaContext()) == {"statusCode": 200}
     assert stored not in backend.connections  # DeleteConnection
+
+
+class GuestsWelcome:
+    """A user's own authorizer with optional credentials: no key is a guest, not a refusal."""
+
+    header = "X-API-Key"
+
+    def security_scheme(self) -> dict[str, Any]:
+        return {"type": "apiKey", "in": "header", "name": self.header}
+
+    async def authorize(self, scope: Any, now: float) -> Principal:
+        for key, value in scope["headers"]:
+            if key == b"x-api-key":
+                return Principal(f"key-{value.decode()}")
+        return Principal("guest")
+
+
+def connect_app(auth: Any) -> App:
+    app = App("lambda-ws-auth")
+
+    @app.websocket("/chat", "$connect", auth=auth)
+    async def connect(conn: Connection) -> None:
+        pass
+
+    return app
+
+
+def token() -> str:
+    return jwt.encode({"sub": "ann", "exp": time.time() + 60}, SECRET)
+
+
+AUTHS: dict[str, Callable[[], tuple[Any, dict[str, str], dict[str, str]]]] = {
+    "api key": lambda: (APIKeyAuth({"k-1": "ann"}), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
+    "jwt": lambda: (
+        JWTAuth(JWTKey(SECRET, algorithm="HS256")),
+        {"Authorization": f"Bearer {token()}"},
+        {"access_token": token()},
+    ),
+    "optional": lambda: (GuestsWelcome(), {"X-API-Key": "k-1"}, {"x-api-key": "k-1"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(AUTHS))
+def test_the_connect_authorizer_declares_no_identity_source_and_reads_header_or_query(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway answers 401 without calling a REQUEST authorizer unless *every* identity
+    source is present, but the credential may come in a header or the query string (and an
+    authorizer may take none): so the template declares none, and the function decides."""
+    auth, headers, query = AUTHS[kind]()
+    app = connect_app(auth)
+    options = options_for(app, "tests.aws_lambda.test_websocket:app")
+    doc = template(app.registry, options, physical=physical_name)
+    (authorizer,) = [
+        r["Properties"]
+        for r in doc["Resources"].values()
+        if r["Type"] == "AWS::ApiGatewayV2::Authorizer"
+    ]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert "IdentitySource" not in authorizer
+    monkeypatch.setenv("FRAMEWORK_BACKEND", "memory://")
+    handler = lambda_handler(app)
+    try:
+        for n, (by_header, by_query) in enumerate([(headers, None), (None, query)]):
+            event = ws_authorizer_event(f"c{n}", headers=by_header, query=by_query)
+            policy = handler(event, LambdaContext())
+            assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow", (kind, n)
+        bare = ws_authorizer_event("c9")
+        if kind == "optional":
+            assert handler(bare, LambdaContext())["principalId"] == "guest"
+        else:
+            with pytest.raises(UnauthorizedError):
+                handler(bare, LambdaContext())
+    finally:
+        handler.close()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import importlib.util
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Self, TypeVar
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -32,6 +30,7 @@ from framework.semantics.fanout import matching
 from framework.semantics.redrive import dead_lettered
 from framework.websocket import Serve
 
+from .clients import MAX_WAIT, Clients
 from .cloudformation import SQS_MAX_MESSAGE_SIZE
 from .notifications import unwrap_mail
 from .outbound_mail import SESSender
@@ -51,7 +50,11 @@ from .wire import decode, encode_checked, fifo_arguments
 
 __all__ = ["AWSBackend"]
 
-MAX_WAIT = 20  # SQS's longest long poll, seconds
+# aiobotocore is imported when the first client is made (clients.py); without it installed,
+# the backend's import fails here, as framework.backends turns into MissingDependencyError.
+if importlib.util.find_spec("aiobotocore") is None:
+    raise ModuleNotFoundError("No module named 'aiobotocore'", name="aiobotocore")
+
 MAX_BATCH = 10  # SQS's largest receive and delete batches
 SNS_MAX_MESSAGE_SIZE = DEFAULT_MESSAGE_SIZE
 # The runtime times a lease from when the receive returned, SQS from when it answered: SQS keeps
@@ -115,14 +118,15 @@ class AWSBackend:
     """Queues on SQS, topics on SNS, outgoing mail on SES v2, shared by every process.
 
     Build it with ``from_url("aws://REGION?options")`` (options: see ``AWSSettings``) and use it
-    as an async context manager: entering opens the clients, leaving closes them (messages in
-    flight become visible again when their visibility timeout ends, as on SQS).
+    as an async context manager: entering connects (each client is made on its first use),
+    leaving closes the clients (messages in flight become visible again when their visibility
+    timeout ends, as on SQS).
     """
 
     def __init__(self, settings: AWSSettings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._clients: Clients | None = None
         self._client: Any = None
         self._queues: Queues | None = None
         self._topics: Topics | None = None
@@ -138,50 +142,34 @@ class AWSBackend:
         return cls(AWSSettings.from_url(url))
 
     async def __aenter__(self) -> Self:
+        """Connect: no client is made yet, each on its first use (``clients.py``)."""
         settings = self.settings
-        session = AioSession(profile=settings.profile)
-        config = AioConfig(
-            max_pool_connections=settings.max_connections,
-            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=MAX_WAIT + 10,  # longer than the longest long poll
-        )
-        stack = contextlib.AsyncExitStack()
-        try:
-            options = settings.client_options()
-            self._client = await stack.enter_async_context(
-                session.create_client("sqs", config=config, **options)
-            )
-            sns = await stack.enter_async_context(
-                session.create_client("sns", config=config, **options)
-            )
-            ses = await stack.enter_async_context(
-                session.create_client("sesv2", config=config, **options)
-            )
-            # Receipt rules exist only in SES's first API (v2 has none).
-            receiving = await stack.enter_async_context(
-                session.create_client("ses", config=config, **options)
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
+        clients = self._clients = Clients(settings)
+        self._client = clients.lazy("sqs")
         self._queues = Queues(self._client, declare=settings.declare)
-        self._topics = Topics(sns, declare=settings.declare, filtering=settings.filtering)
-        self._mailer = SESSender(ses)
+        self._topics = Topics(
+            clients.lazy("sns"), declare=settings.declare, filtering=settings.filtering
+        )
+        self._mailer = SESSender(clients.lazy("sesv2"))
+        # Receipt rules exist only in SES's first API (v2 has none).
         self._receipt = ReceiptRules(
-            receiving, self._queues, self._topics, declare=settings.declare
+            clients.lazy("ses"), self._queues, self._topics, declare=settings.declare
         )
         self._deleter = Deleter(self._client, self.sqs.url)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
+        clients, self._clients = self._clients, None
         self._queues = self._topics = self._mailer = self._deleter = None
         self._receipt = None
         self._client = None
+        if clients is not None:
+            await clients.aclose()
+
+    @property
+    def clients_made(self) -> tuple[str, ...]:
+        """The AWS services this backend has made a client for so far (none on connecting)."""
+        return self._clients.made if self._clients is not None else ()
 
     async def connection_relay(self, process: str, serve: Serve) -> SQSConnectionRelay:
         """Start answering connection requests for ``process``; see ``relay.py``."""

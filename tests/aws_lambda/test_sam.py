@@ -137,6 +137,7 @@ def test_the_serverless_example_uses_its_own_handler() -> None:
     assert doc["Transform"] == "AWS::Serverless-2016-10-31"
 
 
+@pytest.mark.timeout(150)  # cfn-lint loads its resource specs: tens of seconds on a busy machine
 @pytest.mark.parametrize("target", EXAMPLES)
 @pytest.mark.parametrize("form", [("sam",), ("cloudformation", "--lambda")])
 def test_cfn_lint_passes_on_every_examples_template(

@@ -1,8 +1,10 @@
 """The WebSocket endpoint: API Gateway's WebSocket APIs on the same gateway and port as the routes.
 
-One ``SocketAPI`` per ``app.websocket_api`` path. A handshake passes the API's authorizer (the
+One ``SocketAPI`` per ``app.websocket_api`` path. A handshake passes the origin check (a
+browser's page must be of an allowed origin, ``origins.py``), the API's authorizer (the
 ``auth=`` of its ``$connect`` route) and its ``$connect`` handler, which may
-``raise Refuse(status)``; a refused client gets that HTTP status and never connects. Then each
+``raise Refuse(status)``; a refused client gets that HTTP status (an HTTP response, through
+ASGI's WebSocket denial response where the server has it) and never connects. Then each
 message is routed by its JSON ``route_selection`` field (``action``) to its route, or to
 ``$default``; the handler's return value is sent back as JSON, and ``$disconnect`` runs
 exactly once, however the connection ends.
@@ -35,6 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from framework.exceptions import ConnectionGoneError, Refuse
 from framework.gateway.errors import HTTPError
+from framework.gateway.origins import OriginPolicy
 from framework.logs import event
 from framework.principal import Principal
 from framework.registry import WebSocketAPISpec, WebSocketRouteSpec
@@ -67,21 +70,29 @@ async def deny(
 ) -> None:
     """Refuse a handshake with an HTTP ``status`` and ``{"detail": ...}``.
 
-    On a server without ASGI's WebSocket denial response, the handshake is closed instead
-    (the server answers 403).
+    The answer is ASGI's WebSocket denial response (``websocket.http.response.start``), so
+    the client gets that status and body as a plain HTTP response (uvicorn has it, and so
+    does ``TestApp``'s client). On a server without it, the handshake is closed instead (the
+    server answers 403).
     """
-    if "websocket.http.response" not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": 1008})
+    try:
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = to_json({"detail": detail})
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in (headers or {}).items()
+            if k.lower() not in ("content-type", "content-length")
+        ]
+        raw += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+        await send({"type": "websocket.http.response.body", "body": body})
+    except OSError:  # the client left during the handshake: nobody to answer
         return
-    body = to_json({"detail": detail})
-    raw = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in (headers or {}).items()
-        if k.lower() not in ("content-type", "content-length")
-    ]
-    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
-    await send({"type": "websocket.http.response.body", "body": body})
 
 
 class HandshakeRefused(Exception):
@@ -269,6 +280,7 @@ class SocketAPI:
         events: The app's events hub (the running runtime holds the connections).
         metrics: Where to count connections and messages, or None.
         clock: Wall-clock seconds, for the authorizer's caches and quotas.
+        origins: Which pages' origins may connect (default: the server's own only).
     """
 
     def __init__(
@@ -278,8 +290,10 @@ class SocketAPI:
         events: Events[Runtime],
         metrics: SocketMetrics | None,
         clock: Callable[[], float],
+        origins: OriginPolicy | None = None,
     ) -> None:
         self.spec = spec
+        self.origins = origins if origins is not None else OriginPolicy(())
         self.events = events
         self.metrics = metrics
         self.clock = clock
@@ -316,9 +330,36 @@ class SocketAPI:
             },
         )
 
-    def _refused(self, status: int) -> None:
+    def refused(self, status: int, reason: str, level: int = logging.INFO, **fields: Any) -> None:
+        """Count and log a refused handshake: its ``status`` and ``reason``."""
         if self.metrics is not None:
-            self.metrics.refused.labels(self.spec.path, str(status)).inc()
+            self.metrics.refused.labels(self.spec.path, str(status), reason).inc()
+        event(
+            log,
+            level,
+            "websocket.refused",
+            api=self.spec.path,
+            status=status,
+            reason=reason,
+            **fields,
+        )
+
+    def check_origin(self, scope: Scope) -> None:
+        """Refuse a handshake from a page whose origin may not connect (see ``origins.py``).
+
+        Raises:
+            HandshakeRefused: 403, naming the origin and the option that allows it.
+        """
+        origin = self.origins.refusal(scope)
+        if origin is None:
+            return
+        self.refused(403, "origin", logging.WARNING, origin=origin)
+        raise HandshakeRefused(
+            403,
+            f"a page from {origin!r} may not open this WebSocket API: it is not this server's "
+            f"origin; allow it with app.websocket_api({self.spec.path!r}, "
+            "allowed_origins=[...]) or the app's CORS allow_origins",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one WebSocket connection, from the handshake to ``$disconnect``."""
@@ -329,12 +370,11 @@ class SocketAPI:
         runtime = self.events.running
         connections = runtime.connections if runtime is not None else None
         if not isinstance(connections, Connections) or connections.closing:
-            self._refused(503)
+            self.refused(503, "stopping")
             await deny(scope, send, 503, "the app is not running (or is stopping)")
             return
         if connections.count(path) >= self.spec.max_connections:
-            self._refused(503)
-            event(log, logging.WARNING, "websocket.refused", api=path, status=503, why="full")
+            self.refused(503, "full", logging.WARNING)
             await deny(
                 scope, send, 503, f"this server holds its {self.spec.max_connections} connections"
             )
@@ -371,18 +411,28 @@ class SocketAPI:
                 admitted; the API's own authorizer is then not run again.
 
         Raises:
-            HandshakeRefused: With the HTTP status the client must get (the authorizer's
-                401/403/429, ``Refuse(status)``, or 500 for a failing ``$connect``).
+            HandshakeRefused: With the HTTP status the client must get (403 for a page of
+                an origin not allowed, the authorizer's 401/403/429, ``Refuse(status)``, or
+                500 for a failing authorizer or ``$connect``).
         """
         path = self.spec.path
+        self.check_origin(scope)
         headers, query, auth_scope = self.inputs(scope)
         if self.auth is not None and principal is None:
             try:
                 principal = await self.auth.authorize(auth_scope, self.clock())
             except HTTPError as exc:
-                self._refused(exc.status)
-                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                self.refused(exc.status, "auth")
                 raise HandshakeRefused(exc.status, str(exc.detail), exc.headers) from None
+            except Exception as exc:
+                self.refused(500, "error")
+                self.count_error("authorizer")
+                log.error(
+                    "websocket.authorizer_failed",
+                    exc_info=exc,
+                    extra={"fields": {"api": path, "error": type(exc).__name__}},
+                )
+                raise HandshakeRefused(500, "internal server error") from None
         connection = Connection(
             id=connection_id,
             path=path,
@@ -395,11 +445,10 @@ class SocketAPI:
             try:
                 await self._call(self.on_connect, connection, None)
             except Refuse as exc:
-                self._refused(exc.status)
-                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                self.refused(exc.status, "connect")
                 raise HandshakeRefused(exc.status, exc.detail) from None
             except Exception as exc:
-                self._refused(500)
+                self.refused(500, "error")
                 self._handler_failed(CONNECT, connection.id, exc)
                 raise HandshakeRefused(500, "internal server error") from None
         return connection

@@ -18,10 +18,11 @@ messages ``{"error": KIND, "detail": ...}``: ``validation`` (with ``errors``),
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -30,9 +31,8 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from starlette.types import Message, Receive, Scope, Send
 
 from framework.exceptions import ConnectionGoneError, Refuse
@@ -46,6 +46,8 @@ from framework.runtime.events import Events
 from framework.websocket import CONNECT, DEFAULT, DISCONNECT, Connection
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from framework.gateway.metrics import SocketMetrics
     from framework.runtime import Runtime
 
@@ -149,22 +151,30 @@ class _Bucket:
 
 
 class _Session:
-    """One accepted connection: its send queue, writer and state. A ``Session`` of the runtime."""
+    """One accepted connection: its send queue, writer and state. A ``Session`` of the runtime.
+
+    Per message this costs no task and no timer: the reader waits in one cancel scope for
+    the whole connection, and one idle timer, re-armed only when it fires, checks when the
+    client last sent; the writer sleeps on a future that ``enqueue`` resolves.
+    """
 
     def __init__(self, api: SocketAPI, connection: Connection, send: Send) -> None:
         self.api = api
         self.connection = connection
         self.max_message_size = api.spec.max_message_size
         self._send = send
-        self.outbox: MemoryObjectSendStream[_Frame]
-        self._queued: MemoryObjectReceiveStream[_Frame]
-        self.outbox, self._queued = anyio.create_memory_object_stream[_Frame](api.spec.send_queue)
+        self._queue: deque[_Frame] = deque()
+        self._limit = api.spec.send_queue
+        self._ready: asyncio.Future[None] | None = None  # the idle writer waits on it
         self.closing: tuple[int, str] | None = None
         self.gone = False
         self.overflowed = False
         self.in_handler = False
         self.finished = False
         self.receiving: anyio.CancelScope | None = None
+        self.waiting = False  # the reader is waiting for the client's next message
+        self.idle_at = 0.0  # loop time past which a waiting reader has been idle too long
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.writing = anyio.CancelScope()
         self.bucket = _Bucket(api.spec.rate, api.spec.burst)
         self.received = 0
@@ -191,65 +201,96 @@ class _Session:
         # once it is flushed, or dropped on overflow, the connection is gone.
         if self.gone or self.finished or self.overflowed:
             raise ConnectionGoneError(f"connection {self.connection.id!r} is closed")
-        try:
-            self.outbox.send_nowait((text, data))
-        except anyio.WouldBlock:
+        if len(self._queue) >= self._limit:
             self.overflowed = True
             self.api.count_error("send_queue_full")
             self.close(1008, "send queue full: the client reads too slowly")
             raise ConnectionGoneError(
                 f"connection {self.connection.id!r} was closed: its client read too slowly and "
                 f"{self.api.spec.send_queue} messages were waiting (send_queue)"
-            ) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the writer has ended
-            raise ConnectionGoneError(f"connection {self.connection.id!r} is closed") from None
-        if self.api.metrics is not None:
-            self.api.metrics.messages_out.labels(self.api.spec.path, route).inc()
+            )
+        self._queue.append((text, data))
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        counted = self.api.sent_counter(route)
+        if counted is not None:
+            counted.inc()
 
     def allow(self) -> bool:
         """Take one message from the connection's rate bucket."""
         return self.bucket.take()
 
     def _wake(self) -> None:
-        if self.receiving is not None and not self.in_handler:
+        if self.receiving is not None and self.waiting:
             self.receiving.cancel()
         if self.overflowed:
             self.writing.cancel()
 
     async def write(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue, send = self._queue, self._send
         with self.writing:
-            async with self._queued:
-                async for text, data in self._queued:
-                    message: Message = (
-                        {"type": "websocket.send", "text": text}
-                        if text is not None
-                        else {"type": "websocket.send", "bytes": data}
-                    )
-                    try:
-                        await self._send(message)
-                    except (OSError, RuntimeError):  # the client is gone
-                        self.gone = True
-                        self._wake()
+            while True:
+                if not queue:
+                    if self.finished:
                         return
-                    self.sent += 1
+                    ready = self._ready = loop.create_future()
+                    await ready
+                    continue
+                text, data = queue.popleft()
+                message: Message = (
+                    {"type": "websocket.send", "text": text}
+                    if text is not None
+                    else {"type": "websocket.send", "bytes": data}
+                )
+                try:
+                    await send(message)
+                except (OSError, RuntimeError):  # the client is gone
+                    self.gone = True
+                    self._wake()
+                    return
+                self.sent += 1
 
     async def read(self, receive: Receive) -> None:
         idle = self.api.spec.idle_timeout
-        while self.closing is None and not self.gone:
-            with anyio.CancelScope(deadline=anyio.current_time() + idle) as scope:
-                self.receiving = scope
-                message = await receive()
+        loop = asyncio.get_running_loop()
+        handle = self.api.handle
+        self.idle_at = loop.time() + idle
+        self._idle_timer = loop.call_later(idle, self._check_idle, loop, idle)
+        scope = self.receiving = anyio.CancelScope()
+        try:
+            with scope:
+                while self.closing is None and not self.gone:
+                    self.waiting = True
+                    message = await receive()
+                    self.waiting = False
+                    if scope.cancel_called:  # closed as the message came: closing wins
+                        return
+                    kind = message["type"]
+                    if kind == "websocket.receive":
+                        self.received += 1
+                        await handle(self, message.get("text"), message.get("bytes"))
+                    elif kind == "websocket.disconnect":
+                        self.gone = True
+                        return
+                    self.idle_at = loop.time() + idle
+        finally:
+            self.waiting = False
             self.receiving = None
-            if scope.cancelled_caught:
-                if self.closing is None and not self.gone:
-                    self.closing = (1000, "idle timeout")
-                return
-            if message["type"] == "websocket.disconnect":
-                self.gone = True
-                return
-            if message["type"] == "websocket.receive":
-                self.received += 1
-                await self.api.handle(self, message.get("text"), message.get("bytes"))
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+
+    def _check_idle(self, loop: asyncio.AbstractEventLoop, idle: float) -> None:
+        """The idle timer: close a reader that has waited ``idle`` seconds, else re-arm."""
+        left = self.idle_at - loop.time()
+        if left <= 0 and self.waiting and self.receiving is not None:
+            if self.closing is None and not self.gone:
+                self.closing = (1000, "idle timeout")
+            self.receiving.cancel()
+            return
+        # Waited less than ``idle`` so far, or in a handler (after which ``idle_at`` is set).
+        self._idle_timer = loop.call_later(left if left > 0 else idle, self._check_idle, loop, idle)
 
     async def send_close(self) -> None:
         """Close the connection from this side (unless the client already went)."""
@@ -268,7 +309,9 @@ class _Session:
         else:
             self.writing.deadline = anyio.current_time() + FLUSH_TIMEOUT
         self.finished = True
-        self.outbox.close()
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
 
 class SocketAPI:
@@ -303,6 +346,9 @@ class SocketAPI:
         self.default = by_route.pop(DEFAULT, None)
         self.routes = by_route
         self.auth = self.on_connect.auth if self.on_connect is not None else None
+        # Each route's message counters, looked up once (``labels`` costs more than ``inc``).
+        self._in: dict[str, Counter] = {}
+        self._out: dict[str, Counter] = {}
         header = str(getattr(self.auth, "header", "Authorization"))
         self.credential_header = header.lower().encode("latin-1")
         # Browsers cannot set headers on a WebSocket: the credential may come in the query.
@@ -545,7 +591,7 @@ class SocketAPI:
         is_json = False
         if text is not None:
             try:
-                value, is_json = json.loads(text), True
+                value, is_json = from_json(text), True
             except ValueError:
                 value = text
         key = value.get(self.spec.route_selection) if is_json and isinstance(value, dict) else None
@@ -554,7 +600,10 @@ class SocketAPI:
             route = self.default
         name = route.route if route is not None else (key if isinstance(key, str) else DEFAULT)
         if self.metrics is not None:
-            self.metrics.messages_in.labels(self.spec.path, name).inc()
+            counted = self._in.get(name)
+            if counted is None:
+                counted = self._in[name] = self.metrics.messages_in.labels(self.spec.path, name)
+            counted.inc()
         if route is None:
             self.count_error("unknown_route")
             what = f"route {key!r}" if isinstance(key, str) else "a message without a route"
@@ -595,8 +644,15 @@ class SocketAPI:
             session.in_handler = False
         if result is not None:
             reply_text, reply_data = encode_push(result)
-            with contextlib.suppress(ConnectionGoneError):
+            with contextlib.suppress(ConnectionGoneError):  # closed while the handler ran
                 session.enqueue(reply_text, reply_data, route.route)
+
+    def sent_counter(self, route: str) -> Counter | None:
+        """The counter of messages queued for clients by ``route``, or None without metrics."""
+        counted = self._out.get(route)
+        if counted is None and self.metrics is not None:
+            counted = self._out[route] = self.metrics.messages_out.labels(self.spec.path, route)
+        return counted
 
     def _answer(self, session: MessageSession, error: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionGoneError):

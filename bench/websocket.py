@@ -5,6 +5,7 @@ Run from the repository root (``pip install -e '.[dev,bench]'`` brings ``websock
     python -m bench.websocket [--rounds 3] [--duration 5] [--connections 16] [--fanout 1000]
     python -m bench.websocket --only framework --rounds 1   # one side, for a profiler
     python -m bench.websocket --smoke                       # a check that it runs
+    python -m bench.websocket --compare /tmp/before         # and another tree's framework
 
 Each side serves one WebSocket API at ``/ws`` in a child process started the way its users
 start it, and the clients run in another process (``python -m bench.websocket --client``, the
@@ -28,6 +29,10 @@ What is measured, each round, on each side:
 * **echo**: ``--connections`` clients each send a message (about ``--size`` bytes of JSON) and
   wait for its answer before sending the next, for ``--duration`` seconds after a warm-up;
   messages answered per second;
+* **CPU per message** (``echo_cpu_us``, ``push_cpu_us``): the server process's CPU time (user
+  and system, from ``/proc/PID/stat``) over the whole client run, warm-up included, divided
+  by the messages it answered, in microseconds. On a machine other processes share, the
+  rates follow whatever else runs; the CPU each message costs the server much less so;
 * **push** (framework only: raw starlette has no queue): the same loop with ``"push"``: each
   answer has gone through a queue and a handler's ``app.connections.send``;
 * **fan-out**: ``--fanout`` connections are opened, one of them asks for a fan-out, and the
@@ -47,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -166,7 +172,7 @@ SIDES = ("framework", "starlette")
 
 def command(side: str, port: int) -> list[str]:
     """The command line that serves ``side`` on ``port``, as its users would type it."""
-    if side == "framework":
+    if side in ("framework", "before"):
         return [
             *FRAMEWORK, "run", "bench.websocket:app", "--backend", "memory://", "--no-smtp",
             "--http-port", str(port), "--log-level", "warning",
@@ -228,7 +234,7 @@ async def loop_client(
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     if done == 0:
         raise RuntimeError(f"no {action} answer in {duration} s")
-    return {"rate": done / elapsed, "messages": done}
+    return {"rate": done / elapsed, "messages": done, "total": counted}
 
 
 async def fanout_client(url: str, count: int, repeats: int) -> dict[str, Any]:
@@ -287,6 +293,13 @@ def run_client(args: argparse.Namespace, mode: str, url: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process ``pid`` has used so far (user and system), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """The resident memory of process ``pid`` (``VmRSS``), in bytes."""
     with open(f"/proc/{pid}/status") as status:
@@ -322,22 +335,29 @@ def fanout_and_memory(args: argparse.Namespace, url: str, server: int) -> tuple[
 
 
 @contextlib.contextmanager
-def served(side: str) -> Iterator[tuple[str, int]]:
+def served(side: str, compare: str | None) -> Iterator[tuple[str, int]]:
     port = free_port()
-    with serve(command(side, port), port) as process:
+    # "before" is the framework of another source tree (an older commit's files).
+    env = {"PYTHONPATH": compare} if side == "before" and compare else None
+    with serve(command(side, port), port, env=env) as process:
         yield f"ws://127.0.0.1:{port}/ws", process.pid
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sides = args.only or list(SIDES)
+    if args.compare:
+        sides.insert(1, "before")
     runs: dict[str, list[float]] = {}
     for number in range(args.rounds):
         turn = number % len(sides)
         for side in sides[turn:] + sides[:turn]:
-            with served(side) as (url, pid):
-                figures = {"echo": run_client(args, "echo", url)["rate"]}
-                if side == "framework":
-                    figures["push"] = run_client(args, "push", url)["rate"]
+            with served(side, args.compare) as (url, pid):
+                figures: dict[str, float] = {}
+                for mode in ("echo", "push") if side != "starlette" else ("echo",):
+                    cpu = cpu_seconds(pid)
+                    result = run_client(args, mode, url)
+                    figures[mode] = result["rate"]
+                    figures[f"{mode}_cpu_us"] = (cpu_seconds(pid) - cpu) / result["total"] * 1e6
                 if args.fanout:
                     memory, seconds = fanout_and_memory(args, url, pid)
                     figures["idle_bytes_per_connection"] = memory
@@ -350,11 +370,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     medians = {key: float(statistics.median(values)) for key, values in runs.items()}
     ratios: dict[str, float] = {}
     raw = medians.get("starlette/echo")
-    if raw:
+    raw_cpu = medians.get("starlette/echo_cpu_us")
+    for side in ("framework", "before"):
         for key in ("echo", "push"):
-            mine = medians.get(f"framework/{key}")
-            if mine:
-                ratios[f"{key} framework/starlette echo"] = mine / raw
+            mine = medians.get(f"{side}/{key}")
+            if mine and raw:
+                ratios[f"{key} {side}/starlette echo"] = mine / raw
+            mine_cpu = medians.get(f"{side}/{key}_cpu_us")
+            if mine_cpu and raw_cpu:
+                ratios[f"{key} CPU/message starlette/{side}"] = raw_cpu / mine_cpu
     mine_fanout, raw_fanout = medians.get("framework/fanout_ms"), medians.get("starlette/fanout_ms")
     if mine_fanout and raw_fanout:
         ratios[f"fan-out to {args.fanout} starlette time/framework time"] = raw_fanout / mine_fanout
@@ -382,6 +406,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fanout", type=int, default=1000, help="connections of the fan-out")
     parser.add_argument("--repeats", type=int, default=3, help="fan-outs timed per round")
     parser.add_argument("--only", choices=SIDES, action="append")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also run the framework of the source tree DIR (side 'before'), e.g. an older "
+        "commit's files from git archive",
+    )
     parser.add_argument("--smoke", action="store_true", help="1 round of 0.5 s, fan-out to 200")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

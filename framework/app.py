@@ -14,7 +14,7 @@ from framework.exceptions import DeclarationError
 from framework.gateway.admin import ADMIN_PREFIX
 from framework.gateway.auth import Authorizer, authorizer_for
 from framework.gateway.cache import cache_for
-from framework.gateway.cors import CORS
+from framework.gateway.cors import CORS, checked_origins
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.throttle import throttles_for
 from framework.outgoing import PublishOptions, SendOptions
@@ -363,16 +363,23 @@ class App:
         idle_timeout: float = 600.0,
         max_connections: int = 10_000,
         send_queue: int = 256,
+        allowed_origins: Sequence[str] | None = None,
     ) -> WebSocketAPISpec:
         """Declare the WebSocket API at ``path``: which JSON field picks a route, and its limits.
 
         ``@app.websocket`` declares one with the defaults when its path has none; call this
         first (or after: it replaces the defaults) to change them. See ``WebSocketAPISpec``.
 
+        ``allowed_origins`` lists the web pages' origins (``"https://app.example.com"``), besides
+        the server's own, whose scripts may connect (``["*"]``: any page); by default those
+        of the app's ``CORS``, a CORS ``"*"`` excepted. A handshake without ``Origin`` (not
+        from a browser) is always admitted.
+
         Raises:
             DeclarationError: For a path without a leading '/' or under ``/_framework``, an
-                empty ``route_selection``, a limit out of range, or a second declaration of
-                the path with other options.
+                empty ``route_selection``, a limit out of range, an ``allowed_origins`` entry
+                that is not an origin, or a second declaration of the path with other
+                options.
         """
         if not path.startswith("/"):
             raise DeclarationError(f"websocket_api {path!r}: the path must start with '/'")
@@ -411,7 +418,17 @@ class App:
                 raise DeclarationError(
                     f"{where}: {option}={value!r} must be {kind} from {low:g} to {high:g}"
                 )
-        spec = WebSocketAPISpec(path, route_selection, **values)  # type: ignore[arg-type]
+        origins = (
+            checked_origins(f"{where}: allowed_origins", allowed_origins)
+            if allowed_origins is not None
+            else None
+        )
+        spec = WebSocketAPISpec(
+            path,
+            route_selection,
+            **values,  # type: ignore[arg-type]
+            allowed_origins=origins,
+        )
         known = self.registry.websocket_apis.get(path)
         if known is not None and known != spec and known != WebSocketAPISpec(path):
             raise DeclarationError(f"{where} is declared twice with different options")

@@ -355,6 +355,9 @@ class WebSocketAPISpec:
             closed (1000, ``idle timeout``); API Gateway's is 10 minutes.
         max_connections: Open connections of this API one process holds (503 above).
         send_queue: Messages waiting to be written to one slow client (1008 above).
+        allowed_origins: Origins of the web pages, besides the server's own, that may open
+            a connection (``"*"``: any); None for the origins the app's ``CORS`` allows.
+            A browser handshake from any other is refused with 403.
     """
 
     path: str
@@ -365,6 +368,7 @@ class WebSocketAPISpec:
     idle_timeout: float = 600.0
     max_connections: int = 10_000
     send_queue: int = 256
+    allowed_origins: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ DEFAULT = "$default"
 SPECIAL_ROUTES = (CONNECT, DISCONNECT, DEFAULT)
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_BINARY = (bytes, bytearray, memoryview)
 
 Request = Mapping[str, Any]
 """A request about a connection, from another process: ``{"op": "send", "id": ..., ...}``."""
@@ -90,7 +91,7 @@ def encode_push(body: object) -> tuple[str | None, bytes | None]:
     """Return the frame for ``body``: a str as text, bytes as binary, anything else as JSON."""
     if isinstance(body, str):
         return body, None
-    if isinstance(body, bytes | bytearray | memoryview):
+    if isinstance(body, _BINARY):
         return None, bytes(body)
     return to_json(body).decode(), None
 

@@ -260,13 +260,18 @@ class LambdaSockets:
         """
         api = self._api()
         method_arn = str(event_.get("methodArn", ""))
+        handshake = self._scope(api, event_)
+        try:
+            api.check_origin(handshake)
+        except HandshakeRefused:
+            return _policy("refused", "Deny", method_arn, None)
         if api.auth is None:
             return _policy("anonymous", "Allow", method_arn, None)
-        _, _, scope = api.inputs(self._scope(api, event_))
+        _, _, scope = api.inputs(handshake)
         try:
             principal = await api.auth.authorize(scope, api.clock())
         except HTTPError as exc:
-            event(log, logging.INFO, "websocket.refused", api=api.spec.path, status=exc.status)
+            api.refused(exc.status, "auth")
             if exc.status == 401:
                 raise UnauthorizedError() from None
             return _policy("refused", "Deny", method_arn, None)

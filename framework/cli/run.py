@@ -17,6 +17,7 @@ from framework.backends import from_url
 from framework.cli.http11 import DEFAULT_READ_TIMEOUT, protocol_class
 from framework.exceptions import ConfigError
 from framework.gateway.admin_access import is_loopback_host
+from framework.gateway.origins import any_origin_warnings
 from framework.logs import event
 from framework.runtime import Runtime
 from framework.smtp.receiver import Receiver
@@ -176,6 +177,8 @@ async def serve(
             server = _Server(config)
             sock = http_sock if http_sock is not None else bind_socket(host, http_port)
             _warn_about_admin(app, host, http_port)
+            for path, detail in any_origin_warnings(app.registry).items():
+                event(log, logging.WARNING, "websocket.any_origin", api=path, detail=detail)
         try:
             await _run(
                 app,

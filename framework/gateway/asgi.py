@@ -32,6 +32,7 @@ from framework.gateway.errors import (
 from framework.gateway.inputs import header, request_id, route_path
 from framework.gateway.metrics import METRICS_PATH, Metrics
 from framework.gateway.openapi import DOCS_PATH, OPENAPI_PATH, OpenAPI
+from framework.gateway.origins import OriginPolicy, allowed_origins
 from framework.gateway.proxies import TrustedProxies
 from framework.gateway.responses import send_error, send_json
 from framework.gateway.routing import Endpoint, RouteTable
@@ -73,7 +74,8 @@ class Gateway:
     unless the app sets ``dashboard = False``.
 
     WebSocket handshakes at an ``app.websocket_api`` path are served by its ``SocketAPI``
-    (``sockets.py``); at any other path they are refused with 404.
+    (``sockets.py``), a browser's only from a page of an allowed origin (``origins.py``); at
+    any other path they are refused with 404.
 
     Before routing, the client's address is read from ``X-Forwarded-For`` when the socket peer
     is one of the app's ``trusted_proxies`` (never otherwise), and a CORS preflight is answered
@@ -139,6 +141,7 @@ class Gateway:
                 events,
                 sockets,
                 clock,
+                OriginPolicy(allowed_origins(api, options.cors)),
             )
             for path, api in registry.websocket_apis.items()
         }

@@ -10,7 +10,7 @@ throttle, a cache, a handler or the metrics.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from starlette.types import Message, Scope, Send
@@ -18,7 +18,7 @@ from starlette.types import Message, Scope, Send
 from framework.exceptions import DeclarationError
 from framework.gateway.responses import send_json
 
-__all__ = ["CORS", "CORSPolicy"]
+__all__ = ["CORS", "CORSPolicy", "checked_origins"]
 
 _ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 # Fetch's CORS-safelisted request headers: always allowed, as starlette does.
@@ -35,6 +35,29 @@ def _names(field: str, values: Sequence[str], pattern: re.Pattern[str]) -> tuple
     if bad:
         raise DeclarationError(f"CORS {field}: {', '.join(map(repr, bad))} is not valid")
     return tuple(values)
+
+
+def checked_origins(where: str, values: Sequence[str]) -> tuple[str, ...]:
+    """Return ``values`` as origins in lowercase (``"*"`` and ``"null"`` allowed as such).
+
+    Raises:
+        DeclarationError: Naming ``where``, for a single string, or a value that is not an
+            origin (a path, a trailing slash, no scheme).
+    """
+    if (
+        isinstance(values, str)
+        or not isinstance(values, Iterable)
+        or not all(isinstance(v, str) for v in values)
+    ):
+        raise DeclarationError(f"{where} must be a list of strings, not {values!r}")
+    origins = tuple(values)
+    bad = [o for o in origins if o not in ("*", "null") and not _ORIGIN.fullmatch(o.lower())]
+    if bad:
+        raise DeclarationError(
+            f"{where}: {bad[0]!r} is not an origin; an origin is scheme, host and "
+            "optional port, with no path or trailing slash ('https://app.example.com')"
+        )
+    return tuple(o.lower() for o in origins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +91,8 @@ class CORS:
     expose_headers: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        origins = _names("allow_origins", self.allow_origins, re.compile(r".*"))
-        bad = [o for o in origins if o not in ("*", "null") and not _ORIGIN.fullmatch(o.lower())]
-        if bad:
-            raise DeclarationError(
-                f"CORS allow_origins: {bad[0]!r} is not an origin; an origin is scheme, host and "
-                "optional port, with no path or trailing slash ('https://app.example.com')"
-            )
-        object.__setattr__(self, "allow_origins", tuple(o.lower() for o in origins))
+        origins = checked_origins("CORS allow_origins", self.allow_origins)
+        object.__setattr__(self, "allow_origins", origins)
         methods = tuple(m.upper() for m in _names("allow_methods", self.allow_methods, _TOKEN))
         unknown = sorted(set(methods) - {*_ALL_METHODS, "*"})
         if unknown:

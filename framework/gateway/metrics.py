@@ -16,7 +16,7 @@ template (``/v2/orders/{order_id}``), never the raw path, so the number of serie
 | ``framework_mail_scan_duration_seconds`` (histogram) | scanner (spf, dkim, clamav, dnsbl, ...) |
 | ``framework_mail_scan_failures_total`` | scanner |
 | ``framework_websocket_connections_open`` (gauge), ``_connections_total`` | api |
-| ``framework_websocket_refused_total`` (handshakes refused) | api, status |
+| ``framework_websocket_refused_total`` (handshakes refused) | api, status, reason |
 | ``framework_websocket_messages_in_total``, ``_messages_out_total`` | api, route |
 | ``framework_websocket_pushes_total`` (``app.connections.send`` delivered here) | api |
 | ``framework_websocket_errors_total`` | api, kind (validation, unknown_route, throttled, ...) |
@@ -159,8 +159,9 @@ class SocketMetrics:
         )
         self.refused = Counter(
             "framework_websocket_refused",
-            "Handshakes refused, by HTTP status.",
-            ["api", "status"],
+            "Handshakes refused, by HTTP status and reason: origin, auth, connect, error, "
+            "full, stopping.",
+            ["api", "status", "reason"],
             registry=r,
         )
         self.messages_in = Counter(
@@ -183,7 +184,8 @@ class SocketMetrics:
         )
         self.errors = Counter(
             "framework_websocket_errors",
-            "Errors: validation, unknown_route, throttled, too_big, send_queue_full, handler.",
+            "Errors: validation, unknown_route, throttled, too_big, send_queue_full, handler, "
+            "authorizer.",
             ["api", "kind"],
             registry=r,
         )

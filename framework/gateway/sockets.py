@@ -1,8 +1,10 @@
 """The WebSocket endpoint: API Gateway's WebSocket APIs on the same gateway and port as the routes.
 
-One ``SocketAPI`` per ``app.websocket_api`` path. A handshake passes the API's authorizer (the
+One ``SocketAPI`` per ``app.websocket_api`` path. A handshake passes the origin check (a
+browser's page must be of an allowed origin, ``origins.py``), the API's authorizer (the
 ``auth=`` of its ``$connect`` route) and its ``$connect`` handler, which may
-``raise Refuse(status)``; a refused client gets that HTTP status and never connects. Then each
+``raise Refuse(status)``; a refused client gets that HTTP status (an HTTP response, through
+ASGI's WebSocket denial response where the server has it) and never connects. Then each
 message is routed by its JSON ``route_selection`` field (``action``) to its route, or to
 ``$default``; the handler's return value is sent back as JSON, and ``$disconnect`` runs
 exactly once, however the connection ends.
@@ -16,10 +18,11 @@ messages ``{"error": KIND, "detail": ...}``: ``validation`` (with ``errors``),
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -28,13 +31,13 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from starlette.types import Message, Receive, Scope, Send
 
 from framework.exceptions import ConnectionGoneError, Refuse
 from framework.gateway.errors import HTTPError
+from framework.gateway.origins import OriginPolicy
 from framework.logs import event
 from framework.principal import Principal
 from framework.registry import WebSocketAPISpec, WebSocketRouteSpec
@@ -43,6 +46,8 @@ from framework.runtime.events import Events
 from framework.websocket import CONNECT, DEFAULT, DISCONNECT, Connection
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from framework.gateway.metrics import SocketMetrics
     from framework.runtime import Runtime
 
@@ -67,21 +72,29 @@ async def deny(
 ) -> None:
     """Refuse a handshake with an HTTP ``status`` and ``{"detail": ...}``.
 
-    On a server without ASGI's WebSocket denial response, the handshake is closed instead
-    (the server answers 403).
+    The answer is ASGI's WebSocket denial response (``websocket.http.response.start``), so
+    the client gets that status and body as a plain HTTP response (uvicorn has it, and so
+    does ``TestApp``'s client). On a server without it, the handshake is closed instead (the
+    server answers 403).
     """
-    if "websocket.http.response" not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": 1008})
+    try:
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = to_json({"detail": detail})
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in (headers or {}).items()
+            if k.lower() not in ("content-type", "content-length")
+        ]
+        raw += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+        await send({"type": "websocket.http.response.body", "body": body})
+    except OSError:  # the client left during the handshake: nobody to answer
         return
-    body = to_json({"detail": detail})
-    raw = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in (headers or {}).items()
-        if k.lower() not in ("content-type", "content-length")
-    ]
-    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
-    await send({"type": "websocket.http.response.body", "body": body})
 
 
 class HandshakeRefused(Exception):
@@ -138,22 +151,30 @@ class _Bucket:
 
 
 class _Session:
-    """One accepted connection: its send queue, writer and state. A ``Session`` of the runtime."""
+    """One accepted connection: its send queue, writer and state. A ``Session`` of the runtime.
+
+    Per message this costs no task and no timer: the reader waits in one cancel scope for
+    the whole connection, and one idle timer, re-armed only when it fires, checks when the
+    client last sent; the writer sleeps on a future that ``enqueue`` resolves.
+    """
 
     def __init__(self, api: SocketAPI, connection: Connection, send: Send) -> None:
         self.api = api
         self.connection = connection
         self.max_message_size = api.spec.max_message_size
         self._send = send
-        self.outbox: MemoryObjectSendStream[_Frame]
-        self._queued: MemoryObjectReceiveStream[_Frame]
-        self.outbox, self._queued = anyio.create_memory_object_stream[_Frame](api.spec.send_queue)
+        self._queue: deque[_Frame] = deque()
+        self._limit = api.spec.send_queue
+        self._ready: asyncio.Future[None] | None = None  # the idle writer waits on it
         self.closing: tuple[int, str] | None = None
         self.gone = False
         self.overflowed = False
         self.in_handler = False
         self.finished = False
         self.receiving: anyio.CancelScope | None = None
+        self.waiting = False  # the reader is waiting for the client's next message
+        self.idle_at = 0.0  # loop time past which a waiting reader has been idle too long
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.writing = anyio.CancelScope()
         self.bucket = _Bucket(api.spec.rate, api.spec.burst)
         self.received = 0
@@ -164,8 +185,8 @@ class _Session:
     def push(self, text: str | None, data: bytes | None) -> None:
         """Queue a push from ``app.connections.send``."""
         self.enqueue(text, data, _PUSH)
-        if self.api.metrics is not None:
-            self.api.metrics.pushes.labels(self.api.spec.path).inc()
+        if self.api.pushed is not None:
+            self.api.pushed.inc()
 
     def close(self, code: int, reason: str) -> None:
         """Start closing with ``code``: the reader stops once the handler in flight returns."""
@@ -180,65 +201,96 @@ class _Session:
         # once it is flushed, or dropped on overflow, the connection is gone.
         if self.gone or self.finished or self.overflowed:
             raise ConnectionGoneError(f"connection {self.connection.id!r} is closed")
-        try:
-            self.outbox.send_nowait((text, data))
-        except anyio.WouldBlock:
+        if len(self._queue) >= self._limit:
             self.overflowed = True
             self.api.count_error("send_queue_full")
             self.close(1008, "send queue full: the client reads too slowly")
             raise ConnectionGoneError(
                 f"connection {self.connection.id!r} was closed: its client read too slowly and "
                 f"{self.api.spec.send_queue} messages were waiting (send_queue)"
-            ) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):  # the writer has ended
-            raise ConnectionGoneError(f"connection {self.connection.id!r} is closed") from None
-        if self.api.metrics is not None:
-            self.api.metrics.messages_out.labels(self.api.spec.path, route).inc()
+            )
+        self._queue.append((text, data))
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        counted = self.api.sent_counter(route)
+        if counted is not None:
+            counted.inc()
 
     def allow(self) -> bool:
         """Take one message from the connection's rate bucket."""
         return self.bucket.take()
 
     def _wake(self) -> None:
-        if self.receiving is not None and not self.in_handler:
+        if self.receiving is not None and self.waiting:
             self.receiving.cancel()
         if self.overflowed:
             self.writing.cancel()
 
     async def write(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue, send = self._queue, self._send
         with self.writing:
-            async with self._queued:
-                async for text, data in self._queued:
-                    message: Message = (
-                        {"type": "websocket.send", "text": text}
-                        if text is not None
-                        else {"type": "websocket.send", "bytes": data}
-                    )
-                    try:
-                        await self._send(message)
-                    except (OSError, RuntimeError):  # the client is gone
-                        self.gone = True
-                        self._wake()
+            while True:
+                if not queue:
+                    if self.finished:
                         return
-                    self.sent += 1
+                    ready = self._ready = loop.create_future()
+                    await ready
+                    continue
+                text, data = queue.popleft()
+                message: Message = (
+                    {"type": "websocket.send", "text": text}
+                    if text is not None
+                    else {"type": "websocket.send", "bytes": data}
+                )
+                try:
+                    await send(message)
+                except (OSError, RuntimeError):  # the client is gone
+                    self.gone = True
+                    self._wake()
+                    return
+                self.sent += 1
 
     async def read(self, receive: Receive) -> None:
         idle = self.api.spec.idle_timeout
-        while self.closing is None and not self.gone:
-            with anyio.CancelScope(deadline=anyio.current_time() + idle) as scope:
-                self.receiving = scope
-                message = await receive()
+        loop = asyncio.get_running_loop()
+        handle = self.api.handle
+        self.idle_at = loop.time() + idle
+        self._idle_timer = loop.call_later(idle, self._check_idle, loop, idle)
+        scope = self.receiving = anyio.CancelScope()
+        try:
+            with scope:
+                while self.closing is None and not self.gone:
+                    self.waiting = True
+                    message = await receive()
+                    self.waiting = False
+                    if scope.cancel_called:  # closed as the message came: closing wins
+                        return
+                    kind = message["type"]
+                    if kind == "websocket.receive":
+                        self.received += 1
+                        await handle(self, message.get("text"), message.get("bytes"))
+                    elif kind == "websocket.disconnect":
+                        self.gone = True
+                        return
+                    self.idle_at = loop.time() + idle
+        finally:
+            self.waiting = False
             self.receiving = None
-            if scope.cancelled_caught:
-                if self.closing is None and not self.gone:
-                    self.closing = (1000, "idle timeout")
-                return
-            if message["type"] == "websocket.disconnect":
-                self.gone = True
-                return
-            if message["type"] == "websocket.receive":
-                self.received += 1
-                await self.api.handle(self, message.get("text"), message.get("bytes"))
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+
+    def _check_idle(self, loop: asyncio.AbstractEventLoop, idle: float) -> None:
+        """The idle timer: close a reader that has waited ``idle`` seconds, else re-arm."""
+        left = self.idle_at - loop.time()
+        if left <= 0 and self.waiting and self.receiving is not None:
+            if self.closing is None and not self.gone:
+                self.closing = (1000, "idle timeout")
+            self.receiving.cancel()
+            return
+        # Waited less than ``idle`` so far, or in a handler (after which ``idle_at`` is set).
+        self._idle_timer = loop.call_later(left if left > 0 else idle, self._check_idle, loop, idle)
 
     async def send_close(self) -> None:
         """Close the connection from this side (unless the client already went)."""
@@ -257,7 +309,9 @@ class _Session:
         else:
             self.writing.deadline = anyio.current_time() + FLUSH_TIMEOUT
         self.finished = True
-        self.outbox.close()
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
 
 class SocketAPI:
@@ -269,6 +323,7 @@ class SocketAPI:
         events: The app's events hub (the running runtime holds the connections).
         metrics: Where to count connections and messages, or None.
         clock: Wall-clock seconds, for the authorizer's caches and quotas.
+        origins: Which pages' origins may connect (default: the server's own only).
     """
 
     def __init__(
@@ -278,8 +333,10 @@ class SocketAPI:
         events: Events[Runtime],
         metrics: SocketMetrics | None,
         clock: Callable[[], float],
+        origins: OriginPolicy | None = None,
     ) -> None:
         self.spec = spec
+        self.origins = origins if origins is not None else OriginPolicy(())
         self.events = events
         self.metrics = metrics
         self.clock = clock
@@ -289,6 +346,10 @@ class SocketAPI:
         self.default = by_route.pop(DEFAULT, None)
         self.routes = by_route
         self.auth = self.on_connect.auth if self.on_connect is not None else None
+        # Each route's message counters, looked up once (``labels`` costs more than ``inc``).
+        self._in: dict[str, Counter] = {}
+        self._out: dict[str, Counter] = {}
+        self.pushed = metrics.pushes.labels(spec.path) if metrics is not None else None
         header = str(getattr(self.auth, "header", "Authorization"))
         self.credential_header = header.lower().encode("latin-1")
         # Browsers cannot set headers on a WebSocket: the credential may come in the query.
@@ -316,9 +377,36 @@ class SocketAPI:
             },
         )
 
-    def _refused(self, status: int) -> None:
+    def refused(self, status: int, reason: str, level: int = logging.INFO, **fields: Any) -> None:
+        """Count and log a refused handshake: its ``status`` and ``reason``."""
         if self.metrics is not None:
-            self.metrics.refused.labels(self.spec.path, str(status)).inc()
+            self.metrics.refused.labels(self.spec.path, str(status), reason).inc()
+        event(
+            log,
+            level,
+            "websocket.refused",
+            api=self.spec.path,
+            status=status,
+            reason=reason,
+            **fields,
+        )
+
+    def check_origin(self, scope: Scope) -> None:
+        """Refuse a handshake from a page whose origin may not connect (see ``origins.py``).
+
+        Raises:
+            HandshakeRefused: 403, naming the origin and the option that allows it.
+        """
+        origin = self.origins.refusal(scope)
+        if origin is None:
+            return
+        self.refused(403, "origin", logging.WARNING, origin=origin)
+        raise HandshakeRefused(
+            403,
+            f"a page from {origin!r} may not open this WebSocket API: it is not this server's "
+            f"origin; allow it with app.websocket_api({self.spec.path!r}, "
+            "allowed_origins=[...]) or the app's CORS allow_origins",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one WebSocket connection, from the handshake to ``$disconnect``."""
@@ -329,12 +417,11 @@ class SocketAPI:
         runtime = self.events.running
         connections = runtime.connections if runtime is not None else None
         if not isinstance(connections, Connections) or connections.closing:
-            self._refused(503)
+            self.refused(503, "stopping")
             await deny(scope, send, 503, "the app is not running (or is stopping)")
             return
         if connections.count(path) >= self.spec.max_connections:
-            self._refused(503)
-            event(log, logging.WARNING, "websocket.refused", api=path, status=503, why="full")
+            self.refused(503, "full", logging.WARNING)
             await deny(
                 scope, send, 503, f"this server holds its {self.spec.max_connections} connections"
             )
@@ -371,18 +458,28 @@ class SocketAPI:
                 admitted; the API's own authorizer is then not run again.
 
         Raises:
-            HandshakeRefused: With the HTTP status the client must get (the authorizer's
-                401/403/429, ``Refuse(status)``, or 500 for a failing ``$connect``).
+            HandshakeRefused: With the HTTP status the client must get (403 for a page of
+                an origin not allowed, the authorizer's 401/403/429, ``Refuse(status)``, or
+                500 for a failing authorizer or ``$connect``).
         """
         path = self.spec.path
+        self.check_origin(scope)
         headers, query, auth_scope = self.inputs(scope)
         if self.auth is not None and principal is None:
             try:
                 principal = await self.auth.authorize(auth_scope, self.clock())
             except HTTPError as exc:
-                self._refused(exc.status)
-                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                self.refused(exc.status, "auth")
                 raise HandshakeRefused(exc.status, str(exc.detail), exc.headers) from None
+            except Exception as exc:
+                self.refused(500, "error")
+                self.count_error("authorizer")
+                log.error(
+                    "websocket.authorizer_failed",
+                    exc_info=exc,
+                    extra={"fields": {"api": path, "error": type(exc).__name__}},
+                )
+                raise HandshakeRefused(500, "internal server error") from None
         connection = Connection(
             id=connection_id,
             path=path,
@@ -395,11 +492,10 @@ class SocketAPI:
             try:
                 await self._call(self.on_connect, connection, None)
             except Refuse as exc:
-                self._refused(exc.status)
-                event(log, logging.INFO, "websocket.refused", api=path, status=exc.status)
+                self.refused(exc.status, "connect")
                 raise HandshakeRefused(exc.status, exc.detail) from None
             except Exception as exc:
-                self._refused(500)
+                self.refused(500, "error")
                 self._handler_failed(CONNECT, connection.id, exc)
                 raise HandshakeRefused(500, "internal server error") from None
         return connection
@@ -496,7 +592,7 @@ class SocketAPI:
         is_json = False
         if text is not None:
             try:
-                value, is_json = json.loads(text), True
+                value, is_json = from_json(text), True
             except ValueError:
                 value = text
         key = value.get(self.spec.route_selection) if is_json and isinstance(value, dict) else None
@@ -505,7 +601,10 @@ class SocketAPI:
             route = self.default
         name = route.route if route is not None else (key if isinstance(key, str) else DEFAULT)
         if self.metrics is not None:
-            self.metrics.messages_in.labels(self.spec.path, name).inc()
+            counted = self._in.get(name)
+            if counted is None:
+                counted = self._in[name] = self.metrics.messages_in.labels(self.spec.path, name)
+            counted.inc()
         if route is None:
             self.count_error("unknown_route")
             what = f"route {key!r}" if isinstance(key, str) else "a message without a route"
@@ -546,8 +645,15 @@ class SocketAPI:
             session.in_handler = False
         if result is not None:
             reply_text, reply_data = encode_push(result)
-            with contextlib.suppress(ConnectionGoneError):
+            with contextlib.suppress(ConnectionGoneError):  # closed while the handler ran
                 session.enqueue(reply_text, reply_data, route.route)
+
+    def sent_counter(self, route: str) -> Counter | None:
+        """The counter of messages queued for clients by ``route``, or None without metrics."""
+        counted = self._out.get(route)
+        if counted is None and self.metrics is not None:
+            counted = self._out[route] = self.metrics.messages_out.labels(self.spec.path, route)
+        return counted
 
     def _answer(self, session: MessageSession, error: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionGoneError):

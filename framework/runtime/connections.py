@@ -75,6 +75,7 @@ class Connections:
     def __init__(self, process: str | None = None) -> None:
         self.process = process or uuid.uuid4().hex[:16]
         self.sessions: dict[str, Session] = {}
+        self._per_path: dict[str, int] = {}  # open connections by API path (the 503 check)
         self.relay: Relay | None = None
         self.relay_name = ""
         self.pushes = 0
@@ -102,17 +103,22 @@ class Connections:
 
     def register(self, session: Session) -> None:
         """Hold ``session`` here: its id now reaches it."""
-        self.sessions[session.connection.id] = session
+        connection = session.connection
+        if connection.id not in self.sessions:
+            self._per_path[connection.path] = self._per_path.get(connection.path, 0) + 1
+        self.sessions[connection.id] = session
 
     def unregister(self, connection_id: str) -> None:
         """Forget a closed connection: its id is gone from now on."""
-        self.sessions.pop(connection_id, None)
+        session = self.sessions.pop(connection_id, None)
+        if session is not None:
+            self._per_path[session.connection.path] -= 1
         if not self.sessions and self._empty is not None:
             self._empty.set()
 
     def count(self, path: str) -> int:
         """How many connections of the API at ``path`` this process holds."""
-        return sum(1 for s in self.sessions.values() if s.connection.path == path)
+        return self._per_path.get(path, 0)
 
     def close_all(self, code: int = 1001, reason: str = "server stopping") -> None:
         """Start closing every connection held here (their handlers in flight finish).

@@ -24,6 +24,7 @@ from framework.gateway.auth import APIKeyAuth, JWTAuth, JWTKey
 from framework.principal import Principal
 from tests.aws_lambda.conftest import SQS
 from tests.aws_lambda.shapes import (
+    WS_DOMAIN,
     ws_authorizer_event,
     ws_connect_event,
     ws_disconnect_event,
@@ -119,6 +120,25 @@ def test_connect_refusals_answer_their_status(served: tuple[LambdaHandler, list[
     assert json.loads(refused["body"]) == {"detail": "that room is closed"}
     assert "WWW-Authenticate" in missing["headers"]
     assert seen == []
+
+
+def test_a_page_of_another_origin_is_refused_by_the_authorizer_and_at_connect(
+    served: tuple[LambdaHandler, list[Any]],
+) -> None:
+    """A foreign ``Origin`` is a Deny policy and a 403 CONNECT answer; the API's own host
+    and clients without ``Origin`` pass, as under ``framework run``."""
+    handler, seen = served
+    foreign = {"X-API-Key": "k-1", "Origin": "https://evil.example"}
+    policy = handler(ws_authorizer_event("c1", headers=foreign), LambdaContext())
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    answer = handler(ws_connect_event("c1", headers=foreign), LambdaContext())
+    assert answer["statusCode"] == 403
+    assert "evil.example" in json.loads(answer["body"])["detail"]
+    own = {"X-API-Key": "k-1", "Origin": f"https://{WS_DOMAIN}"}
+    policy = handler(ws_authorizer_event("c2", headers=own), LambdaContext())
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert handler(ws_connect_event("c2", headers=own), LambdaContext()) == {"statusCode": 200}
+    assert seen == [("connect", ("c2", "ann"))]
 
 
 def test_a_message_route_validates_and_returns_its_value_as_the_body(

@@ -70,6 +70,29 @@ async def test_an_idle_connection_is_closed() -> None:
     assert len(gone) == 1
 
 
+async def test_messages_and_a_long_handler_keep_a_connection_past_the_idle_timeout() -> None:
+    """The idle clock runs only while the server waits for the client: messages more often
+    than ``idle_timeout``, and a handler taking longer, keep the connection open."""
+    app, gone = limited_app(idle_timeout=0.2)
+
+    @app.websocket("/ws", "slow")
+    async def slow() -> str:
+        await anyio.sleep(0.5)
+        return "done"
+
+    async with TestApp(app) as t, t.websocket("/ws") as ws:
+        for _ in range(6):  # 0.6 s in all, a message every 0.1 s
+            await ws.send_text("ping")
+            assert await ws.receive() == b"ping"
+            await anyio.sleep(0.1)
+        await ws.send_json({"action": "slow"})
+        assert await ws.receive() == "done"
+        assert gone == []
+        assert await ws.wait_closed(timeout=2) == 1000
+        assert ws.close_reason == "idle timeout"
+    assert len(gone) == 1
+
+
 async def test_connections_over_the_limit_are_refused_with_503() -> None:
     """With ``max_connections=2`` the third handshake gets 503; a freed slot is usable again."""
     app, _ = limited_app(max_connections=2)

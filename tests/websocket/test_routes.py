@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -260,3 +261,34 @@ async def test_an_http_route_and_a_websocket_api_share_a_path() -> None:
         assert (await t.http.get("/live")).json() == {"page": "live"}
         await ws.send_text("both")
         assert await ws.receive() == "both"
+
+
+async def test_an_authorizer_that_raises_refuses_with_500_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failing authorizer is a 500 refusal and ``websocket.authorizer_failed``, not an error
+    escaping to the server; ``$connect`` does not run."""
+    app = App("ws")
+    connected: list[str] = []
+
+    async def broken(token: str) -> str:
+        raise RuntimeError("the user store is down")
+
+    @app.websocket("/ws", "$connect", auth=broken)
+    async def connect(conn: Connection) -> None:
+        connected.append(conn.id)
+
+    with caplog.at_level(logging.INFO, logger="framework.websocket"):
+        async with TestApp(app) as t:
+            with pytest.raises(HandshakeRefusedError) as refused:
+                async with t.websocket("/ws", headers={"Authorization": "Bearer t"}):
+                    pass
+            metrics = (await t.http.get("/metrics")).text
+    assert (refused.value.status, refused.value.detail) == (500, "internal server error")
+    assert connected == []
+    [failed] = [r for r in caplog.records if r.getMessage() == "websocket.authorizer_failed"]
+    assert getattr(failed, "fields", {}) == {"api": "/ws", "error": "RuntimeError"}
+    assert 'framework_websocket_refused_total{api="/ws",reason="error",status="500"} 1.0' in (
+        metrics
+    )
+    assert 'framework_websocket_errors_total{api="/ws",kind="authorizer"} 1.0' in metrics

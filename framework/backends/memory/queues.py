@@ -304,7 +304,7 @@ class MemoryQueue:
 
     def _take(self, limit: int, now: float) -> list[_Record]:
         taken: list[_Record] = []
-        fresh, ready = self._fresh, self._ready
+        fresh, ready, records = self._fresh, self._ready, self._records
         while (fresh or ready) and len(taken) < limit:
             # Both are in send order: take the older head, so order survives redelivery.
             if fresh and (not ready or fresh[0].seq < ready[0][0]):
@@ -313,8 +313,8 @@ class MemoryQueue:
                 record = heapq.heappop(ready)[1]
             if (
                 record.state == _VISIBLE
-                and record.message_id in self._records
-                and not self._expired(record, now)
+                and record.message_id in records
+                and (record.expires_at > now or not self._expired(record, now))
             ):
                 taken.append(record)
         while self._ready_groups and len(taken) < limit:

@@ -1,21 +1,27 @@
-"""End-to-end throughput of ``memory://`` against a raw ``asyncio.Queue`` + pydantic baseline.
+"""End-to-end throughput of ``memory://`` against a raw and a bare ``asyncio.Queue``.
 
 Run from the repository root::
 
-    python bench/memory_backend.py [--messages 20000] [--rounds 3] [--concurrency 10] [--json]
+    python -m bench.memory_backend [--messages 20000] [--rounds 3] [--concurrency 10] [--json]
 
-Each round sends ``--messages`` JSON messages of about 1 KiB with ``app.send`` to a queue whose
-``@app.on_queue`` handler receives the validated model and counts it; the runtime then acks
-(deletes) it. The clock runs from the first send to the last message handled. The baseline does
-the same work without the framework: bytes from ``model_dump_json`` on an ``asyncio.Queue``,
-``--concurrency`` consumer tasks doing ``model_validate_json`` and calling the same kind of
-handler. Rounds alternate (framework, raw, framework, raw, ...) so drift on a noisy machine
-hits both alike; the figure that matters is the ratio of the medians. A warm-up of 2,000
-messages per side runs first and is not reported; ``--only framework`` runs one side, for a
-profiler (see bench/README.md).
+Each round sends ``--messages`` JSON messages of about 1 KiB to a queue whose ``@app.on_queue``
+handler receives the validated model and counts it; the runtime then acks (deletes) it. The
+clock runs from the first send to the last message handled. Four sides, in one run:
+
+- ``framework``: ``await app.send(...)`` per message, under ``app.run("memory://")``;
+- ``framework_batch``: the same app, sending with ``await app.send_batch(...)`` of ``--batch``
+  bodies at a time;
+- ``raw``: the same work without the framework: bytes from ``model_dump_json`` on an
+  ``asyncio.Queue``, ``--concurrency`` consumer tasks doing ``model_validate_json`` and calling
+  the same kind of handler;
+- ``bare``: the orders themselves on an ``asyncio.Queue``: no bytes, no validation.
+
+Rounds rotate the order of the sides, so drift on a noisy machine hits all alike; the figures
+that matter are the ratios of the medians. A warm-up of 2,000 messages per side runs first and
+is not reported; ``--only framework`` runs one side, for a profiler (see bench/README.md).
 
 Then it measures the traced peak memory of ``--memory-messages`` messages queued and not yet
-received (tracemalloc), per message, for both.
+received (tracemalloc), per message, for each side.
 """
 
 from __future__ import annotations
@@ -35,126 +41,156 @@ from framework import App
 
 QUEUE = "bench"
 WARMUP_MESSAGES = 2_000
+SIDES = ("framework", "framework_batch", "raw", "bare")
+LABELS = {
+    "framework": "framework app.send",
+    "framework_batch": "framework app.send_batch",
+    "raw": "raw asyncio.Queue+pydantic",
+    "bare": "bare asyncio.Queue",
+}
 
 
-Round = Callable[[Sequence[Order], int], Awaitable[float]]
+Round = Callable[[Sequence[Order], int, int], Awaitable[float]]
 
 
-async def framework_round(orders: Sequence[Order], concurrency: int) -> float:
-    """Send, handle and ack every order through ``app.run("memory://")``; return messages/s."""
-    app = App("bench")
-    total = len(orders)
+def _counter(total: int) -> tuple[Callable[[Order], Awaitable[None]], asyncio.Event]:
+    """The handler every side calls: it counts, and sets the event at ``total``."""
     handled = 0
     done = asyncio.Event()
 
-    @app.on_queue(QUEUE, concurrency=concurrency)
     async def count(order: Order) -> None:
         nonlocal handled
         handled += 1
         if handled == total:
             done.set()
 
+    return count, done
+
+
+async def _framework(orders: Sequence[Order], concurrency: int, batch: int) -> float:
+    """Send (one by one, or ``batch`` at a time), handle and ack every order; return msg/s."""
+    app = App("bench")
+    count, done = _counter(len(orders))
+    app.on_queue(QUEUE, concurrency=concurrency)(count)
     async with app.run("memory://") as runtime:
         gc.collect()
         start = time.perf_counter()
-        for order in orders:
-            await app.send(QUEUE, order)
+        if batch:
+            for first in range(0, len(orders), batch):
+                await app.send_batch(QUEUE, orders[first : first + batch])
+        else:
+            for order in orders:
+                await app.send(QUEUE, order)
         await done.wait()
         elapsed = time.perf_counter() - start
         stats = (await runtime.stats())[QUEUE]
     if stats.depth or stats.in_flight or stats.dead_letters:
         raise RuntimeError(f"framework round left messages behind: {stats}")
-    return total / elapsed
+    return len(orders) / elapsed
 
 
-async def raw_round(orders: Sequence[Order], concurrency: int) -> float:
-    """The same work on a bare ``asyncio.Queue`` of bytes; return messages/s."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    total = len(orders)
-    handled = 0
-    done = asyncio.Event()
+async def framework_round(orders: Sequence[Order], concurrency: int, batch: int = 0) -> float:
+    """``app.send`` per message through ``app.run("memory://")``; return messages/s."""
+    return await _framework(orders, concurrency, 0)
 
-    async def count(order: Order) -> None:
-        nonlocal handled
-        handled += 1
-        if handled == total:
-            done.set()
+
+async def framework_batch_round(orders: Sequence[Order], concurrency: int, batch: int) -> float:
+    """The same with ``app.send_batch`` of ``batch`` bodies at a time."""
+    return await _framework(orders, concurrency, batch)
+
+
+async def _queue_round(
+    orders: Sequence[Order],
+    concurrency: int,
+    put: Callable[[Order], object],
+    take: Callable[[object], Order],
+) -> float:
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    count, done = _counter(len(orders))
 
     async def consume() -> None:
         while True:
-            data = await queue.get()
-            await count(Order.model_validate_json(data))
+            await count(take(await queue.get()))
 
     consumers = [asyncio.create_task(consume()) for _ in range(concurrency)]
     await asyncio.sleep(0)  # the consumers wait on the queue, as the framework's worker does
     gc.collect()
     start = time.perf_counter()
     for order in orders:
-        await queue.put(order.model_dump_json().encode())
+        await queue.put(put(order))
     await done.wait()
     elapsed = time.perf_counter() - start
     for consumer in consumers:
         consumer.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
-    return total / elapsed
+    return len(orders) / elapsed
 
 
-async def bare_round(orders: Sequence[Order], concurrency: int) -> float:
+async def raw_round(orders: Sequence[Order], concurrency: int, batch: int = 0) -> float:
+    """The same work on an ``asyncio.Queue`` of encoded bytes, validated by the consumers."""
+    return await _queue_round(
+        orders,
+        concurrency,
+        lambda order: order.model_dump_json().encode(),
+        Order.model_validate_json,  # type: ignore[arg-type]
+    )
+
+
+async def bare_round(orders: Sequence[Order], concurrency: int, batch: int = 0) -> float:
     """The same orders as objects on an ``asyncio.Queue``: no bytes, no validation."""
-    queue: asyncio.Queue[Order] = asyncio.Queue()
-    total = len(orders)
-    handled = 0
-    done = asyncio.Event()
-
-    async def count(order: Order) -> None:
-        nonlocal handled
-        handled += 1
-        if handled == total:
-            done.set()
-
-    async def consume() -> None:
-        while True:
-            await count(await queue.get())
-
-    consumers = [asyncio.create_task(consume()) for _ in range(concurrency)]
-    await asyncio.sleep(0)
-    gc.collect()
-    start = time.perf_counter()
-    for order in orders:
-        await queue.put(order)
-    await done.wait()
-    elapsed = time.perf_counter() - start
-    for consumer in consumers:
-        consumer.cancel()
-    await asyncio.gather(*consumers, return_exceptions=True)
-    return total / elapsed
+    return await _queue_round(orders, concurrency, _same, _same)  # type: ignore[arg-type]
 
 
-async def framework_memory(count: int) -> float:
-    """Return traced peak bytes per message for ``count`` messages queued on ``memory://``."""
+def _same(item: object) -> object:
+    return item
+
+
+ROUNDS: dict[str, Round] = {
+    "framework": framework_round,
+    "framework_batch": framework_batch_round,
+    "raw": raw_round,
+    "bare": bare_round,
+}
+
+
+async def framework_memory(count: int, batch: int) -> float:
+    """Traced peak bytes per message for ``count`` messages queued on ``memory://``."""
     app = App("bench-memory")
     app.queue(QUEUE)
     note = note_for(MESSAGE_BYTES)
     async with app.run("memory://", workers=False):
-        return await _traced_per_message(count, lambda i: app.send(QUEUE, make_order(i, note)))
+        if not batch:
+            return await _traced_per_message(
+                count, 1, lambda i, n: app.send(QUEUE, make_order(i, note))
+            )
+        return await _traced_per_message(
+            count,
+            batch,
+            lambda i, n: app.send_batch(QUEUE, [make_order(j, note) for j in range(i, i + n)]),
+        )
 
 
-async def raw_memory(count: int) -> float:
-    """Return traced peak bytes per message for ``count`` encoded orders on an asyncio.Queue."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+async def queue_memory(count: int, encoded: bool) -> float:
+    """Traced peak bytes per message for ``count`` orders on an asyncio.Queue (bytes or not)."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
     note = note_for(MESSAGE_BYTES)
-    return await _traced_per_message(
-        count, lambda i: queue.put(make_order(i, note).model_dump_json().encode())
-    )
+
+    def item(i: int) -> object:
+        order = make_order(i, note)
+        return order.model_dump_json().encode() if encoded else order
+
+    return await _traced_per_message(count, 1, lambda i, n: queue.put(item(i)))
 
 
-async def _traced_per_message(count: int, put: Callable[[int], Awaitable[object]]) -> float:
+async def _traced_per_message(
+    count: int, step: int, put: Callable[[int, int], Awaitable[object]]
+) -> float:
     gc.collect()
     tracemalloc.start()
     try:
         baseline = tracemalloc.get_traced_memory()[0]
-        for i in range(count):
-            await put(i)
+        for i in range(0, count, step):
+            await put(i, min(step, count - i))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -166,78 +202,88 @@ class Results:
     messages: int
     message_bytes: float
     concurrency: int
+    batch: int
     rounds: list[dict[str, float]]
+    medians: dict[str, float]
+    ratios: dict[str, float]
     framework_median: float | None
     raw_median: float | None
     ratio: float | None
     memory_messages: int
-    framework_bytes_per_message: float | None
-    raw_bytes_per_message: float | None
+    bytes_per_message: dict[str, float]
+
+
+def ratios_of(medians: dict[str, float]) -> dict[str, float]:
+    """Each framework side over each baseline that ran."""
+    out: dict[str, float] = {}
+    for side in ("framework", "framework_batch"):
+        for twin in ("raw", "bare"):
+            if side in medians and twin in medians:
+                name = "framework" if side == "framework" else "framework send_batch"
+                out[f"{name}/{twin}"] = medians[side] / medians[twin]
+    return out
 
 
 async def measure(args: argparse.Namespace) -> Results:
     orders = make_orders(args.messages)
-    sides: dict[str, Round] = {
-        "framework": framework_round,
-        "raw": raw_round,
-        "bare": bare_round,
-    }
-    if args.only:
-        sides = {args.only: sides[args.only]}
-    warmup = orders[:WARMUP_MESSAGES]
-    for run in sides.values():
-        await run(warmup, args.concurrency)
+    names = list(args.only or SIDES)
+    for name in names:
+        await ROUNDS[name](orders[:WARMUP_MESSAGES], args.concurrency, args.batch)
     size = statistics.fmean(len(o.model_dump_json().encode()) for o in orders)
     if not args.json:
         print(
             f"memory backend, {args.messages:,} messages of {size / 1024:.1f} KiB, "
-            f"concurrency {args.concurrency}, {args.rounds} rounds"
+            f"concurrency {args.concurrency}, send_batch of {args.batch}, {args.rounds} rounds"
         )
     rounds: list[dict[str, float]] = []
-    for number in range(1, args.rounds + 1):
-        rates = {name: await run(orders, args.concurrency) for name, run in sides.items()}
-        rounds.append(rates)
+    for number in range(args.rounds):
+        turn = number % len(names)
+        order = names[turn:] + names[:turn]  # rotate, so no side always runs first
+        rates = {name: await ROUNDS[name](orders, args.concurrency, args.batch) for name in order}
+        rounds.append({name: rates[name] for name in names})
         if not args.json:
-            print(f"round {number}: {_rates(rates)}")
-    medians = {name: statistics.median(r[name] for r in rounds) for name in sides}
-    ratio = None
-    if "framework" in medians and "raw" in medians:
-        ratio = medians["framework"] / medians["raw"]
-    if not args.json:
-        parts = [f"{name} {rate:,.0f} msg/s" for name, rate in medians.items()]
-        print(f"median: {', '.join(parts)}" + (f", ratio {ratio:.2f}" if ratio else ""))
-    framework_bytes = raw_bytes = None
+            print(f"round {number + 1}: {_rates(rounds[-1])}")
+    medians = {name: statistics.median(r[name] for r in rounds) for name in names}
+    ratios = ratios_of(medians)
+    memory: dict[str, float] = {}
     if args.memory_messages:
-        framework_bytes = await framework_memory(args.memory_messages)
-        raw_bytes = await raw_memory(args.memory_messages)
-        if not args.json:
+        n = args.memory_messages
+        if "framework" in names:
+            memory["framework"] = await framework_memory(n, 0)
+        if "framework_batch" in names:
+            memory["framework_batch"] = await framework_memory(n, args.batch)
+        if "raw" in names:
+            memory["raw"] = await queue_memory(n, encoded=True)
+        if "bare" in names:
+            memory["bare"] = await queue_memory(n, encoded=False)
+    if not args.json:
+        print(f"median: {_rates(medians)}")
+        for name, value in ratios.items():
+            print(f"ratio {name}: {value:.2f}")
+        if memory:
             print(
-                f"memory, {args.memory_messages:,} queued messages (tracemalloc peak): "
-                f"framework {framework_bytes:,.0f} bytes/message, "
-                f"raw asyncio.Queue {raw_bytes:,.0f} bytes/message "
-                f"(encoded body {size:,.0f} bytes)"
+                f"memory, {args.memory_messages:,} queued messages (tracemalloc peak, "
+                f"encoded body {size:,.0f} bytes): "
+                + ", ".join(f"{LABELS[k]} {v:,.0f} bytes/message" for k, v in memory.items())
             )
     return Results(
         messages=args.messages,
         message_bytes=size,
         concurrency=args.concurrency,
+        batch=args.batch,
         rounds=rounds,
+        medians=medians,
+        ratios=ratios,
         framework_median=medians.get("framework"),
         raw_median=medians.get("raw"),
-        ratio=ratio,
+        ratio=ratios.get("framework/raw"),
         memory_messages=args.memory_messages,
-        framework_bytes_per_message=framework_bytes,
-        raw_bytes_per_message=raw_bytes,
+        bytes_per_message=memory,
     )
 
 
 def _rates(rates: dict[str, float]) -> str:
-    labels = {
-        "framework": "framework",
-        "raw": "raw asyncio.Queue+pydantic",
-        "bare": "bare asyncio.Queue",
-    }
-    return "   ".join(f"{labels[name]} {rate:,.0f} msg/s" for name, rate in rates.items())
+    return "   ".join(f"{LABELS[name]} {rate:,.0f} msg/s" for name, rate in rates.items())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -246,13 +292,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
     parser.add_argument("--concurrency", type=int, default=10, help="handlers in flight")
     parser.add_argument(
+        "--batch", type=int, default=100, help="bodies per app.send_batch call (framework_batch)"
+    )
+    parser.add_argument(
         "--memory-messages",
         type=int,
         default=100_000,
         help="messages queued for the memory measurement (0 skips it)",
     )
     parser.add_argument(
-        "--only", choices=("framework", "raw", "bare"), help="run one side only (for profiling)"
+        "--only", choices=SIDES, action="append", help="run these sides only (for profiling)"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="1 round of 300 messages, a short warm-up"
@@ -264,9 +313,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         WARMUP_MESSAGES = 100
         args.messages, args.rounds = 300, 1
         args.memory_messages = min(args.memory_messages, 1_000)
-    if args.messages < 1 or args.rounds < 1 or args.concurrency < 1 or args.memory_messages < 0:
+    if (
+        args.messages < 1
+        or args.rounds < 1
+        or args.concurrency < 1
+        or args.batch < 1
+        or args.memory_messages < 0
+    ):
         parser.error(
-            "--messages, --rounds and --concurrency must be positive, --memory-messages at least 0"
+            "--messages, --rounds, --concurrency and --batch must be positive, "
+            "--memory-messages at least 0"
         )
     results = asyncio.run(measure(args))
     if args.json:

@@ -189,6 +189,7 @@ def build_batch(
     messages = [first]
     attrs, delay, group_id = first.attributes, first.delay, first.group_id
     dedup_id = first.deduplication_id
+    append, headers = messages.append, _HEADERS
     for index in range(1, len(items)):
         try:
             data, content_type = encode(items[index])
@@ -196,7 +197,9 @@ def build_batch(
                 ensure_fits(where, data, attrs, limit)
         except (MessageTooLargeError, TypeError) as exc:
             raise _naming(index, len(items), exc) from exc
-        messages.append(Outgoing(data, attrs, _headers(content_type), delay, group_id, dedup_id))
+        # ``_headers``, inlined: the first body's content type is already in ``_HEADERS``.
+        shared = headers.get(content_type) or _headers(content_type)
+        append(Outgoing(data, attrs, shared, delay, group_id, dedup_id))
     return messages
 
 

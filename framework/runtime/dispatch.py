@@ -88,74 +88,58 @@ class HandlerLease:
             dispatcher.watchdog.arm(self)
 
 
-_GONE = object()
-
-
 class _Watchdog:
-    """One clock timer per consumer, at the earliest deadline among its leases in flight.
+    """One clock timer per consumer, at or before the earliest deadline of its leases in flight.
 
-    Arming or disarming a lease is a dict insert or delete; the timer is rescheduled only
-    when the earliest deadline changes (typically once per received batch, whose leases share
-    one deadline). A lease is armed when its delivery is handed over, before the worker's next
-    receive can arm the backend's wake-up for the same instant, so on a virtual clock the
-    handler is cancelled (and its verdict recorded) before the expired lease is received again.
+    Arming a lease is a dict insert, and disarming one a dict delete: the timer is moved only
+    when a lease ends earlier than it fires, and never cancelled when leases settle. A timer
+    that fires with no lease due (they settled meanwhile) moves on to the earliest deadline
+    left, if any. Leases of later batches end later, so that is about once per visibility
+    timeout instead of a cancelled and a new timer per received batch. A lease is armed when
+    its delivery is handed over, before the worker's next receive can arm the backend's
+    wake-up for the same instant, so on a virtual clock the handler is cancelled (and its
+    verdict recorded) before the expired lease is received again.
     """
 
-    __slots__ = ("_at", "_at_count", "_leases", "_timer", "clock")
+    __slots__ = ("_at", "_leases", "_timer", "clock")
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._leases: dict[HandlerLease, None] = {}
         self._timer: Timer | None = None
         self._at = math.inf  # when the timer fires
-        self._at_count = 0  # how many armed leases have their deadline at ``_at``
 
     def arm(self, lease: HandlerLease) -> None:
         self._leases[lease] = None
-        deadline = lease.deadline
-        if deadline < self._at:
-            self._schedule(deadline, 1)
-        elif deadline == self._at:
-            self._at_count += 1
+        if lease.deadline < self._at:
+            self._schedule(lease.deadline)
 
     def arm_all(self, leases: list[HandlerLease], deadline: float) -> None:
         """``arm`` each of ``leases``, all of which end at ``deadline``."""
         self._leases.update(dict.fromkeys(leases))
         if deadline < self._at:
-            self._schedule(deadline, len(leases))
-        elif deadline == self._at:
-            self._at_count += len(leases)
+            self._schedule(deadline)
 
     def disarm(self, lease: HandlerLease) -> None:
-        if self._leases.pop(lease, _GONE) is _GONE:  # already fired, or disarmed twice
-            return
-        if lease.deadline == self._at:
-            self._at_count -= 1
-            if self._at_count == 0:
-                self._reschedule()
+        self._leases.pop(lease, None)  # already fired, or disarmed twice: nothing to do
 
-    def _reschedule(self) -> None:
-        """Move the timer to the earliest deadline left (there are at most ``concurrency``)."""
-        at = min((lease.deadline for lease in self._leases), default=math.inf)
-        count = sum(1 for lease in self._leases if lease.deadline == at)
-        self._schedule(at, count)
-
-    def _schedule(self, when: float, count: int) -> None:
+    def _schedule(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._at = when
-        self._at_count = count
         if when != math.inf:
             self._timer = self.clock.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
+        self._at = math.inf
         now = self.clock.now()
         due = [lease for lease in self._leases if lease.deadline <= now]
         for lease in due:
             del self._leases[lease]
-        self._reschedule()
+        if self._leases:  # there are at most ``concurrency`` of them
+            self._schedule(min(lease.deadline for lease in self._leases))
         for lease in due:
             lease.expire()
 
@@ -187,6 +171,10 @@ class Dispatcher:
         # validated without ``Binder.decode``'s choice by content type and annotation.
         self._json_body = body is not None and consumer.binder.body_adapter is not None
         self._is_async = consumer.binder.is_async
+        # Bound once: each is called per message.
+        self._handler = consumer.handler
+        self._decode_json = consumer.binder.decode_json
+        self._debug = self.logger.isEnabledFor
         self.watchdog = _Watchdog(backend.clock)
         # The hub's list itself, so observers added after start (a gateway built late) count.
         self._observers = events.handler_observers
@@ -255,7 +243,7 @@ class Dispatcher:
                 return False
         try:
             if self._json_body and delivery.headers.get(CONTENT_TYPE) == JSON:
-                kwargs = {self._body_name: self.binder.decode_json(delivery.body)}
+                kwargs = {self._body_name: self._decode_json(delivery.body)}
             else:
                 kwargs = self._arguments(delivery)
             if self._mail_param is not None:
@@ -276,7 +264,7 @@ class Dispatcher:
         if self._context_param is not None:
             kwargs[self._context_param.name] = self._context(delivery, lease)
         # The handler's duration is only logged at DEBUG or observed: skip the clock otherwise.
-        timed = bool(self._observers) or self.logger.isEnabledFor(logging.DEBUG)
+        timed = bool(self._observers) or self._debug(logging.DEBUG)
         started = self.clock.now() if timed else 0.0
         error: BaseException | None = None
         if lease.expired:  # the deadline passed before a handler task took the delivery
@@ -292,7 +280,7 @@ class Dispatcher:
             lease.task = task
             caught = False
             try:
-                await self.consumer.handler(**kwargs)
+                await self._handler(**kwargs)
             except asyncio.CancelledError:
                 # Ours only if the watchdog cancelled and nobody else did (shutdown past grace).
                 if not lease.expired or task.uncancel() > cancelling:

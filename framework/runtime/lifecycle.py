@@ -90,6 +90,7 @@ class Runtime:
         self.workers: list[Worker] = []
         self._stack: list[TaskGroup] = []
         self._services: TaskGroup | None = None
+        self._wheres: dict[str, str] = {}
         self.connections: ConnectionManager = (
             connections if connections is not None else Connections()
         )
@@ -302,11 +303,18 @@ class Runtime:
             )
         return spec
 
+    def _where(self, queue: str) -> str:
+        """``queue 'NAME'``, for the errors of a send: formatted once per queue, not per send."""
+        where = self._wheres.get(queue)
+        if where is None:
+            where = self._wheres[queue] = f"queue {queue!r}"
+        return where
+
     async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Encode ``body`` and send it to ``queue``; see ``App.send``."""
         spec = self._queue_spec(queue)
         message = build(
-            f"queue {queue!r}",
+            self._where(queue),
             body,
             spec.max_message_size,
             fifo=spec.fifo,
@@ -321,7 +329,7 @@ class Runtime:
         """Encode every body and send them to ``queue`` in order; see ``App.send_batch``."""
         spec = self._queue_spec(queue)
         messages = build_batch(
-            f"queue {queue!r}",
+            self._where(queue),
             bodies,
             spec.max_message_size,
             fifo=spec.fifo,

@@ -76,7 +76,8 @@ class MemoryBackend:
 
     async def ack(self, delivery: Delivery) -> None:
         """Delete the delivered message (a no-op for an expired receipt)."""
-        self._queue(delivery.queue).delete(delivery.receipt)
+        queue = self._queues.get(delivery.queue)
+        (queue or self._queue(delivery.queue)).delete(delivery.receipt)
 
     async def release(self, delivery: Delivery, *, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds."""

@@ -182,7 +182,7 @@ def run_wrk(url: str, script: str, *, duration: float, connections: int, threads
     """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
         file.write(script)
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", file.name, url]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "-s", file.name, url]
     if latency:
         command.insert(-3, "--latency")
     try:

@@ -24,9 +24,12 @@ queue empty (every message handled and deleted). The sides:
 * **raw**: ``python -m bench.sqlite --raw-consumer FILE``, the same durable claim-by-lease work
   written on ``sqlite3`` by hand: one ``BEGIN IMMEDIATE`` transaction claims up to 10 visible
   messages with an ``UPDATE ... RETURNING`` that sets a deadline, a receive count and a receipt;
-  each message is validated and then deleted by its receipt in a transaction of its own (as the
-  framework's acks are); an empty claim sleeps 1 ms. The bench inserts with one
-  ``BEGIN IMMEDIATE`` ... ``INSERT`` ... ``COMMIT`` per message from a thread;
+  each message is validated and then deleted by its receipt in a transaction of its own; an
+  empty claim sleeps 1 ms. The bench inserts with one ``BEGIN IMMEDIATE`` ... ``INSERT`` ...
+  ``COMMIT`` per message from a thread;
+* **raw batched**: the same, but the claimed batch's deletes share one transaction, after each
+  message of the batch was validated (the framework's acks share a commit when they come
+  together: its group commit, docs/backends/sqlite.md);
 * **memory**: for reference, ``bench.memory_backend``'s framework round (``app.run("memory://")``,
   sender and handler in the bench's process: ``memory://`` cannot be shared by two processes).
 
@@ -158,8 +161,12 @@ def raw_insert(db: sqlite3.Connection, body: bytes) -> None:
 
 
 def raw_consumer(path: str) -> None:
-    """The raw side's consumer process (``python -m bench.sqlite --raw-consumer FILE``)."""
+    """The raw side's consumer process (``python -m bench.sqlite --raw-consumer FILE``).
+
+    ``BENCH_RAW_BATCHED=1``: one transaction deletes the claimed batch, after its validation.
+    """
     db = raw_connect(path)
+    batched = os.environ.get("BENCH_RAW_BATCHED") == "1"
     token = 0
     while True:
         token += 1
@@ -172,6 +179,15 @@ def raw_consumer(path: str) -> None:
         db.execute("COMMIT")
         if not rows:
             time.sleep(0.001)
+            continue
+        if batched:
+            for _seq, body, _receipt in sorted(rows):
+                Order.model_validate_json(body)
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "DELETE FROM jobs WHERE seq = ? AND receipt = ?", [(r[0], r[2]) for r in rows]
+            )
+            db.execute("COMMIT")
             continue
         for _seq, body, receipt in sorted(rows):
             Order.model_validate_json(body)
@@ -318,7 +334,7 @@ async def framework2_round(setup: Setup, orders: Sequence[Order]) -> Measurement
     return await framework_round(setup, orders, processes=2)
 
 
-async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
+async def raw_round(setup: Setup, orders: Sequence[Order], batched: bool = False) -> Measurement:
     """Inserts from a thread here, the hand-written consumer in a child process."""
     path = fresh_file(setup, "raw")
     bodies = [order.model_dump_json().encode() for order in orders]
@@ -331,7 +347,8 @@ async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
 
     try:
         command = [sys.executable, "-m", "bench.sqlite", "--raw-consumer", path]
-        with serve(command, None, env=child_env(setup)) as child:
+        env = {**child_env(setup), "BENCH_RAW_BATCHED": "1" if batched else "0"}
+        with serve(command, None, env=env) as child:
             warm = bodies[: min(WARMUP_MESSAGES, len(bodies))]
             await watch.wait(asyncio.ensure_future(asyncio.to_thread(insert_all, warm)))
             timer = Timer(child.pid)
@@ -342,6 +359,10 @@ async def raw_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
         watch.close()
         db.close()
     return measured
+
+
+async def raw_batched_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
+    return await raw_round(setup, orders, batched=True)
 
 
 async def memory_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
@@ -359,6 +380,7 @@ SIDES: dict[str, Round] = {
     "framework": framework_round,
     "framework x2": framework2_round,
     "raw": raw_round,
+    "raw batched": raw_batched_round,
     "memory": memory_round,
 }
 
@@ -451,9 +473,10 @@ def _line(measured: dict[str, Measurement]) -> str:
 def _ratios(medians: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for mine in ("framework", "framework x2"):
-        for other in ("raw", "memory"):
+        for other in ("raw", "raw batched", "memory"):
             if mine in medians and other in medians:
-                out[f"{mine.replace(' ', '')}/{other}"] = medians[mine] / medians[other]
+                key = f"{mine.replace(' ', '')}/{other.replace(' ', '')}"
+                out[key] = medians[mine] / medians[other]
     return out
 
 

@@ -192,9 +192,11 @@ def _supervise(
 
 def _inherited_sockets(value: str | None) -> tuple[socket.socket | None, socket.socket | None]:
     """The sockets a ``--processes`` supervisor passed down (``HTTP_FD:SMTP_FD``, ``-``: none)."""
+    from framework.cli.processes import TakingTurns
+
     if value is None:
         return None, None
-    found = [None if part == "-" else socket.socket(fileno=int(part)) for part in value.split(":")]
+    found = [None if part == "-" else TakingTurns(fileno=int(part)) for part in value.split(":")]
     return found[0], found[1]
 
 

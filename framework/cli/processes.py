@@ -15,10 +15,17 @@ before its replacement starts (0.1 s, doubling up to 5 s). ``DEATHS`` deaths wit
 SIGINT to the supervisor sends SIGTERM to every child, each of which stops within its own
 grace period (SIGKILL after ``grace + 5`` seconds); the supervisor then exits 0. Children
 are in the supervisor's process group, so ``kill -9 -PGID`` stops them all at once.
+
+A child accepts one connection each time its event loop finds a shared socket ready
+(``TakingTurns``): asyncio otherwise accepts every pending connection at once, so the first
+process to wake took all of a client's connections opened together (``wrk``'s 16, a proxy's
+pool) and the others served none. One at a time, the processes take turns, and a busy one,
+which looks less often, takes fewer.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -29,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from framework.exceptions import ConfigError, FrameworkError
 from framework.logs import event
@@ -37,6 +45,7 @@ __all__ = [
     "DEATHS",
     "WINDOW",
     "ProcessesFailedError",
+    "TakingTurns",
     "check_backend",
     "child_command",
     "cpu_count",
@@ -93,6 +102,27 @@ def check_backend(url: str) -> None:
             "process (each would have its own queues): use sqlite:///PATH (the default), "
             "amqp://... or aws://REGION"
         )
+
+
+class TakingTurns(socket.socket):
+    """A listening socket shared with other processes: one connection per look.
+
+    asyncio's accept loop calls ``accept`` until it raises ``BlockingIOError`` (up to the
+    backlog, 2048, at a time); here the call after a connection was taken raises it, so each
+    time the socket is ready this process takes one connection and leaves the rest to whichever
+    process looks next.
+    """
+
+    _took = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """Accept one connection, or raise ``BlockingIOError`` right after one was taken."""
+        if self._took:
+            self._took = False
+            raise BlockingIOError(errno.EAGAIN, "one connection per look: the next one later")
+        connection = super().accept()  # BlockingIOError when another process took it
+        self._took = True
+        return connection
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -47,8 +48,15 @@ class Supervisor:
             return self.process.communicate()[0]
 
 
-def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None) -> Supervisor:
-    """Start the supervisor on free ports and the sqlite file in ``tmp``; wait for an answer."""
+def start(
+    tmp: Path,
+    *,
+    processes: str = "2",
+    env: dict[str, str] | None = None,
+    backend: str | None = None,
+) -> Supervisor:
+    """Start the supervisor on free ports and ``backend`` (default: the sqlite file in ``tmp``);
+    wait for an answer."""
     port = free_port()
     smtp_port = free_port()
     log = tmp / "handled.log"
@@ -60,7 +68,7 @@ def start(tmp: Path, *, processes: str = "2", env: dict[str, str] | None = None)
             "run",
             "processes_app:app",
             "--backend",
-            f"sqlite:///{tmp}/app.db",
+            backend or f"sqlite:///{tmp}/app.db",
             "--http-port",
             str(port),
             "--smtp-port",
@@ -245,3 +253,44 @@ def test_a_child_dying_at_import_gives_a_clear_error(tmp_path: Path) -> None:
     assert last.startswith("error: 5 processes died within 30 s"), done.stderr
     assert "exit code 1" in last
     assert time.monotonic() - started < 20
+
+
+def burst(port: int, children: set[int]) -> Counter[int]:
+    """Open 16 connections while ``children`` are stopped, so all wait in the socket's backlog
+    when both look at once; ask each which pid answers it; return the count per pid."""
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        connections = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGCONT)
+    pids: Counter[int] = Counter()
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        for sock in connections:
+            answer = b""
+            while b"}" not in answer:
+                answer += sock.recv(4096)
+            pids[int(answer.rsplit(b":", 1)[1].strip(b" }"))] += 1
+    finally:
+        for sock in connections:
+            sock.close()
+    return pids
+
+
+def test_connections_opened_together_are_shared_by_the_children(supervisor: Supervisor) -> None:
+    """16 keep-alive connections waiting together (as wrk or a proxy's pool opens them) are
+    spread over both children, not all accepted by the first one to wake (which asyncio's
+    accept loop did every time). Which child runs first is up to the scheduler of a loaded
+    machine, so up to five bursts: one shared is enough."""
+    children = answering(supervisor, 2)
+    port = int(supervisor.url.rsplit(":", 1)[1])
+    bursts = []
+    for _ in range(5):
+        bursts.append(burst(port, children))
+        if set(bursts[-1]) == children:
+            break
+    print(f"connections per child, per burst: {[dict(b) for b in bursts]}")  # noqa: T201
+    assert set(bursts[-1]) == children, bursts

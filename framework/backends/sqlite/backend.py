@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Self, TypeVar
 
 from framework.clock import Clock, SystemClock
@@ -18,6 +16,7 @@ from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMai
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
 from framework.websocket import Serve
 
+from .calls import Calls
 from .relay import RelayTables, SQLiteConnectionRelay
 from .settings import SQLiteSettings
 from .store import Store
@@ -40,7 +39,8 @@ class SQLiteBackend:
     creates) the file, leaving makes the messages this process still holds visible again.
 
     sqlite3 blocks, so every call runs on one thread of the backend's own, with one
-    connection; the event loop only awaits it.
+    connection; the event loop only awaits it. Calls made while the thread is busy share one
+    transaction when it comes free (``calls.py``).
     """
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
@@ -50,7 +50,7 @@ class SQLiteBackend:
         self.hub = Hub()
         self.outbox: list[OutgoingMail] = []
         self.created = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._calls: Calls | None = None
         self._watcher: Watcher | None = None
         self._held: dict[str, str] = {}  # receipt -> queue, leases this process holds
         self._expired_at: dict[str, float] = {}
@@ -68,22 +68,24 @@ class SQLiteBackend:
     def _now(self) -> float:
         return self.clock.wall().timestamp()
 
-    async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
-        if self._executor is None:
+    def _submit(self, fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+        if self._calls is None:
             raise RuntimeError("SQLiteBackend is not open: use 'async with backend:'")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return self._calls.submit(fn, *args)
+
+    async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await self._submit(fn, *args)
 
     # --- opening ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framework-sqlite")
+        calls = Calls(self.store.run_batch)
         try:
-            self.created = await self._call(self.store.open)
+            self.created = await calls.alone(self.store.open)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await calls.close(self.store.close)
             raise
+        self._calls = calls
         loop = asyncio.get_running_loop()
 
         def changed(queues: list[str]) -> None:
@@ -106,23 +108,29 @@ class SQLiteBackend:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
+        calls = self._calls
+        if calls is None:
             return
         watcher, self._watcher = self._watcher, None
         try:
             if self._held:
                 held, self._held = list(self._held), {}
-                released = await asyncio.get_running_loop().run_in_executor(
-                    executor, self.store.release_all, held, self._now()
-                )
+                released = await self._call(self.store.release_all, held, self._now())
                 if released:
                     event(log, logging.INFO, "backend.released", backend="sqlite", count=released)
         finally:
+            self._calls = None
             if watcher is not None:
                 await asyncio.to_thread(watcher.stop)
-            await asyncio.get_running_loop().run_in_executor(executor, self.store.close)
-            executor.shutdown(wait=True)
+            await calls.close(self.store.close)
+            event(
+                log,
+                logging.INFO,
+                "backend.closed",
+                backend="sqlite",
+                calls=calls.calls,
+                batches=calls.batches,
+            )
 
     # --- queues ----------------------------------------------------------------------------
 
@@ -185,12 +193,8 @@ class SQLiteBackend:
     async def _claim(
         self, queue: str, limit: int, now: float
     ) -> tuple[list[Delivery], float | None]:
-        if self._executor is None:
-            raise RuntimeError("SQLiteBackend is not open: use 'async with backend:'")
         token = uuid.uuid4().hex[:16]
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.store.claim, queue, limit, now, token
-        )
+        future = self._submit(self.store.claim, queue, limit, now, token)
         try:
             deliveries, next_at = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -203,11 +207,12 @@ class SQLiteBackend:
         return deliveries, next_at
 
     def _give_back(self, future: asyncio.Future[tuple[list[Delivery], float | None]]) -> None:
-        if future.cancelled() or future.exception() is not None or self._executor is None:
+        if future.cancelled() or future.exception() is not None or self._calls is None:
             return
         receipts = [d.receipt for d in future.result()[0]]
         if receipts:
-            self._executor.submit(self.store.release_all, receipts, self._now())
+            with contextlib.suppress(RuntimeError):  # closing: the leases time out instead
+                self._calls.submit(self.store.release_all, receipts, self._now())
 
     async def ack(self, delivery: Delivery) -> None:
         """Delete the delivered message (a no-op for a stale receipt)."""

@@ -163,7 +163,21 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
     IMMEDIATE takes the write lock at the start, so a transaction never has to upgrade a read
     lock (which can deadlock between processes and fails at once, whatever busy_timeout says).
+
+    Inside a transaction already open (a batch of calls, ``calls.py``) it is a savepoint
+    instead: an error rolls back this part's writes only, and the commit is the batch's.
     """
+    if db.in_transaction:
+        db.execute("SAVEPOINT part")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:  # else SQLite rolled the whole transaction back itself
+                db.execute("ROLLBACK TO part")
+                db.execute("RELEASE part")
+            raise
+        db.execute("RELEASE part")
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,10 @@ from framework.semantics.fifo import DEDUPLICATION_WINDOW, content_deduplication
 from .schema import connect, errors, transaction
 from .settings import SQLiteSettings
 
-__all__ = ["Store"]
+__all__ = ["Outcome", "Store"]
+
+Outcome = tuple[bool, Any]
+"""A call's ``(True, result)`` or ``(False, exception)``."""
 
 # A message is receivable when its deadline has passed and it has not outlived the queue's
 # retention; on a FIFO queue also only if it is the oldest message of its group, so the
@@ -128,6 +131,35 @@ class Store:
             (queue,),
         ).fetchone()[0]
         self.written[queue] = version
+
+    def run_batch(
+        self, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
+    ) -> list[Outcome]:
+        """Run ``calls`` in one write transaction, each in a savepoint; return their outcomes.
+
+        A call that raises rolls back its own writes only. If the transaction fails (begin,
+        commit, or SQLite rolling it back), every call not failed on its own gets its error.
+        """
+        if len(calls) == 1:
+            fn, args = calls[0]
+            try:
+                return [(True, fn(*args))]
+            except Exception as exc:
+                return [(False, exc)]
+        outcomes: list[Outcome] = []
+        try:
+            with self.errors(), self.write() as db:
+                for fn, args in calls:
+                    try:
+                        outcomes.append((True, fn(*args)))
+                    except Exception as exc:
+                        if not db.in_transaction:  # rolled back: the earlier calls too
+                            raise
+                        outcomes.append((False, exc))
+        except Exception as exc:
+            failed: list[Outcome] = [(False, exc) if ok else (ok, v) for ok, v in outcomes]
+            return failed + [(False, exc)] * (len(calls) - len(outcomes))
+        return outcomes
 
     # --- queues ----------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ every deadline in the file is wall-clock time: leases expire and windows close a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +19,12 @@ import pytest
 from framework.backends.sqlite import SQLiteBackend
 from framework.backends.sqlite.settings import SQLiteSettings
 from framework.clock import SystemClock
-from framework.exceptions import ConfigError, UnknownQueueError, UnknownTopicError
+from framework.exceptions import (
+    BackendUnavailableError,
+    ConfigError,
+    UnknownQueueError,
+    UnknownTopicError,
+)
 from framework.messages import (
     DLQ_ERROR_TYPE,
     DLQ_SOURCE,
@@ -315,3 +323,64 @@ async def test_the_file_is_in_wal_mode_with_the_chosen_synchronous_level(
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA synchronous").fetchone()[0] == level
         assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Hold the file's write lock from a connection of another "process" meanwhile."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def queued(backend: SQLiteBackend, count: int) -> None:
+    """Wait until the backend's thread is busy and ``count`` calls wait for it."""
+    calls = backend._calls
+    assert calls is not None
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if calls._draining and len(calls._pending) == count:
+            return
+    raise AssertionError(f"{len(calls._pending)} calls waiting, not {count}")
+
+
+async def test_calls_waiting_for_the_thread_share_one_commit(
+    pair: tuple[SQLiteBackend, SQLiteBackend], tmp_path: Path
+) -> None:
+    """While another process holds the lock, one send waits on it and 20 more queue up; none
+    returns before its commit; then the 20 are stored in one transaction, a failing one (an
+    unknown queue) rolling back only itself, and every stored one is visible to B."""
+    a, b = pair
+    assert a._calls is not None
+    batches = a._calls.batches
+    with write_lock(tmp_path / "pair.db"):
+        first = asyncio.ensure_future(a.send("q", msg("first")))
+        await queued(a, 0)
+        rest = [asyncio.ensure_future(a.send("q", msg(f"m{n}"))) for n in range(19)]
+        unknown = asyncio.ensure_future(a.send("nope", msg("lost")))
+        await queued(a, 20)
+        assert not first.done()  # nothing returns before its commit
+        assert not any(t.done() for t in rest)
+    ids = await asyncio.gather(first, *rest)
+    with pytest.raises(UnknownQueueError):
+        await unknown
+    assert a._calls.batches - batches == 2  # the first send alone, then the 20 together
+    got = await b.receive("q", limit=10, wait=0) + await b.receive("q", limit=10, wait=0)
+    assert sorted(d.message_id for d in got) == sorted(ids)
+    assert sorted(d.body for d in got) == sorted([b"first", *(f"m{n}".encode() for n in range(19))])
+
+
+async def test_a_batch_whose_transaction_fails_stores_none_of_it(tmp_path: Path) -> None:
+    """The write lock held past busy_timeout: the waiting sends all fail, and none is stored."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}?busy_timeout=0.3"
+    async with SQLiteBackend.from_url(url) as backend:
+        await backend.declare_queue(QueueSpec.from_options("q"))
+        with write_lock(tmp_path / "locked.db"):
+            sends = [asyncio.ensure_future(backend.send("q", msg(f"m{n}"))) for n in range(10)]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailableError) for r in results), results
+        assert (await backend.stats("q")).depth == 0

@@ -38,7 +38,7 @@ from framework.cli.http11 import (
     _ANSWERING,
     _IDLE,
     _RECEIVING,
-    DEFAULT_READ_TIMEOUT,
+    ConnectionClock,
     TimedH11Protocol,
 )
 from framework.cli.http11 import protocol_class as h11_protocol_class
@@ -65,10 +65,9 @@ _STATUS_LINES = {
 _DEFAULT_MAX_HEAD = 16 * 1024  # h11's default largest incomplete event
 
 
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(ConnectionClock, asyncio.Protocol):
     """An HTTP/1.1 server connection for uvicorn: see the module docstring."""
 
-    read_timeout: float = DEFAULT_READ_TIMEOUT
     fallback: type[TimedH11Protocol] = TimedH11Protocol
 
     def __init__(
@@ -103,10 +102,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.buffer = b""  # received bytes not parsed yet
         self.cycle: _Cycle | None = None
         self.body_left = 0  # bytes of the current request's body still to come
-        self._timer: asyncio.TimerHandle | None = None
-        self._state = _RECEIVING
-        self._since = 0.0
-        self._period = max(min(self.read_timeout, self.timeout_keep_alive), 0.001)
 
     # asyncio.Protocol
 
@@ -118,15 +113,12 @@ class HTTPProtocol(asyncio.Protocol):
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
-        self._state, self._since = _RECEIVING, self.loop.time()
-        self._timer = self.loop.call_at(self._since + self._period, self._tick)
+        self._start_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Tell the request in progress that its client is gone."""
         self.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_clock()
         cycle = self.cycle
         if cycle is not None:
             if not cycle.response_complete:
@@ -292,9 +284,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _to_h11(self) -> None:
         """Hand the connection, with the bytes it has sent, to h11 for good (no answer pending)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_clock()
         self.connections.discard(self)
         self.flow.resume_reading()
         protocol = self.fallback(
@@ -317,25 +307,6 @@ class HTTPProtocol(asyncio.Protocol):
             self._next_request()
         else:
             self._state, self._since = _IDLE, self.loop.time()
-
-    def _tick(self) -> None:
-        """Close the connection if its current state's deadline has passed (``http11.py``)."""
-        self._timer = None
-        if self.transport.is_closing():
-            return
-        now = self.loop.time()
-        deadline = float("inf")
-        if self._state == _RECEIVING:
-            deadline = self._since + self.read_timeout
-            if now >= deadline:
-                self._timed_out()
-                return
-        elif self._state == _IDLE:
-            deadline = self._since + self.timeout_keep_alive
-            if now >= deadline:
-                self.transport.close()
-                return
-        self._timer = self.loop.call_at(min(deadline, now + self._period), self._tick)
 
     def _timed_out(self) -> None:
         peer = self.client[0] if self.client else ""

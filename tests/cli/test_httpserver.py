@@ -6,31 +6,15 @@ import asyncio
 import json
 from typing import Any
 
-import uvicorn
 from starlette.types import Receive, Scope, Send
-from uvicorn.server import ServerState
 
 from framework.cli.http11 import TimedH11Protocol
 from framework.cli.httpserver import HTTPProtocol, protocol_class
 from tests.cli.test_http11 import FakeTransport, answered
 from tests.cli.test_http11 import app as timing_app
+from tests.cli.test_http11 import connect as http11_connect
 
 GET = b"GET /known HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-class SwitchingTransport(FakeTransport):
-    """A fake transport that remembers the protocol it was handed to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.protocol: asyncio.BaseProtocol | None = None
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        assert self.protocol is not None
-        return self.protocol
 
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,21 +53,9 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 def connect(
     read_timeout: float = 10.0, keep_alive: float = 5.0
-) -> tuple[HTTPProtocol, SwitchingTransport]:
-    config = uvicorn.Config(
-        echo,
-        http=protocol_class(read_timeout),
-        timeout_keep_alive=keep_alive,
-        log_config=None,
-        lifespan="off",
-        access_log=False,
-    )
-    config.load()
-    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+) -> tuple[HTTPProtocol, FakeTransport]:
+    protocol, transport = http11_connect(protocol_class, read_timeout, keep_alive, echo)
     assert isinstance(protocol, HTTPProtocol)
-    transport = SwitchingTransport()
-    transport.protocol = protocol
-    protocol.connection_made(transport)
     return protocol, transport
 
 
@@ -96,18 +68,6 @@ def bodies(transport: FakeTransport) -> list[dict[str, Any]]:
     ]
 
 
-async def test_a_known_length_response_is_one_write_of_head_and_body() -> None:
-    protocol, transport = connect()
-    protocol.data_received(GET)
-    await answered(transport, 1)
-    await asyncio.sleep(0.01)
-    assert len(transport.writes) == 1
-    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"\r\ncontent-length: 2\r\n" in transport.writes[0]
-    assert transport.writes[0].endswith(b"\r\n\r\nok")
-    protocol.connection_lost(None)
-
-
 async def test_a_streamed_response_is_chunked_and_sends_its_head_first() -> None:
     protocol, transport = connect()
     protocol.data_received(b"GET /streamed HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -116,15 +76,6 @@ async def test_a_streamed_response_is_chunked_and_sends_its_head_first() -> None
     assert b"transfer-encoding: chunked\r\n" in transport.writes[0]
     await asyncio.sleep(0.1)
     assert b"".join(transport.writes).endswith(b"\r\n\r\n4\r\nlate\r\n0\r\n\r\n")
-    protocol.connection_lost(None)
-
-
-async def test_a_failure_after_a_held_head_answers_500() -> None:
-    protocol, transport = connect()
-    protocol.data_received(b"GET /fails HTTP/1.1\r\nHost: t\r\n\r\n")
-    await answered(transport, 1)
-    assert b"".join(transport.writes).startswith(b"HTTP/1.1 500 ")
-    assert b"HTTP/1.1 200" not in b"".join(transport.writes)
     protocol.connection_lost(None)
 
 
@@ -220,41 +171,6 @@ async def test_http_1_0_and_odd_header_values_are_served_by_h11() -> None:
         await asyncio.sleep(0.01)
         assert isinstance(transport.protocol, TimedH11Protocol)
         assert b"".join(transport.writes).startswith(b"HTTP/1.1 200 ")
-
-
-async def test_requests_on_a_kept_alive_connection_do_not_re_arm_the_timer() -> None:
-    protocol, transport = connect()
-    timer = protocol._timer
-    for n in range(1, 51):
-        protocol.data_received(GET)
-        await answered(transport, n)
-    assert protocol._timer is timer
-    protocol.connection_lost(None)
-
-
-async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
-    protocol, transport = connect(read_timeout=1.0, keep_alive=0.1)
-    protocol.data_received(GET)
-    await answered(transport, 1)
-    await asyncio.sleep(0.05)
-    assert not transport.closed
-    await asyncio.sleep(0.15)
-    assert transport.closed
-    assert b"408" not in b"".join(transport.writes)
-
-
-async def test_a_second_request_that_stalls_gets_408_from_its_first_byte() -> None:
-    protocol, transport = connect(read_timeout=0.1, keep_alive=1.0)
-    protocol.data_received(GET)
-    await answered(transport, 1)
-    await asyncio.sleep(0.15)
-    assert not transport.closed
-    protocol.data_received(b"GET /known HTTP/1.1\r\nHost:")
-    await asyncio.sleep(0.05)
-    assert not transport.closed
-    await asyncio.sleep(0.1)
-    assert transport.closed
-    assert b"HTTP/1.1 408 " in transport.writes[-1]
 
 
 async def test_a_client_gone_mid_body_is_told_so() -> None:

@@ -172,8 +172,10 @@ class HTTPProtocol(ConnectionClock, asyncio.Protocol):
         buffer = self.buffer
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            if len(buffer) > self.max_head:
-                self._to_h11()  # h11 refuses it as it always did
+            if len(buffer) > self.max_head or b"\n\n" in buffer or b"\n\r\n" in buffer:
+                # Too big for h11, which refuses it as it always did, or a head ended with
+                # bare line feeds, which h11 reads.
+                self._to_h11()
             return
         head = buffer[:end].split(b"\r\n")
         request_line = head[0].split(b" ")

@@ -165,6 +165,8 @@ async def test_http_1_0_and_odd_header_values_are_served_by_h11() -> None:
     for head in (
         b"GET /x HTTP/1.0\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n",  # h11 lets this one through
+        b"GET /x HTTP/1.1\nHost: t\n\n",  # bare line feeds
+        b"GET /x HTTP/1.1\r\nHost: t\n\r\n",
     ):
         protocol, transport = connect()
         protocol.data_received(head)
@@ -182,3 +184,12 @@ async def test_a_client_gone_mid_body_is_told_so() -> None:
     protocol.connection_lost(None)
     assert cycle.disconnected
     assert await cycle.receive() == {"type": "http.disconnect"}
+
+
+async def test_a_head_larger_than_h11_allows_gets_h11s_answer() -> None:
+    protocol, transport = connect()
+    protocol.data_received(b"GET /x HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 20_000)
+    await asyncio.sleep(0.01)
+    assert isinstance(transport.protocol, TimedH11Protocol)
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 4")
+    assert transport.closed

@@ -15,7 +15,9 @@ bench.gateway:starlette_app --factory --port PORT`` with uvicorn's defaults, exc
 ``GET /items/{id}`` answers a small JSON object with the path parameter. With auth on (the
 default), both routes check an API key in the ``X-API-Key`` header on every side. Rounds
 alternate the sides, for each scenario and connection count, after a warm-up of each, and the
-order rotates each round; the figures are medians, and the ratios are of the medians.
+order rotates each round; the figures are medians, and the ratios are of the medians. After
+its runs, the framework side is checked for what it was measured with: a request without the
+key is refused, and ``/metrics`` counted every answer wrk got.
 
 wrk runs on the same machine as the server, so both compete for the cores: on a shared 2-core
 machine, absolute rates move a lot between runs; compare the ratios within one run.
@@ -31,6 +33,8 @@ import re
 import shutil
 import statistics
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,17 +170,48 @@ def lua(scenario: str) -> str:
     return headers
 
 
-def wrk(url: str, scenario: str, duration: int, connections: int) -> tuple[float, float]:
-    """Run wrk against ``url``; return requests per second and p99 latency in milliseconds."""
+def wrk(url: str, scenario: str, duration: int, connections: int) -> tuple[float, float, int]:
+    """Run wrk against ``url``; return requests per second, p99 latency in ms, and requests."""
     path = "/items" if scenario == "post" else "/items/42"
     out = run_wrk(url + path, lua(scenario), duration=duration, connections=connections,
                   threads=min(2, connections), latency=True)  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return rate, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rate, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], count
 
 
 SCENARIOS = ("post", "get")
+
+
+def check_framework(url: str, answered: int) -> None:
+    """Check that the framework side ran with what it is measured with: auth and metrics on.
+
+    Raises:
+        RuntimeError: If a request without the key is let through while auth is on, or if
+            ``/metrics`` did not count at least ``answered`` 2xx answers of the routes.
+    """
+    if AUTH:
+        try:
+            urllib.request.urlopen(url + "/items/42", timeout=10).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (401, 403):
+                raise RuntimeError(f"a request without the key got {exc.code}") from None
+        else:
+            raise RuntimeError("auth is on but a request without the key was answered")
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counted = sum(
+        float(value)
+        for value in re.findall(
+            r'^framework_http_requests_total\{[^}]*route="/items[^"]*"[^}]*status_class="2xx"'
+            r"[^}]*\} ([\d.e+]+)$",
+            text,
+            re.MULTILINE,
+        )
+    )
+    if counted < answered:
+        raise RuntimeError(f"/metrics counted {counted:.0f} answers, wrk had {answered}")
 
 
 def measure(
@@ -189,13 +224,16 @@ def measure(
         # figure by 10-20% on a shared 2-core machine.
         for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
             with served(side) as url:
+                answered = 0
                 for scenario in SCENARIOS:
                     if warmup:  # imports, first validations, warm caches: not measured
-                        wrk(url, scenario, 1, max(connections))
+                        answered += wrk(url, scenario, 1, max(connections))[2]
                     for count in connections:
-                        results.setdefault(f"{side}/{scenario}/c{count}", []).append(
-                            wrk(url, scenario, duration, count)
-                        )
+                        rate, p99, requests = wrk(url, scenario, duration, count)
+                        answered += requests
+                        results.setdefault(f"{side}/{scenario}/c{count}", []).append((rate, p99))
+                if side == "framework":
+                    check_framework(url, answered)
     summary: dict[str, Any] = {
         "auth": AUTH, "rounds": rounds, "duration_s": duration, "cpus": os.cpu_count(),
     }  # fmt: skip

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import h11
 from uvicorn._types import ASGISendEvent, HTTPResponseStartEvent
@@ -32,7 +31,7 @@ from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol, Request
 
 from framework.logs import event
 
-__all__ = ["DEFAULT_READ_TIMEOUT", "TimedH11Protocol", "protocol_class"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "ConnectionClock", "TimedH11Protocol", "protocol_class"]
 
 DEFAULT_READ_TIMEOUT = 10.0
 """Seconds a client gets to send a whole request (head and body)."""
@@ -47,24 +46,74 @@ _READING = (h11.IDLE, h11.SEND_BODY)
 _RECEIVING, _IDLE, _ANSWERING = 1, 2, 3
 
 
-class TimedH11Protocol(H11Protocol):
-    """``H11Protocol`` that closes a connection whose request does not arrive in time."""
+class ConnectionClock:
+    """The read and keep-alive timeouts of one connection, on one timer (module docstring).
+
+    A protocol sets ``_state`` and ``_since`` as its connection goes from receiving to
+    answering to idle, starts the clock as the connection opens and stops it as it closes,
+    and says what a timeout does (``_timed_out``, ``_idle_timed_out``).
+    """
 
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    timeout_keep_alive: int  # uvicorn's type; a float works as well
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _timer: asyncio.TimerHandle | None = None
+    _state = _RECEIVING
+    _since = 0.0  # loop time at which the current state began
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._timer: asyncio.TimerHandle | None = None
-        self._state = _RECEIVING
-        self._since = 0.0  # loop time at which the current state began
+    def _start_clock(self) -> None:
+        """Start timing the first request, as the connection opens."""
         # The timer fires at least this often, so no deadline set later can be missed.
         self._period = max(min(self.read_timeout, self.timeout_keep_alive), 0.001)
+        self._state, self._since = _RECEIVING, self.loop.time()
+        self._timer = self.loop.call_at(self._since + self._period, self._tick)
+
+    def _stop_clock(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        """Close the connection if its current state's deadline has passed, else wait again.
+
+        Every deadline is set ``read_timeout`` or ``timeout_keep_alive`` seconds after the
+        moment it is set, so it is never earlier than the next tick, which is at most
+        ``_period`` away: the tick fires on time without being moved per request.
+        """
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        deadline = float("inf")
+        if self._state == _RECEIVING:
+            deadline = self._since + self.read_timeout
+            if now >= deadline:
+                self._timed_out()
+                return
+        elif self._state == _IDLE:
+            deadline = self._since + self.timeout_keep_alive
+            if now >= deadline:
+                self._idle_timed_out()
+                return
+        self._timer = self.loop.call_at(min(deadline, now + self._period), self._tick)
+
+    def _timed_out(self) -> None:
+        """The request did not arrive whole in time: answer 408 if possible, and close."""
+        raise NotImplementedError
+
+    def _idle_timed_out(self) -> None:
+        """The kept-alive connection sent nothing more in time: close it."""
+        self.transport.close()
+
+
+class TimedH11Protocol(ConnectionClock, H11Protocol):
+    """``H11Protocol`` that closes a connection whose request does not arrive in time."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the clock on the first request as the connection opens."""
         super().connection_made(transport)
-        self._state, self._since = _RECEIVING, self.loop.time()
-        self._timer = self.loop.call_at(self._since + self._period, self._tick)
+        self._start_clock()
 
     def data_received(self, data: bytes) -> None:
         """Feed h11, then stop the clock once the client has sent its whole request."""
@@ -85,9 +134,7 @@ class TimedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the clock with the connection."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_clock()
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
@@ -119,29 +166,8 @@ class TimedH11Protocol(H11Protocol):
         # IDLE: a head in progress if h11 holds unparsed bytes of it.
         return their_state is h11.IDLE and bool(self.conn.trailing_data[0])
 
-    def _tick(self) -> None:
-        """Close the connection if its current state's deadline has passed, else wait again.
-
-        Every deadline is set ``read_timeout`` or ``timeout_keep_alive`` seconds after the
-        moment it is set, so it is never earlier than the next tick, which is at most
-        ``_period`` away: the tick fires on time without being moved per request.
-        """
-        self._timer = None
-        if self.transport.is_closing():
-            return
-        now = self.loop.time()
-        deadline = float("inf")
-        if self._state == _RECEIVING:
-            deadline = self._since + self.read_timeout
-            if now >= deadline:
-                self._timed_out()
-                return
-        elif self._state == _IDLE:
-            deadline = self._since + self.timeout_keep_alive
-            if now >= deadline:
-                self.timeout_keep_alive_handler()
-                return
-        self._timer = self.loop.call_at(min(deadline, now + self._period), self._tick)
+    def _idle_timed_out(self) -> None:
+        self.timeout_keep_alive_handler()
 
     def _timed_out(self) -> None:
         peer = self.client[0] if self.client else ""

@@ -14,7 +14,8 @@ import anyio
 import uvicorn
 
 from framework.backends import from_url
-from framework.cli.http11 import DEFAULT_READ_TIMEOUT, protocol_class
+from framework.cli.http11 import DEFAULT_READ_TIMEOUT
+from framework.cli.httpserver import protocol_class
 from framework.exceptions import ConfigError
 from framework.gateway.admin_access import is_loopback_host
 from framework.gateway.origins import any_origin_warnings

@@ -1,26 +1,41 @@
-"""`framework run`'s HTTP/1.1 protocol in process: one write per answer, one timer a connection."""
+"""`framework run`'s HTTP/1.1 protocols in process: one write per answer, one timer a connection.
+
+Each test runs against both: the h11 one (``http11.py``) and the own parser (``httpserver.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
-from framework.cli.http11 import TimedH11Protocol, protocol_class
+from framework.cli import httpserver
+from framework.cli.http11 import ConnectionClock
+from framework.cli.http11 import protocol_class as h11_protocol_class
 
 GET = b"GET /known HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 class FakeTransport(asyncio.Transport):
-    """Records what the protocol writes, and whether it closed the connection."""
+    """Records what the protocol writes, whether it closed the connection, and its protocol."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
         self.closed = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if data:
@@ -61,12 +76,23 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("the handler failed after starting its answer")
 
 
+Make = Callable[[float], type[ConnectionClock]]
+
+
+@pytest.fixture(params=[h11_protocol_class, httpserver.protocol_class], ids=["h11", "own"])
+def make(request: pytest.FixtureRequest) -> Make:
+    """The protocol class factory under test."""
+    factory: Make = request.param
+    return factory
+
+
 def connect(
-    read_timeout: float = 10.0, keep_alive: float = 5.0
-) -> tuple[TimedH11Protocol, FakeTransport]:
+    make: Make, read_timeout: float = 10.0, keep_alive: float = 5.0, asgi: Any = None
+) -> tuple[Any, FakeTransport]:
+    """A protocol of ``make``'s class serving ``asgi`` (``app`` above) on a fake transport."""
     config = uvicorn.Config(
-        app,
-        http=protocol_class(read_timeout),
+        asgi or app,
+        http=make(read_timeout),
         timeout_keep_alive=keep_alive,
         log_config=None,
         lifespan="off",
@@ -74,8 +100,9 @@ def connect(
     )
     config.load()
     protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
-    assert isinstance(protocol, TimedH11Protocol)
+    assert isinstance(protocol, ConnectionClock)
     transport = FakeTransport()
+    transport.protocol = protocol
     protocol.connection_made(transport)
     return protocol, transport
 
@@ -89,9 +116,9 @@ async def answered(transport: FakeTransport, count: int) -> None:
     raise AssertionError(f"not {count} responses: {transport.writes}")
 
 
-async def test_a_known_length_response_is_one_write_of_head_and_body() -> None:
+async def test_a_known_length_response_is_one_write_of_head_and_body(make: Make) -> None:
     """Head and body of a response with a content-length leave in a single transport write."""
-    protocol, transport = connect()
+    protocol, transport = connect(make)
     protocol.data_received(GET)
     await answered(transport, 1)
     await asyncio.sleep(0.01)
@@ -101,9 +128,9 @@ async def test_a_known_length_response_is_one_write_of_head_and_body() -> None:
     protocol.connection_lost(None)
 
 
-async def test_a_streamed_response_sends_its_head_before_its_body() -> None:
+async def test_a_streamed_response_sends_its_head_before_its_body(make: Make) -> None:
     """A response without a content-length gets its head out before the slow first chunk."""
-    protocol, transport = connect()
+    protocol, transport = connect(make)
     protocol.data_received(b"GET /streamed HTTP/1.1\r\nHost: t\r\n\r\n")
     await answered(transport, 1)
     assert b"late" not in b"".join(transport.writes)  # the head went out alone
@@ -112,18 +139,18 @@ async def test_a_streamed_response_sends_its_head_before_its_body() -> None:
     protocol.connection_lost(None)
 
 
-async def test_a_failure_after_a_held_head_answers_500() -> None:
+async def test_a_failure_after_a_held_head_answers_500(make: Make) -> None:
     """A handler failing between a held head and its body answers 500, not a cut-off 200."""
-    protocol, transport = connect()
+    protocol, transport = connect(make)
     protocol.data_received(b"GET /fails HTTP/1.1\r\nHost: t\r\n\r\n")
     await answered(transport, 1)
     assert b"".join(transport.writes).startswith(b"HTTP/1.1 500 ")
     protocol.connection_lost(None)
 
 
-async def test_requests_on_a_kept_alive_connection_do_not_re_arm_the_timer() -> None:
+async def test_requests_on_a_kept_alive_connection_do_not_re_arm_the_timer(make: Make) -> None:
     """Fifty sequential requests on one connection all run under the timer armed at connect."""
-    protocol, transport = connect()
+    protocol, transport = connect(make)
     timer = protocol._timer
     for n in range(1, 51):
         protocol.data_received(GET)
@@ -133,9 +160,11 @@ async def test_requests_on_a_kept_alive_connection_do_not_re_arm_the_timer() -> 
     protocol.connection_lost(None)
 
 
-async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
+async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    make: Make,
+) -> None:
     """After its answer, a connection that sends nothing more closes at the keep-alive timeout."""
-    protocol, transport = connect(read_timeout=1.0, keep_alive=0.1)
+    protocol, transport = connect(make, read_timeout=1.0, keep_alive=0.1)
     protocol.data_received(GET)
     await answered(transport, 1)
     await asyncio.sleep(0.05)
@@ -145,9 +174,9 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time
     assert b"408" not in b"".join(transport.writes)
 
 
-async def test_a_second_request_that_stalls_gets_408_from_its_first_byte() -> None:
+async def test_a_second_request_that_stalls_gets_408_from_its_first_byte(make: Make) -> None:
     """The read timeout of a request on a kept-alive connection runs from its first byte."""
-    protocol, transport = connect(read_timeout=0.1, keep_alive=1.0)
+    protocol, transport = connect(make, read_timeout=0.1, keep_alive=1.0)
     protocol.data_received(GET)
     await answered(transport, 1)
     await asyncio.sleep(0.15)  # idle longer than the read timeout, shorter than keep-alive

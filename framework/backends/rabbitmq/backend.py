@@ -398,7 +398,7 @@ class RabbitMQBackend:
         subscription = self._filters.get(queue)
         if subscription is not None and not self._matches(subscription, received.delivery):
             # The policy belongs to the subscriber: a copy it does not want is dropped here.
-            await self._settle_message(message)
+            await self._settle_message(message, inbox)
             if inbox is not None:
                 inbox.settle(received.group_id)
             return None
@@ -423,13 +423,36 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    async def _settle_message(self, message: AbstractIncomingMessage) -> None:
+    async def _settle_message(
+        self, message: AbstractIncomingMessage, inbox: Inbox | None = None
+    ) -> None:
+        """Acknowledge ``message``: at the end of this loop turn, with others, if it came from
+        ``inbox``'s consumer (see acks.py); at once otherwise (a basic.get)."""
         self._unseen.forget(message)  # this copy leaves its queue
+        acks = inbox.acks if inbox is not None else None
+        tag = message.delivery_tag
+        if acks is not None and tag is not None:
+            try:
+                channel = message.channel
+            except ChannelInvalidStateError:
+                return  # a closed channel: the broker has it back already
+            if channel is acks.channel:
+                acks.ack(tag)
+                return
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
-    @staticmethod
-    async def _give_back(message: AbstractIncomingMessage) -> None:
+    async def _reject(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+        """Reject ``message`` with requeue; a later batched ack may then cover its tag."""
+        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
+            await message.reject(requeue=True)
+            acks = inbox.acks if inbox is not None else None
+            if acks is not None and message.delivery_tag is not None:
+                with contextlib.suppress(ChannelInvalidStateError):
+                    if message.channel is acks.channel:
+                        acks.done(message.delivery_tag)
+
+    async def _give_back(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
         """Return a delivery whose copy could not be published to its queue, counted.
 
         Its lease is gone already, so nothing would settle it: left unacknowledged, it would
@@ -438,8 +461,7 @@ class RabbitMQBackend:
         requeue puts it back now; quorum queues count that receipt on every version. The
         publish may have reached the broker all the same: a duplicate, never a loss.
         """
-        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
-            await message.reject(requeue=True)
+        await self._reject(message, inbox)
 
     @unavailable_as_error
     async def ack(self, delivery: Delivery) -> None:
@@ -448,7 +470,7 @@ class RabbitMQBackend:
         if lease is None:
             return
         try:
-            await self._settle_message(lease.message)
+            await self._settle_message(lease.message, lease.inbox)
         finally:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
@@ -475,8 +497,7 @@ class RabbitMQBackend:
             return
         if inbox is not None and inbox.fifo:
             inbox.requeued(delivery.group_id, delivery.message_id, self.clock.now() + delay)
-            with contextlib.suppress(*_GONE):
-                await message.reject(requeue=True)
+            await self._reject(message, inbox)
             return
         try:
             target = (
@@ -486,10 +507,10 @@ class RabbitMQBackend:
             )
             await self._publish(target, copy_of(delivery, count=delivery.receive_count))
         except BaseException:
-            await self._give_back(message)
+            await self._give_back(message, inbox)
             raise
         else:
-            await self._settle_message(message)
+            await self._settle_message(message, inbox)
         finally:
             if inbox is not None:
                 inbox.settle(delivery.group_id)
@@ -532,9 +553,9 @@ class RabbitMQBackend:
             try:
                 await self._publish(dlq, copy)
             except BaseException:
-                await self._give_back(lease.message)
+                await self._give_back(lease.message, lease.inbox)
                 raise
-            await self._settle_message(lease.message)
+            await self._settle_message(lease.message, lease.inbox)
         finally:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
@@ -591,12 +612,12 @@ class RabbitMQBackend:
         inbox = self._inboxes.get(queue)
         if inbox is not None:
             for message in inbox.drain():
-                await self._settle_message(message)
+                await self._settle_message(message, inbox)
                 count += 1
         for lease in self._leases.of_queue(queue):
             taken = self._leases.take(lease.received.delivery)
             if taken is not None:
-                await self._settle_message(taken.message)
+                await self._settle_message(taken.message, taken.inbox)
                 count += 1
         return count
 
@@ -645,6 +666,9 @@ class RabbitMQBackend:
                 continue
             with contextlib.suppress(*_GONE):
                 await self._return_buffered(queue, inbox)
+        for *_, inbox in consumers:
+            if inbox.acks is not None:
+                inbox.acks.flush()  # now, before the connection closes
         self._inboxes.clear()
 
     async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
@@ -663,9 +687,9 @@ class RabbitMQBackend:
                 await asyncio.sleep(_QUIET_TURN)
                 continue
             quiet = 0
-            await asyncio.gather(*(self._put_back(queue, message) for message in batch))
+            await asyncio.gather(*(self._put_back(queue, message, inbox) for message in batch))
 
-    async def _put_back(self, queue: str, message: AbstractIncomingMessage) -> None:
+    async def _put_back(self, queue: str, message: AbstractIncomingMessage, inbox: Inbox) -> None:
         received = Received(
             queue,
             message,
@@ -677,7 +701,7 @@ class RabbitMQBackend:
         await self._publish(
             queue, copy_of(received.delivery, count=count, keep_first_received=False)
         )
-        await self._settle_message(message)
+        await self._settle_message(message, inbox)
 
     # --- topics ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from framework.logs import event
 from framework.messages import Delivery
 
+from .acks import ChannelAcks
 from .wire import GROUP_ID, Received, copy_key
 
 __all__ = ["BrokerLease", "Inbox", "LeaseTable", "UnseenDeliveries", "is_alive"]
@@ -223,6 +224,8 @@ class Inbox:
         self.name = name
         self.fifo = fifo
         self.consumer_tag: str | None = None
+        # The acknowledgements of the consumer's current channel (a new one after a reconnect).
+        self.acks: ChannelAcks | None = None
         # When a delivery last arrived or one was last settled (the loop's clock): a stop
         # cancels the consumer only once this lies far enough back (see _stop_consumers).
         self.touched = 0.0
@@ -242,6 +245,12 @@ class Inbox:
     def put(self, message: AbstractIncomingMessage) -> None:
         """Buffer a delivery from the consumer and wake a waiting ``receive``."""
         self.touched = asyncio.get_running_loop().time()
+        channel = message.channel
+        acks = self.acks
+        if acks is None or acks.channel is not channel:
+            acks = self.acks = ChannelAcks(channel)
+        if message.delivery_tag is not None:
+            acks.delivered(message.delivery_tag)
         if not self.fifo:
             self._ready.append(message)
         else:

@@ -19,14 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections import deque
 from typing import cast
 
 import aiormq
 from aiormq.abc import AbstractChannel, ChannelFrame
-from pamqp.commands import Basic
 
-__all__ = ["ChannelAcks"]
+__all__ = ["ChannelAcks", "ack_frame"]
+
+# A basic.ack method frame: type 1, channel, payload size 13, class 60, method 80, the
+# delivery tag, the ``multiple`` bit, the frame end. Packed here rather than by pamqp (a tenth
+# of its time; tests/backends/rabbitmq compares the two).
+_ACK = struct.Struct(">BHIHHQBB")
+
+
+def ack_frame(channel: int, tag: int, *, multiple: bool) -> bytes:
+    """The encoded basic.ack frame of ``tag`` on channel number ``channel``."""
+    return _ACK.pack(1, channel, 13, 60, 80, tag, multiple, 0xCE)
 
 
 class ChannelAcks:
@@ -87,7 +97,8 @@ class ChannelAcks:
             return
         acks = set(self._settled)
         self._settled.clear()
-        frames: list[Basic.Ack] = []
+        number = self.channel.number
+        frames: list[bytes] = []
         if self._ordered:
             outstanding, done, upto = self._outstanding, self._done, 0
             while outstanding:
@@ -101,10 +112,12 @@ class ChannelAcks:
                     break
                 outstanding.popleft()
             if upto:
-                frames.append(Basic.Ack(delivery_tag=upto, multiple=True))
-            self._done.update(acks)
-        frames += [Basic.Ack(delivery_tag=tag) for tag in sorted(acks)]
-        self._write(ChannelFrame.marshall(channel_number=self.channel.number, frames=frames))
+                frames.append(ack_frame(number, upto, multiple=True))
+            if acks:
+                self._done.update(acks)
+        if acks:
+            frames += [ack_frame(number, tag, multiple=False) for tag in sorted(acks)]
+        self._write(ChannelFrame(payload=b"".join(frames), should_close=False))
 
     def _write(self, frame: ChannelFrame) -> None:
         if not self._backlog:

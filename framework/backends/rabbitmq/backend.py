@@ -355,7 +355,7 @@ class RabbitMQBackend:
         while True:
             now = self.clock.now()
             taken = inbox.take(limit, now)
-            out = [d for m in taken if (d := await self._lease(queue, m, inbox)) is not None]
+            out = await self._lease_all(queue, taken, inbox, now)
             if out:
                 return out
             if taken:
@@ -379,34 +379,47 @@ class RabbitMQBackend:
             message = await amqp_queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            delivery = await self._lease(queue, message, None)
-            if delivery is not None:
-                out.append(delivery)
+            out += await self._lease_all(queue, [message], None, self.clock.now())
         return out
 
-    async def _lease(
-        self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
-    ) -> Delivery | None:
-        receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-        received = Received(
-            queue,
-            message,
-            receipt=receipt,
-            now=self.clock.wall(),
-            uncounted=self._unseen.uncounted(message),
-        )
-        subscription = self._filters.get(queue)
-        if subscription is not None and not self._matches(subscription, received.delivery):
-            # The policy belongs to the subscriber: a copy it does not want is dropped here.
-            await self._settle_message(message, inbox)
-            if inbox is not None:
-                inbox.settle(received.group_id)
-            return None
+    async def _lease_all(
+        self,
+        queue: str,
+        messages: Sequence[AbstractIncomingMessage],
+        inbox: Inbox | None,
+        now: float,
+    ) -> list[Delivery]:
+        """Lease ``messages`` (their receipts, deadlines and backstop); drop filtered copies.
+
+        The clocks are read once for the batch, and nothing awaits unless a subscription's
+        filter policy drops a copy.
+        """
+        if not messages:
+            return []
         spec = self._spec(queue)
-        timeout = spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY
-        lease = BrokerLease(received, inbox, deadline=self.clock.now() + timeout)
-        self._leases.add(lease)
-        return received.delivery
+        deadline = now + (spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY)
+        wall = self.clock.wall()
+        subscription = self._filters.get(queue)
+        prefix, receipts, uncounted = self._receipt_prefix, self._receipts, self._unseen.uncounted
+        add = self._leases.add
+        out: list[Delivery] = []
+        for message in messages:
+            received = Received(
+                queue,
+                message,
+                receipt=f"{prefix}{next(receipts)}",
+                now=wall,
+                uncounted=uncounted(message),
+            )
+            if subscription is not None and not self._matches(subscription, received.delivery):
+                # The policy belongs to the subscriber: a copy it does not want is dropped here.
+                await self._settle_message(message, inbox)
+                if inbox is not None:
+                    inbox.settle(received.group_id)
+                continue
+            add(BrokerLease(received, inbox, deadline=deadline))
+            out.append(received.delivery)
+        return out
 
     @staticmethod
     def _matches(subscription: SubscriptionSpec, delivery: Delivery) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pamqp import frame as amqp_frame
+from pamqp.commands import Basic
 
+from framework.backends.rabbitmq.acks import ack_frame
 from framework.backends.rabbitmq.settings import RabbitMQSettings
 from framework.backends.rabbitmq.topology import (
     DELIVERY_LIMIT,
@@ -117,3 +120,10 @@ def test_bad_url_option_is_refused_by_name(url: str) -> None:
     """A malformed option, or a URL that is not amqp(s)://, raises ConfigError."""
     with pytest.raises(ConfigError):
         RabbitMQSettings.from_url(url)
+
+
+def test_packed_ack_frames_are_those_pamqp_encodes() -> None:
+    """The batched acks' hand-packed basic.ack frames are byte for byte pamqp's."""
+    for channel, tag, multiple in [(1, 1, False), (7, 300, True), (65535, 2**63 - 1, True)]:
+        expected = amqp_frame.marshal(Basic.Ack(delivery_tag=tag, multiple=multiple), channel)
+        assert ack_frame(channel, tag, multiple=multiple) == expected

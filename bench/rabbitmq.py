@@ -28,7 +28,8 @@ All three use quorum queues (the framework needs them for its exact receive coun
 get the same queue type, so the broker does the same work for each) and persistent messages.
 Each consumer process first handles a warm-up of ``WARMUP_MESSAGES`` that is not timed. Rounds
 run the sides in turn (framework, aio-pika, faststream, framework, ...); the ratios of the
-medians are the figures to compare. Queues are deleted after each round. ``--only`` runs one
+medians are the figures to compare. Each round also reports the CPU time per message of the
+consumer process and of the bench's own (the publisher). Queues are deleted after each round. ``--only`` runs one
 side, for a profiler (see bench/README.md).
 """
 

@@ -29,8 +29,8 @@ get the same queue type, so the broker does the same work for each) and persiste
 Each consumer process first handles a warm-up of ``WARMUP_MESSAGES`` that is not timed. Rounds
 run the sides in turn (framework, aio-pika, faststream, framework, ...); the ratios of the
 medians are the figures to compare. Each round also reports the CPU time per message of the
-consumer process and of the bench's own (the publisher). Queues are deleted after each round. ``--only`` runs one
-side, for a profiler (see bench/README.md).
+consumer process and of the bench's own (the publisher). Queues are deleted after each round.
+``--only`` runs one side, for a profiler (see bench/README.md).
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ All three use quorum queues (the framework needs them for its exact receive coun
 get the same queue type, so the broker does the same work for each) and persistent messages.
 Each consumer process first handles a warm-up of ``WARMUP_MESSAGES`` that is not timed. Rounds
 run the sides in turn (framework, aio-pika, faststream, framework, ...); the ratios of the
-medians are the figures to compare. Queues are deleted after each round. ``--only`` runs one
-side, for a profiler (see bench/README.md).
+medians are the figures to compare. Each round also reports the CPU time per message of the
+consumer process and of the bench's own (the publisher). Queues are deleted after each round.
+``--only`` runs one side, for a profiler (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 
 import aio_pika
 
-from bench.children import FRAMEWORK, Marks, marks_env, serve, wait_mark
+from bench.children import FRAMEWORK, Marks, marks_env, serve, tree_cpu_seconds, wait_mark
 from bench.orders import Order, make_orders
 from framework import App
 
@@ -76,7 +77,14 @@ class Setup:
     window: int
 
 
-Round = Callable[[Setup, Sequence[Order]], Awaitable[float]]
+@dataclass(frozen=True)
+class Measurement:
+    rate: float  # messages/s, from the first publish to the last message counted
+    consumer_cpu_us: float  # the consumer process's CPU per message (user + system), µs
+    publisher_cpu_us: float  # this process's CPU per message (the publisher), µs
+
+
+Round = Callable[[Setup, Sequence[Order]], Awaitable[Measurement]]
 
 
 def fresh_queue(side: str) -> str:
@@ -177,20 +185,30 @@ async def timed(
     queue: str,
     orders: Sequence[Order],
     publish: Callable[[Order], Awaitable[object]],
-) -> float:
-    """Warm the consumer up with a few orders (untimed), then time ``orders``; messages/s."""
+) -> Measurement:
+    """Warm the consumer up with a few orders (untimed), then time ``orders``.
+
+    CPU times are read when the consumer's last mark is seen (within a millisecond of it);
+    on a shared machine they vary less than the rate does.
+    """
     warm = list(orders[: min(WARMUP_MESSAGES, len(orders))])
     async with consumer(side, setup, queue, len(warm), len(warm) + len(orders)) as (marks, proc):
         await publish_windowed(publish, warm, setup.window)
         await asyncio.to_thread(wait_mark, marks, len(warm), proc)
         gc.collect()
+        consumer_cpu, publisher_cpu = tree_cpu_seconds(proc.pid), time.process_time()
         start = time.monotonic()
         await publish_windowed(publish, orders, setup.window)
         done = await asyncio.to_thread(wait_mark, marks, len(warm) + len(orders), proc)
-    return len(orders) / (done - start)
+        consumer_cpu = tree_cpu_seconds(proc.pid) - consumer_cpu
+        publisher_cpu = time.process_time() - publisher_cpu
+    count = len(orders)
+    return Measurement(
+        count / (done - start), consumer_cpu / count * 1e6, publisher_cpu / count * 1e6
+    )
 
 
-async def framework_round(setup: Setup, orders: Sequence[Order]) -> float:
+async def framework_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
     """``app.send`` here, a ``framework run --workers-only`` child handles; messages/s."""
     app = App("bench")
     queue = fresh_queue("framework")
@@ -201,14 +219,16 @@ async def framework_round(setup: Setup, orders: Sequence[Order]) -> float:
         raise AssertionError("the bench's process runs no workers")
 
     async with app.run(url, workers=False) as runtime:
-        rate = await timed("framework", setup, queue, orders, lambda order: app.send(queue, order))
+        measured = await timed(
+            "framework", setup, queue, orders, lambda order: app.send(queue, order)
+        )
         stats = (await runtime.stats())[queue]
     if stats.depth or stats.dead_letters:
         raise RuntimeError(f"framework round left messages behind: {stats}")
-    return rate
+    return measured
 
 
-async def aio_pika_round(setup: Setup, orders: Sequence[Order]) -> float:
+async def aio_pika_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
     """aio-pika publishing here, an aio-pika consumer process; messages/s."""
     queue_name = fresh_queue("aiopika")
     connection = await aio_pika.connect_robust(setup.url)
@@ -235,7 +255,7 @@ async def aio_pika_round(setup: Setup, orders: Sequence[Order]) -> float:
         await connection.close()
 
 
-async def faststream_round(setup: Setup, orders: Sequence[Order]) -> float:
+async def faststream_round(setup: Setup, orders: Sequence[Order]) -> Measurement:
     """FastStream's ``broker.publish`` here, a ``faststream run`` child; messages/s."""
     from faststream.rabbit import QueueType, RabbitBroker, RabbitQueue
 
@@ -272,6 +292,8 @@ class Results:
     rounds: list[dict[str, float]]
     medians: dict[str, float]
     ratios: dict[str, float]
+    consumer_cpu_us: dict[str, float]  # medians, per message
+    publisher_cpu_us: dict[str, float]
 
 
 def _ratios(medians: dict[str, float]) -> dict[str, float]:
@@ -293,13 +315,21 @@ async def measure(args: argparse.Namespace) -> Results:
             f"rabbitmq, {args.messages:,} messages of {size / 1024:.2f} KiB, prefetch "
             f"{args.prefetch}, {args.window} publishes in flight, {args.rounds} rounds"
         )
-    rounds: list[dict[str, float]] = []
+    measured: list[dict[str, Measurement]] = []
     for number in range(1, args.rounds + 1):
-        rates = {name: await run(setup, orders) for name, run in sides.items()}
-        rounds.append(rates)
+        measured.append({name: await run(setup, orders) for name, run in sides.items()})
         if not args.json:
-            print(f"round {number}: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in rates.items()))
-    medians = {name: statistics.median(r[name] for r in rounds) for name in sides}
+            print(f"round {number}: " + ", ".join(
+                f"{k} {m.rate:,.0f} msg/s (CPU/msg: consumer {m.consumer_cpu_us:,.0f} µs, "
+                f"publisher {m.publisher_cpu_us:,.0f} µs)"
+                for k, m in measured[-1].items()
+            ))  # fmt: skip
+
+    def median(name: str, field: str) -> float:
+        return float(statistics.median(getattr(r[name], field) for r in measured))
+
+    rounds = [{name: m.rate for name, m in r.items()} for r in measured]
+    medians = {name: median(name, "rate") for name in sides}
     return Results(
         messages=args.messages,
         message_bytes=size,
@@ -308,6 +338,8 @@ async def measure(args: argparse.Namespace) -> Results:
         rounds=rounds,
         medians=medians,
         ratios=_ratios(medians),
+        consumer_cpu_us={name: median(name, "consumer_cpu_us") for name in sides},
+        publisher_cpu_us={name: median(name, "publisher_cpu_us") for name in sides},
     )
 
 
@@ -337,7 +369,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:
         print(json.dumps(asdict(results)))
         return
-    print("medians: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in results.medians.items()))
+    print("medians: " + ", ".join(
+        f"{k} {v:,.0f} msg/s (CPU/msg: consumer {results.consumer_cpu_us[k]:,.0f} µs, "
+        f"publisher {results.publisher_cpu_us[k]:,.0f} µs)"
+        for k, v in results.medians.items()
+    ))  # fmt: skip
     for name, ratio in results.ratios.items():
         print(f"{name}: {ratio:.2f}")
 

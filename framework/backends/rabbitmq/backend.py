@@ -355,7 +355,7 @@ class RabbitMQBackend:
         while True:
             now = self.clock.now()
             taken = inbox.take(limit, now)
-            out = [d for m in taken if (d := await self._lease(queue, m, inbox)) is not None]
+            out = await self._lease_all(queue, taken, inbox, now)
             if out:
                 return out
             if taken:
@@ -379,34 +379,47 @@ class RabbitMQBackend:
             message = await amqp_queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            delivery = await self._lease(queue, message, None)
-            if delivery is not None:
-                out.append(delivery)
+            out += await self._lease_all(queue, [message], None, self.clock.now())
         return out
 
-    async def _lease(
-        self, queue: str, message: AbstractIncomingMessage, inbox: Inbox | None
-    ) -> Delivery | None:
-        receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-        received = Received(
-            queue,
-            message,
-            receipt=receipt,
-            now=self.clock.wall(),
-            uncounted=self._unseen.uncounted(message),
-        )
-        subscription = self._filters.get(queue)
-        if subscription is not None and not self._matches(subscription, received.delivery):
-            # The policy belongs to the subscriber: a copy it does not want is dropped here.
-            await self._settle_message(message)
-            if inbox is not None:
-                inbox.settle(received.group_id)
-            return None
+    async def _lease_all(
+        self,
+        queue: str,
+        messages: Sequence[AbstractIncomingMessage],
+        inbox: Inbox | None,
+        now: float,
+    ) -> list[Delivery]:
+        """Lease ``messages`` (their receipts, deadlines and backstop); drop filtered copies.
+
+        The clocks are read once for the batch, and nothing awaits unless a subscription's
+        filter policy drops a copy.
+        """
+        if not messages:
+            return []
         spec = self._spec(queue)
-        timeout = spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY
-        lease = BrokerLease(received, inbox, deadline=self.clock.now() + timeout)
-        self._leases.add(lease)
-        return received.delivery
+        deadline = now + (spec.visibility_timeout if spec is not None else DEFAULT_VISIBILITY)
+        wall = self.clock.wall()
+        subscription = self._filters.get(queue)
+        prefix, receipts, uncounted = self._receipt_prefix, self._receipts, self._unseen.uncounted
+        add = self._leases.add
+        out: list[Delivery] = []
+        for message in messages:
+            received = Received(
+                queue,
+                message,
+                receipt=f"{prefix}{next(receipts)}",
+                now=wall,
+                uncounted=uncounted(message),
+            )
+            if subscription is not None and not self._matches(subscription, received.delivery):
+                # The policy belongs to the subscriber: a copy it does not want is dropped here.
+                await self._settle_message(message, inbox)
+                if inbox is not None:
+                    inbox.settle(received.group_id)
+                continue
+            add(BrokerLease(received, inbox, deadline=deadline))
+            out.append(received.delivery)
+        return out
 
     @staticmethod
     def _matches(subscription: SubscriptionSpec, delivery: Delivery) -> bool:
@@ -423,13 +436,36 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    async def _settle_message(self, message: AbstractIncomingMessage) -> None:
+    async def _settle_message(
+        self, message: AbstractIncomingMessage, inbox: Inbox | None = None
+    ) -> None:
+        """Acknowledge ``message``: at the end of this loop turn, with others, if it came from
+        ``inbox``'s consumer (see acks.py); at once otherwise (a basic.get)."""
         self._unseen.forget(message)  # this copy leaves its queue
+        acks = inbox.acks if inbox is not None else None
+        tag = message.delivery_tag
+        if acks is not None and tag is not None:
+            try:
+                channel = message.channel
+            except ChannelInvalidStateError:
+                return  # a closed channel: the broker has it back already
+            if channel is acks.channel:
+                acks.ack(tag)
+                return
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
-    @staticmethod
-    async def _give_back(message: AbstractIncomingMessage) -> None:
+    async def _reject(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+        """Reject ``message`` with requeue; a later batched ack may then cover its tag."""
+        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
+            await message.reject(requeue=True)
+            acks = inbox.acks if inbox is not None else None
+            if acks is not None and message.delivery_tag is not None:
+                with contextlib.suppress(ChannelInvalidStateError):
+                    if message.channel is acks.channel:
+                        acks.done(message.delivery_tag)
+
+    async def _give_back(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
         """Return a delivery whose copy could not be published to its queue, counted.
 
         Its lease is gone already, so nothing would settle it: left unacknowledged, it would
@@ -438,8 +474,7 @@ class RabbitMQBackend:
         requeue puts it back now; quorum queues count that receipt on every version. The
         publish may have reached the broker all the same: a duplicate, never a loss.
         """
-        with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
-            await message.reject(requeue=True)
+        await self._reject(message, inbox)
 
     @unavailable_as_error
     async def ack(self, delivery: Delivery) -> None:
@@ -448,7 +483,7 @@ class RabbitMQBackend:
         if lease is None:
             return
         try:
-            await self._settle_message(lease.message)
+            await self._settle_message(lease.message, lease.inbox)
         finally:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
@@ -475,8 +510,7 @@ class RabbitMQBackend:
             return
         if inbox is not None and inbox.fifo:
             inbox.requeued(delivery.group_id, delivery.message_id, self.clock.now() + delay)
-            with contextlib.suppress(*_GONE):
-                await message.reject(requeue=True)
+            await self._reject(message, inbox)
             return
         try:
             target = (
@@ -486,10 +520,10 @@ class RabbitMQBackend:
             )
             await self._publish(target, copy_of(delivery, count=delivery.receive_count))
         except BaseException:
-            await self._give_back(message)
+            await self._give_back(message, inbox)
             raise
         else:
-            await self._settle_message(message)
+            await self._settle_message(message, inbox)
         finally:
             if inbox is not None:
                 inbox.settle(delivery.group_id)
@@ -532,9 +566,9 @@ class RabbitMQBackend:
             try:
                 await self._publish(dlq, copy)
             except BaseException:
-                await self._give_back(lease.message)
+                await self._give_back(lease.message, lease.inbox)
                 raise
-            await self._settle_message(lease.message)
+            await self._settle_message(lease.message, lease.inbox)
         finally:
             if lease.inbox is not None:
                 lease.inbox.settle(delivery.group_id)
@@ -591,12 +625,12 @@ class RabbitMQBackend:
         inbox = self._inboxes.get(queue)
         if inbox is not None:
             for message in inbox.drain():
-                await self._settle_message(message)
+                await self._settle_message(message, inbox)
                 count += 1
         for lease in self._leases.of_queue(queue):
             taken = self._leases.take(lease.received.delivery)
             if taken is not None:
-                await self._settle_message(taken.message)
+                await self._settle_message(taken.message, taken.inbox)
                 count += 1
         return count
 
@@ -645,6 +679,9 @@ class RabbitMQBackend:
                 continue
             with contextlib.suppress(*_GONE):
                 await self._return_buffered(queue, inbox)
+        for *_, inbox in consumers:
+            if inbox.acks is not None:
+                inbox.acks.flush()  # now, before the connection closes
         self._inboxes.clear()
 
     async def _return_buffered(self, queue: str, inbox: Inbox) -> None:
@@ -663,9 +700,9 @@ class RabbitMQBackend:
                 await asyncio.sleep(_QUIET_TURN)
                 continue
             quiet = 0
-            await asyncio.gather(*(self._put_back(queue, message) for message in batch))
+            await asyncio.gather(*(self._put_back(queue, message, inbox) for message in batch))
 
-    async def _put_back(self, queue: str, message: AbstractIncomingMessage) -> None:
+    async def _put_back(self, queue: str, message: AbstractIncomingMessage, inbox: Inbox) -> None:
         received = Received(
             queue,
             message,
@@ -677,7 +714,7 @@ class RabbitMQBackend:
         await self._publish(
             queue, copy_of(received.delivery, count=count, keep_first_received=False)
         )
-        await self._settle_message(message)
+        await self._settle_message(message, inbox)
 
     # --- topics ----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from framework.logs import event
 from framework.messages import Delivery
 
+from .acks import ChannelAcks
 from .wire import GROUP_ID, Received, copy_key
 
 __all__ = ["BrokerLease", "Inbox", "LeaseTable", "UnseenDeliveries", "is_alive"]
@@ -52,7 +54,7 @@ class BrokerLease:
     received: Received
     inbox: Inbox | None
     deadline: float
-    timer: asyncio.TimerHandle | None = None
+    expiring: bool = False  # handed to ``expire`` (until an extension moves the deadline)
 
     @property
     def message(self) -> AbstractIncomingMessage:
@@ -61,11 +63,15 @@ class BrokerLease:
 
 
 class LeaseTable:
-    """The deliveries this process holds, by receipt, each with its backstop timer.
+    """The deliveries this process holds, by receipt, and one backstop timer for all of them.
 
     The runtime cancels a handler at its deadline and releases the message itself; the timer
     only catches a handler that cannot be cancelled (a blocking call in a thread): a lease
     still held ``grace`` seconds after its deadline is handed to ``expire`` (a release).
+
+    One loop timer, at the earliest ``deadline + grace`` among the leases, rather than one per
+    lease: taking a lease cancels nothing, and a timer that finds nothing due moves itself to
+    the earliest deadline left (a scan of the leases held, at most the prefetch windows).
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class LeaseTable:
         self._leases: dict[str, BrokerLease] = {}
         self._held: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = math.inf  # when the timer fires
 
     def add(self, lease: BrokerLease) -> None:
         """Hold ``lease`` and arm its timer."""
@@ -94,8 +102,6 @@ class LeaseTable:
         if lease is None:
             return None
         self._held[delivery.queue] -= 1
-        if lease.timer is not None:
-            lease.timer.cancel()
         return lease
 
     def held(self, queue: str) -> int:
@@ -107,20 +113,43 @@ class LeaseTable:
         return [lease for lease in self._leases.values() if lease.received.delivery.queue == queue]
 
     def arm(self, lease: BrokerLease) -> None:
-        """(Re)set ``lease``'s timer to ``grace`` seconds past its deadline."""
-        if lease.timer is not None:
-            lease.timer.cancel()
-        loop = asyncio.get_running_loop()
+        """Make sure the timer fires by ``grace`` seconds past ``lease``'s deadline."""
+        lease.expiring = False
         when = lease.deadline + self.grace
-        lease.timer = loop.call_at(when, self._expire, lease.received.delivery.receipt)
+        if when < self._at:
+            self._schedule(when)
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._at = when
+        if when != math.inf:
+            self._timer = asyncio.get_running_loop().call_at(when, self._fire)
 
     def clear(self) -> None:
-        """Forget every lease and cancel its timer (the connection is going)."""
-        for lease in self._leases.values():
-            if lease.timer is not None:
-                lease.timer.cancel()
+        """Forget every lease and stop the timer (the connection is going)."""
+        self._schedule(math.inf)
         self._leases.clear()
         self._held.clear()
+
+    def _fire(self) -> None:
+        self._timer, self._at = None, math.inf
+        now = asyncio.get_running_loop().time()
+        grace = self.grace
+        due = [
+            lease
+            for lease in self._leases.values()
+            if not lease.expiring and lease.deadline + grace <= now
+        ]
+        for lease in due:
+            lease.expiring = True
+            self._expire(lease.received.delivery.receipt)
+        later = min(
+            (lease.deadline for lease in self._leases.values() if not lease.expiring),
+            default=math.inf,
+        )
+        self._schedule(later + grace)
 
     def _expire(self, receipt: str) -> None:
         lease = self._leases.get(receipt)
@@ -223,6 +252,8 @@ class Inbox:
         self.name = name
         self.fifo = fifo
         self.consumer_tag: str | None = None
+        # The acknowledgements of the consumer's current channel (a new one after a reconnect).
+        self.acks: ChannelAcks | None = None
         # When a delivery last arrived or one was last settled (the loop's clock): a stop
         # cancels the consumer only once this lies far enough back (see _stop_consumers).
         self.touched = 0.0
@@ -242,6 +273,12 @@ class Inbox:
     def put(self, message: AbstractIncomingMessage) -> None:
         """Buffer a delivery from the consumer and wake a waiting ``receive``."""
         self.touched = asyncio.get_running_loop().time()
+        channel = message.channel
+        acks = self.acks
+        if acks is None or acks.channel is not channel:
+            acks = self.acks = ChannelAcks(channel)
+        if message.delivery_tag is not None:
+            acks.delivered(message.delivery_tag)
         if not self.fifo:
             self._ready.append(message)
         else:

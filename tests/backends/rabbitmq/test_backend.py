@@ -13,7 +13,7 @@ import pytest
 from framework.backends.rabbitmq import RabbitMQBackend
 from framework.backends.rabbitmq.wire import ATTRIBUTES, RECEIVE_COUNT
 from framework.exceptions import MailError, UnknownQueueError
-from framework.messages import DeadLetterReason, Outgoing
+from framework.messages import DeadLetterReason, Delivery, Outgoing
 from framework.registry import QueueSpec
 
 pytestmark = pytest.mark.rabbitmq
@@ -218,3 +218,38 @@ async def test_connection_closed_under_a_lease_loses_nothing(backend: RabbitMQBa
     await asyncio.sleep(0.2)
     stats = await backend.stats(spec.name)
     assert (stats.depth, stats.in_flight) == (0, 0)
+
+
+async def test_acks_settled_out_of_order_leave_exactly_the_released_copies(broker: str) -> None:
+    """Acks batched per loop turn (``multiple`` for a settled prefix, plain past the first tag
+    still held) acknowledge exactly what was settled: with the lowest tag held while later ones
+    are acked, released and dead-lettered, nothing else goes back, and the channel stays open."""
+    async with RabbitMQBackend.from_url(broker) as backend:
+        spec = await declared(backend, concurrency=20)
+        for n in range(20):
+            await backend.send(spec.name, Outgoing(body=str(n).encode()))
+        deliveries: list[Delivery] = []
+        while len(deliveries) < 20:
+            deliveries += await backend.receive(spec.name, limit=20, wait=2)
+        by_body = {int(d.body): d for d in deliveries}
+        held = by_body.pop(0)  # the lowest tag: no prefix can pass it yet
+        for n in sorted(by_body, reverse=True):
+            if n in (5, 11):
+                await backend.release(by_body[n], delay=0)
+            elif n == 7:
+                d = by_body[n]
+                reason = DeadLetterReason(spec.name, 1, "ValueError", "bad", d.first_received_at)
+                await backend.dead_letter(d, reason=reason)
+            else:
+                await backend.ack(by_body[n])
+        await asyncio.sleep(0.05)  # the flushes go out
+        await backend.ack(held)
+        again = []
+        while len(again) < 2:
+            again += await backend.receive(spec.name, limit=10, wait=2)
+        assert sorted((int(d.body), d.receive_count) for d in again) == [(5, 2), (11, 2)]
+        for d in again:
+            await backend.ack(d)
+        assert await backend.receive(spec.name, limit=10, wait=0.3) == []
+        stats = await backend.stats(spec.name)
+        assert (stats.depth, stats.in_flight, stats.dead_letters) == (0, 0, 1)

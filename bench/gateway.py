@@ -10,7 +10,10 @@ Each side runs in a child process started the way its users start it, and the lo
 memory:// --no-smtp --http-port PORT`` (the gateway with its own sockets and settings, metrics
 on, as ``framework run`` serves it); the raw starlette and FastAPI sides are ``uvicorn
 bench.gateway:starlette_app --factory --port PORT`` with uvicorn's defaults, except
-``--no-access-log``, because ``framework run`` writes no access log either. All do the same work:
+``--no-access-log``, because ``framework run`` writes no access log either, and ``--http h11``,
+uvicorn's default unless httptools is installed (``pip install uvicorn``); a fourth side,
+``starlette+httptools``, serves raw starlette with ``--http httptools``, as
+``pip install 'uvicorn[standard]'`` would. All do the same work:
 ``POST /items`` validates a JSON body with a pydantic model and answers it back as JSON;
 ``GET /items/{id}`` answers a small JSON object with the path parameter. With auth on (the
 default), both routes check an API key in the ``X-API-Key`` header on every side. Rounds
@@ -134,7 +137,10 @@ def fastapi_app() -> Any:
     return app
 
 
-SIDES = ("framework", "starlette", "fastapi")
+SIDES = ("framework", "starlette", "fastapi", "starlette+httptools")
+# The twins as ``pip install uvicorn`` serves them (h11, pure Python), and raw starlette as
+# ``pip install 'uvicorn[standard]'`` serves it (httptools' C parser): the fastest raw twin.
+TWINS = SIDES[1:]
 
 
 def command(side: str, port: int) -> list[str]:
@@ -144,9 +150,11 @@ def command(side: str, port: int) -> list[str]:
             *FRAMEWORK, "run", "bench.gateway:app", "--backend", "memory://", "--no-smtp",
             "--http-port", str(port), "--log-level", "warning",
         ]  # fmt: skip
+    app, _, parser = side.partition("+")
+    parser = parser or "h11"  # uvicorn's default unless httptools is installed: said outright
     return [
-        sys.executable, "-m", "uvicorn", f"bench.gateway:{side}_app", "--factory",
-        "--port", str(port), "--no-access-log",
+        sys.executable, "-m", "uvicorn", f"bench.gateway:{app}_app", "--factory",
+        "--port", str(port), "--no-access-log", "--http", parser,
     ]  # fmt: skip
 
 
@@ -247,7 +255,7 @@ def measure(
     for scenario in SCENARIOS:
         for count in connections:
             mine = summary.get(f"framework/{scenario}/c{count}")
-            for other in ("starlette", "fastapi"):
+            for other in TWINS:
                 theirs = summary.get(f"{other}/{scenario}/c{count}")
                 if mine and theirs:
                     label = f"{scenario} c={count} framework/{other}"

@@ -1,5 +1,10 @@
 """framework: event-driven asyncio applications in the style of AWS serverless."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from framework.app import App
 from framework.binding import Header
 from framework.context import Context, DeadLetterInfo, Message
@@ -22,8 +27,14 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
-from framework.smtp.parsing import Attachment, Email
 from framework.websocket import Connection
+
+if TYPE_CHECKING:
+    from framework.smtp.parsing import Attachment, Email
+
+# Imported on first use: the mail parser (and the stdlib's email package) stays out of an app
+# that never receives mail, such as an HTTP or SQS function on Lambda.
+_LAZY = {"Attachment": "framework.smtp.parsing", "Email": "framework.smtp.parsing"}
 
 __all__ = [
     "App",
@@ -52,3 +63,16 @@ __all__ = [
     "UnknownQueueError",
     "UnknownTopicError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

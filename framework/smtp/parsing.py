@@ -19,9 +19,20 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from weakref import WeakKeyDictionary
 
-from framework.smtp.scanning import Envelope, Verdicts
+from framework.smtp.scanning import MAIL_FROM, PEER, RCPT_TO, VERDICTS, Envelope, Verdicts
 
-__all__ = ["Attachment", "Email", "Envelope", "parse", "parse_off_loop", "too_complex"]
+__all__ = [
+    "MAIL_FROM",
+    "PEER",
+    "RCPT_TO",
+    "VERDICTS",
+    "Attachment",
+    "Email",
+    "Envelope",
+    "parse",
+    "parse_off_loop",
+    "too_complex",
+]
 
 # A line break that folds a header: unfolding removes it and keeps the whitespace after it.
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -45,12 +56,6 @@ MAX_CONCURRENT_PARSES = 2
 
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 _EOL = re.compile(rb"[\r\n]")
-
-# Headers carrying the SMTP envelope beside the raw mail on the queue.
-MAIL_FROM = "mail-from"
-RCPT_TO = "mail-rcpt-to"
-PEER = "mail-peer"
-VERDICTS = "mail-verdicts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from framework.app import App
 from framework.binding import Header
@@ -27,6 +26,7 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.exports import lazy_exports as _lazy_exports
 from framework.websocket import Connection
 
 if TYPE_CHECKING:
@@ -65,14 +65,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, __all__)

@@ -1,5 +1,9 @@
 """framework: event-driven asyncio applications in the style of AWS serverless."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from framework.app import App
 from framework.binding import Header
 from framework.context import Context, DeadLetterInfo, Message
@@ -22,8 +26,15 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
-from framework.smtp.parsing import Attachment, Email
+from framework.exports import lazy_exports as _lazy_exports
 from framework.websocket import Connection
+
+if TYPE_CHECKING:
+    from framework.smtp.parsing import Attachment, Email
+
+# Imported on first use: the mail parser (and the stdlib's email package) stays out of an app
+# that never receives mail, such as an HTTP or SQS function on Lambda.
+_LAZY = {"Attachment": "framework.smtp.parsing", "Email": "framework.smtp.parsing"}
 
 __all__ = [
     "App",
@@ -52,3 +63,6 @@ __all__ = [
     "UnknownQueueError",
     "UnknownTopicError",
 ]
+
+
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, __all__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -21,6 +22,11 @@ from framework.codec import JSON, decode_any
 from framework.exceptions import DeclarationError
 
 __all__ = ["Binder", "Header", "Param", "PoisonBodyError", "bind"]
+
+
+class _NoMail:
+    """Stands for ``Email`` while the mail parser is not imported: no annotation is it."""
+
 
 _PATH_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?}")
 # RFC 9110 5.1: a field name is a token.
@@ -181,8 +187,13 @@ def bind(
     from starlette.requests import Request
 
     from framework.context import Context
-    from framework.smtp.parsing import Email
     from framework.websocket import Connection
+
+    # A parameter annotated Email needs the mail parser imported already (its annotation
+    # resolves to the class): until then no handler can ask for a mail, and binding an HTTP
+    # or queue handler leaves the parser (and the stdlib's email package) unloaded.
+    parsing = sys.modules.get("framework.smtp.parsing")
+    Email = parsing.Email if parsing is not None else _NoMail
 
     name = f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
     if not callable(handler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -34,10 +35,15 @@ class FieldsAdapter(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """Whether field ``key``'s value is masked (field names are few: the answer is cached)."""
+    lowered = key.lower()
+    return any(s in lowered for s in _SECRET_KEYS)
+
+
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: ("***" if any(s in k.lower() for s in _SECRET_KEYS) else v) for k, v in fields.items()
-    }
+    return {k: ("***" if _secret_key(k) else v) for k, v in fields.items()}
 
 
 class StructuredFormatter(logging.Formatter):

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-import jwt
-from jwt.algorithms import get_default_algorithms
 from starlette.types import Receive, Scope, Send
 
 from framework.exceptions import DeclarationError
@@ -204,6 +202,11 @@ class JWTAuth:
                 "JWTAuth(jwks=...) needs issuer= and audience= (the provider signs tokens "
                 "for other apps too)"
             )
+        # PyJWT (and cryptography under it) is imported by the first JWTAuth, not by the
+        # gateway: an app without one (an HTTP or SQS Lambda) starts without it.
+        import jwt
+        from jwt.algorithms import get_default_algorithms
+
         algorithms = get_default_algorithms()
         self._keys: dict[str | None, tuple[Any, str]] = {}
         for k in keys:
@@ -238,6 +241,8 @@ class JWTAuth:
         if principal is not None:
             return principal
         key, algorithm = await self._key_for(token, now)
+        import jwt  # imported by __init__ already
+
         try:
             claims = jwt.decode(
                 token,
@@ -269,6 +274,8 @@ class JWTAuth:
 
     async def _key_for(self, token: bytes, now: float) -> tuple[Any, str]:
         """Return the key (and its one algorithm) the token's ``kid`` names."""
+        import jwt  # imported by __init__ already
+
         try:
             header = (
                 jwt.get_unverified_header(token)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import jwt
 
 from framework.exceptions import DeclarationError
 from framework.gateway.errors import HTTPError
@@ -72,6 +71,8 @@ class JWKS:
     ) -> None:
         if not url.startswith(("https://", "http://")):
             raise DeclarationError(f"JWKS url must be https://..., not {url!r}")
+        import jwt.algorithms  # PyJWT loads cryptography: only an app that verifies tokens pays
+
         known = jwt.algorithms.get_default_algorithms()
         bad = [a for a in algorithms if a not in known or a == "none" or a.startswith("HS")]
         if bad or not algorithms:
@@ -163,6 +164,8 @@ class JWKS:
         return self._parse(body)
 
     def _parse(self, body: bytes) -> dict[str | None, _Key]:
+        import jwt
+
         data = json.loads(body)  # UTF-8, -16 or -32, as RFC 8259 allows
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise ValueError('a JWKS document is {"keys": [...]}')

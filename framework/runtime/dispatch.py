@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,7 +21,9 @@ from framework.registry import ConsumerSpec
 from framework.runtime.events import Events, HandlerEvent, Outcome
 from framework.semantics.retry import DeadLetter, after_failure, before_handling, poison
 from framework.semantics.visibility import VisibilityTimeoutError, expired
-from framework.smtp.parsing import Email, envelope_from_headers, parse_off_loop, too_complex
+
+if TYPE_CHECKING:
+    from framework.smtp.parsing import Email
 
 __all__ = ["Dispatcher", "HandlerLease", "VisibilityTimeoutError"]
 
@@ -434,6 +436,10 @@ async def _parse_mail(delivery: Delivery) -> Email:
     Parsing it could only be refused again on every retry, so it is dead-lettered at once,
     with the limit it broke as the reason.
     """
+    # The mail parser (and the stdlib's email package) loads with the first mail, not with
+    # every app's runtime.
+    from framework.smtp.parsing import envelope_from_headers, parse_off_loop, too_complex
+
     raw, envelope = delivery.body, envelope_from_headers(delivery.headers)
     reason = too_complex(raw)
     if reason is not None:

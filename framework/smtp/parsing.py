@@ -22,9 +22,20 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 from weakref import WeakKeyDictionary
 
-from framework.smtp.scanning import Envelope, Verdicts
+from framework.smtp.scanning import MAIL_FROM, PEER, RCPT_TO, VERDICTS, Envelope, Verdicts
 
-__all__ = ["Attachment", "Email", "Envelope", "parse", "parse_off_loop", "too_complex"]
+__all__ = [
+    "MAIL_FROM",
+    "PEER",
+    "RCPT_TO",
+    "VERDICTS",
+    "Attachment",
+    "Email",
+    "Envelope",
+    "parse",
+    "parse_off_loop",
+    "too_complex",
+]
 
 # A line break that folds a header: unfolding removes it and keeps the whitespace after it.
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -78,12 +89,6 @@ class _Policy(EmailPolicy):
 
 
 _POLICY = _Policy()
-
-# Headers carrying the SMTP envelope beside the raw mail on the queue.
-MAIL_FROM = "mail-from"
-RCPT_TO = "mail-rcpt-to"
-PEER = "mail-peer"
-VERDICTS = "mail-verdicts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,13 @@ class Verdicts:
         return cls(**found)
 
 
+# Headers carrying the SMTP envelope beside the raw mail on the queue.
+MAIL_FROM = "mail-from"
+RCPT_TO = "mail-rcpt-to"
+PEER = "mail-peer"
+VERDICTS = "mail-verdicts"
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """The SMTP transaction: who it said the mail was from and to, the peer's address, and the

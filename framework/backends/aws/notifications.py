@@ -22,8 +22,16 @@ from dataclasses import replace
 from typing import Any
 
 from framework.messages import CONTENT_TYPE, Delivery
-from framework.smtp.parsing import MAIL_FROM, PEER, RCPT_TO, VERDICTS, Envelope
-from framework.smtp.scanning import DMARC_POLICIES, Verdict, Verdicts
+from framework.smtp.scanning import (
+    DMARC_POLICIES,
+    MAIL_FROM,
+    PEER,
+    RCPT_TO,
+    VERDICTS,
+    Envelope,
+    Verdict,
+    Verdicts,
+)
 
 __all__ = ["from_notification", "unwrap_mail"]
 

@@ -15,11 +15,34 @@ its bundled public suffix list), authres (the ``Authentication-Results`` header)
 Install them with ``pip install 'framework[mail-security]'``.
 """
 
-from framework.smtp.scanners._auth import dkim, dmarc, spf
-from framework.smtp.scanners._base import BuiltinScanner
-from framework.smtp.scanners._content import clamav, spamassassin
-from framework.smtp.scanners._dns import Resolver, current_resolver, using
-from framework.smtp.scanners._dnsbl import DNSBL, dnsbl
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framework.exports import lazy_exports as _lazy_exports
+
+if TYPE_CHECKING:
+    from framework.smtp.scanners._auth import dkim, dmarc, spf
+    from framework.smtp.scanners._base import BuiltinScanner
+    from framework.smtp.scanners._content import clamav, spamassassin
+    from framework.smtp.scanners._dns import Resolver, current_resolver, using
+    from framework.smtp.scanners._dnsbl import DNSBL, dnsbl
+
+# Imported on first use: the receiver's config needs ``_dns`` and ``_dnsbl``, not the
+# authentication and content checks and their libraries.
+_LAZY = {
+    "BuiltinScanner": "framework.smtp.scanners._base",
+    "DNSBL": "framework.smtp.scanners._dnsbl",
+    "Resolver": "framework.smtp.scanners._dns",
+    "clamav": "framework.smtp.scanners._content",
+    "current_resolver": "framework.smtp.scanners._dns",
+    "dkim": "framework.smtp.scanners._auth",
+    "dmarc": "framework.smtp.scanners._auth",
+    "dnsbl": "framework.smtp.scanners._dnsbl",
+    "spamassassin": "framework.smtp.scanners._content",
+    "spf": "framework.smtp.scanners._auth",
+    "using": "framework.smtp.scanners._dns",
+}
 
 __all__ = [
     "DNSBL",
@@ -34,3 +57,6 @@ __all__ = [
     "spf",
     "using",
 ]
+
+
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, __all__)

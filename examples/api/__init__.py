@@ -31,6 +31,7 @@ from framework.gateway import (
     Throttle,
     UsagePlan,
 )
+from framework.logs import event
 
 app = App("api")
 
@@ -58,8 +59,12 @@ def jwt_secret() -> str:
     """The HS256 secret from FRAMEWORK_API_JWT_SECRET; never a default anyone could read."""
     secret = os.environ.get("FRAMEWORK_API_JWT_SECRET")
     if not secret:
-        logging.getLogger("examples.api").warning(
-            "FRAMEWORK_API_JWT_SECRET is not set: PUT /me accepts no token until it is"
+        # A logger under "framework": `framework run` renders it like its own start lines.
+        event(
+            logging.getLogger("framework.examples.api"),
+            logging.WARNING,
+            "jwt.unconfigured",
+            detail="FRAMEWORK_API_JWT_SECRET is not set: PUT /me accepts no token until it is",
         )
         return secrets.token_hex(32)  # known to nobody, so no token verifies
     if len(secret.encode()) < 32:

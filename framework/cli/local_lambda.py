@@ -63,7 +63,7 @@ async def serve_lambda(
                     logging.INFO,
                     "lambda.local.serving",
                     app=app.name,
-                    http=f"http://{host}:{http_port}" if sock else None,
+                    http=public_url,
                     mappings=len(app.registry.consumers),
                 )
                 if server is not None and sock is not None:

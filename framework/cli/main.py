@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
@@ -231,6 +231,18 @@ def _ops(
     return ServerOps(settings.server or LOCAL_SERVER, token)
 
 
+def _run_ops(ops: Ops, work: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's ``work`` on ``ops``: a server's admin calls share one HTTP client."""
+
+    async def run() -> T:
+        if not isinstance(ops, ServerOps):
+            return await work()
+        async with ops:
+            return await work()
+
+    return run_once(run)
+
+
 def _attributes(pairs: tuple[str, ...]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for pair in pairs:
@@ -267,7 +279,7 @@ def queues(
     app = load_app(app_target) if app_target else None
     ops = _ops(server, backend, env, token, app.name if app is not None else None)
     chosen = [*(app.registry.queues if app is not None else ()), *names]
-    rows = run_once(lambda: ops.queues(chosen))
+    rows = _run_ops(ops, lambda: ops.queues(chosen))
     if not rows and not chosen:
         click.echo(
             "no queues known here (a RabbitMQ broker cannot list its queues over AMQP: "
@@ -319,7 +331,7 @@ def redrive(
             else:
                 click.echo(line, err=True)
 
-    moved = run_once(lambda: ops.redrive(dlq, to, limit, progress))
+    moved = _run_ops(ops, lambda: ops.redrive(dlq, to, limit, progress))
     if interactive and shown:
         click.echo("", err=True)
     if as_json:
@@ -380,7 +392,7 @@ def send(
     ops = _ops(*where)
     produced = _options(delay=delay, **options)
     parsed = [parse_body(text) for text in texts]
-    for message_id in run_once(lambda: ops.send_batch(queue, parsed, produced)):
+    for message_id in _run_ops(ops, lambda: ops.send_batch(queue, parsed, produced)):
         click.echo(message_id)
 
 
@@ -416,7 +428,7 @@ def _produce(
     )
     text = sys.stdin.read() if body == "-" else body
     produce = ops.send if verb == "send" else ops.publish
-    message_id = run_once(lambda: produce(target, parse_body(text), options))
+    message_id = _run_ops(ops, lambda: produce(target, parse_body(text), options))
     click.echo(message_id)
 
 
@@ -450,7 +462,7 @@ def purge(
         click.echo("nothing purged", err=True)
         sys.exit(1)
     ops = _ops(server, backend, env, token)
-    count = run_once(lambda: ops.purge(queue))
+    count = _run_ops(ops, lambda: ops.purge(queue))
     click.echo(f"purged {count} message{'s' if count != 1 else ''} from {queue}")
 
 
@@ -479,7 +491,7 @@ def routes(
             if server or backend
             else ServerOps(settings.server or LOCAL_SERVER, token)
         )
-        listing = run_once(ops.routes)
+        listing = _run_ops(ops, ops.routes)
     if as_json:
         click.echo(json.dumps(listing, indent=2))
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -102,21 +103,50 @@ class Ops(Protocol):
 
 
 class ServerOps:
-    """Operations through a running ``framework run``'s admin API under ``/_framework/``."""
+    """Operations through a running ``framework run``'s admin API under ``/_framework/``.
+
+    Inside ``async with ops:`` every call goes through one HTTP client (one keep-alive
+    connection), closed at the end; outside it, each call opens and closes its own.
+    """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self._headers = {"authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    def _new_client(self) -> httpx.AsyncClient:
+        # Loading the CA bundle is most of a client's ~60-90 ms start: a plain http:// URL
+        # never does TLS, so it gets a bare context that trusts no certificate at all
+        # (verification stays on: an https:// peer could not be reached through it).
+        verify: ssl.SSLContext | bool = (
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if self.url.startswith("http://") else True
+        )
+        return httpx.AsyncClient(
+            base_url=self.url, headers=self._headers, timeout=self._timeout, verify=verify
+        )
+
+    async def __aenter__(self) -> ServerOps:
+        self._client = self._new_client()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _request(self, method: str, path: str, payload: Any) -> httpx.Response:
+        # Every admin POST is JSON, even one without options.
+        if payload is None and method == "POST":
+            payload = {}
+        if self._client is not None:
+            return await self._client.request(method, f"/_framework{path}", json=payload)
+        async with self._new_client() as client:
+            return await client.request(method, f"/_framework{path}", json=payload)
 
     async def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        client = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout)
         try:
-            async with client:
-                # Every admin POST is JSON, even one without options.
-                if payload is None and method == "POST":
-                    payload = {}
-                response = await client.request(method, f"/_framework{path}", json=payload)
+            response = await self._request(method, path, payload)
         except httpx.TransportError as exc:
             raise BackendUnavailableError(
                 f"cannot reach {mask_url(self.url)}: {mask_text(str(exc)) or type(exc).__name__} "

@@ -177,6 +177,8 @@ async def serve(
             config.load()
             server = _Server(config)
             sock = http_sock if http_sock is not None else bind_socket(host, http_port)
+            # The port bound, which the start lines show: the one the OS chose for port 0.
+            http_port = int(sock.getsockname()[1])
             _warn_about_admin(app, host, http_port)
             for path, detail in any_origin_warnings(app.registry).items():
                 event(log, logging.WARNING, "websocket.any_origin", api=path, detail=detail)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from .conftest import Served, framework, free_port
+from .conftest import HERE, Served, framework, free_port
+
+FRAMEWORK_CLI = (sys.executable, "-m", "framework.cli")
 
 
 def _queues(served: Served) -> dict[str, dict[str, int]]:
@@ -229,3 +233,38 @@ def test_an_unknown_backend_scheme_lists_the_known_ones(tmp_path: Path) -> None:
     result = framework("queues", "--backend", "kafka://x", cwd=tmp_path)
     assert result.returncode == 1
     assert "known: amqp://, amqps://, aws://, memory://" in result.stderr
+
+
+async def test_a_command_of_several_admin_calls_uses_one_connection(served: Served) -> None:
+    """`framework redrive --server` asks the depth, then redrives: one client, one connection."""
+    connections = 0
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", served.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *FRAMEWORK_CLI,
+            *("redrive", "jobs-dlq", "--server", f"http://127.0.0.1:{port}"),
+            cwd=HERE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        server.close()
+    assert process.returncode == 0, out.decode()
+    assert "moved 0 messages" in out.decode()
+    assert connections == 1

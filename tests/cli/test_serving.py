@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -277,3 +279,24 @@ def test_framework_run_with_a_token_does_not_warn() -> None:
     out, _ = process.communicate(timeout=15)
     assert "admin." not in out
     assert "s3cret" not in out
+
+
+def test_framework_run_on_port_zero_logs_the_port_it_bound() -> None:
+    """With --http-port 0, app.started and the admin warning name the port the OS chose."""
+    process = _start("serving_app:app", "--http-port", "0", "--backend", "memory://", "--log-json")
+    assert process.stdout is not None
+    lines: list[dict[str, Any]] = []
+    for text in process.stdout:  # up to app.started, or the end if it fails to start
+        lines.append(json.loads(text))
+        if lines[-1]["event"] == "app.started":
+            break
+    try:
+        started = next(line for line in lines if line["event"] == "app.started")
+        warning = next(line for line in lines if line["event"] == "admin.no_token")
+        url = started["http"]
+        assert not url.endswith(":0")
+        assert f"{url}/_framework/" in warning["detail"]
+        assert httpx.get(f"{url}/_framework/health", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import jwt
@@ -45,7 +50,8 @@ async def test_without_a_secret_no_token_verifies_and_a_warning_says_so(
     published default secret is refused."""
     with caplog.at_level(logging.WARNING):
         unset = load_example(None).app
-    assert "FRAMEWORK_API_JWT_SECRET is not set" in caplog.text
+    [warning] = [r for r in caplog.records if r.getMessage() == "jwt.unconfigured"]
+    assert "FRAMEWORK_API_JWT_SECRET is not set" in warning.__dict__["fields"]["detail"]
     profile = {"name": "Ann", "email": "ann@example.com"}
     async with client(unset, FakeClock(NOW)) as c:
         r = await c.put("/me", json=profile, headers=signed(PUBLISHED))
@@ -114,3 +120,36 @@ async def test_versions_serve_side_by_side() -> None:
     assert v1.json()["price"] == 10
     assert v2_open.status_code == 401
     assert v2.json()["price"] == {"amount": "10.00", "currency": "EUR"}
+
+
+def test_the_missing_secret_warning_is_a_start_line_of_framework_run() -> None:
+    """Under `framework run --log-json` the warning is one JSON event like the others."""
+    env = {k: v for k, v in os.environ.items() if k != "FRAMEWORK_API_JWT_SECRET"}
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "framework.cli", "run", "examples.api:app", "--log-json"),
+            *("--http-port", "0", "--backend", "memory://", "--no-smtp", "--grace", "1"),
+        ],
+        cwd=Path(__file__).parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:  # up to app.started, or the end if it fails to start
+        lines.append(line)
+        if '"app.started"' in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=15)
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON log line: {line!r}")
+    warning = next(e for e in events if "FRAMEWORK_API_JWT_SECRET" in e.get("detail", ""))
+    assert warning["level"] == "warning"
+    assert warning["event"] == "jwt.unconfigured"

@@ -31,7 +31,6 @@ from framework.gateway import (
     Throttle,
     UsagePlan,
 )
-from framework.logs import event
 
 app = App("api")
 
@@ -55,16 +54,17 @@ async def report(report_id: int, principal: Principal) -> dict[str, Any]:
 
 # --8<-- [end:api_keys]
 # --8<-- [start:jwt]
+UNCONFIGURED = "FRAMEWORK_API_JWT_SECRET is not set: PUT /me accepts no token until it is"
+
+
 def jwt_secret() -> str:
     """The HS256 secret from FRAMEWORK_API_JWT_SECRET; never a default anyone could read."""
     secret = os.environ.get("FRAMEWORK_API_JWT_SECRET")
     if not secret:
         # A logger under "framework": `framework run` renders it like its own start lines.
-        event(
-            logging.getLogger("framework.examples.api"),
-            logging.WARNING,
+        logging.getLogger("framework.examples.api").warning(
             "jwt.unconfigured",
-            detail="FRAMEWORK_API_JWT_SECRET is not set: PUT /me accepts no token until it is",
+            extra={"fields": {"detail": UNCONFIGURED}},
         )
         return secrets.token_hex(32)  # known to nobody, so no token verifies
     if len(secret.encode()) < 32:

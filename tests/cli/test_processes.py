@@ -255,42 +255,33 @@ def test_a_child_dying_at_import_gives_a_clear_error(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
 
 
-def burst(port: int, children: set[int]) -> Counter[int]:
-    """Open 16 connections while ``children`` are stopped, so all wait in the socket's backlog
-    when both look at once; ask each which pid answers it; return the count per pid."""
-    for pid in children:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        connections = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
-    finally:
-        for pid in children:
-            os.kill(pid, signal.SIGCONT)
-    pids: Counter[int] = Counter()
-    try:
-        for sock in connections:
-            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
-        for sock in connections:
-            answer = b""
-            while b"}" not in answer:
-                answer += sock.recv(4096)
-            pids[int(answer.rsplit(b":", 1)[1].strip(b" }"))] += 1
-    finally:
-        for sock in connections:
-            sock.close()
-    return pids
+def test_a_shared_socket_gives_one_connection_per_look() -> None:
+    """Each time the loop finds the shared socket ready, a child takes one connection and leaves
+    the rest waiting for whichever process looks next (asyncio's own loop would take them all
+    at once: the first child to wake served every connection a client opened together). Which
+    child looks next is the scheduler's choice, so how they spread is measured in the sqlite
+    bench (--processes 2), not asserted here."""
+    from framework.cli.processes import TakingTurns
 
-
-def test_connections_opened_together_are_shared_by_the_children(supervisor: Supervisor) -> None:
-    """16 keep-alive connections waiting together (as wrk or a proxy's pool opens them) are
-    spread over both children, not all accepted by the first one to wake (which asyncio's
-    accept loop did every time). Which child runs first is up to the scheduler of a loaded
-    machine, so up to five bursts: one shared is enough."""
-    children = answering(supervisor, 2)
-    port = int(supervisor.url.rsplit(":", 1)[1])
-    bursts = []
-    for _ in range(5):
-        bursts.append(burst(port, children))
-        if set(bursts[-1]) == children:
-            break
-    print(f"connections per child, per burst: {[dict(b) for b in bursts]}")  # noqa: T201
-    assert set(bursts[-1]) == children, bursts
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(16)
+        shared = TakingTurns(fileno=os.dup(plain.fileno()))
+        shared.setblocking(False)
+        port = plain.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        taken: list[socket.socket] = []
+        try:
+            time.sleep(0.05)  # the handshakes complete into the backlog
+            taken.append(shared.accept()[0])
+            with pytest.raises(BlockingIOError):
+                shared.accept()  # the second in one look: left for another process
+            taken.append(shared.accept()[0])  # the next look
+            with pytest.raises(BlockingIOError):
+                shared.accept()
+            taken.append(plain.accept()[0])  # the third was still waiting, for anyone
+            assert len(taken) == 3
+        finally:
+            for sock in clients + taken:
+                sock.close()
+            shared.close()

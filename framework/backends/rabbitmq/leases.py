@@ -20,6 +20,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
+from framework.clock import EarliestTimer, SystemClock
 from framework.logs import event
 from framework.messages import Delivery
 
@@ -82,8 +83,7 @@ class LeaseTable:
         self._leases: dict[str, BrokerLease] = {}
         self._held: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._at = math.inf  # when the timer fires
+        self._timer = EarliestTimer(SystemClock().call_at, self._fire)
 
     def add(self, lease: BrokerLease) -> None:
         """Hold ``lease`` and arm its timer."""
@@ -115,26 +115,15 @@ class LeaseTable:
     def arm(self, lease: BrokerLease) -> None:
         """Make sure the timer fires by ``grace`` seconds past ``lease``'s deadline."""
         lease.expiring = False
-        when = lease.deadline + self.grace
-        if when < self._at:
-            self._schedule(when)
-
-    def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._at = when
-        if when != math.inf:
-            self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+        self._timer.by(lease.deadline + self.grace)
 
     def clear(self) -> None:
         """Forget every lease and stop the timer (the connection is going)."""
-        self._schedule(math.inf)
+        self._timer.at(math.inf)
         self._leases.clear()
         self._held.clear()
 
     def _fire(self) -> None:
-        self._timer, self._at = None, math.inf
         now = asyncio.get_running_loop().time()
         grace = self.grace
         due = [
@@ -149,7 +138,7 @@ class LeaseTable:
             (lease.deadline for lease in self._leases.values() if not lease.expiring),
             default=math.inf,
         )
-        self._schedule(later + grace)
+        self._timer.at(later + grace)
 
     def _expire(self, receipt: str) -> None:
         lease = self._leases.get(receipt)

@@ -67,6 +67,18 @@ def environment() -> dict[str, str]:
     return env
 
 
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli(*args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=environment(),
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,15 +96,7 @@ def test_the_hider_hides() -> None:
 
 
 def test_every_command_answers_help_without_extras(tmp_path: Path) -> None:
-    done = subprocess.run(
-        cli("--help"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=environment(),
-        check=False,
-    )
+    done = run_cli("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     commands = [
         line.split()[0]
@@ -101,15 +105,7 @@ def test_every_command_answers_help_without_extras(tmp_path: Path) -> None:
     ]
     assert "run" in commands
     for command in commands:
-        sub = subprocess.run(
-            cli(command, "--help"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            env=environment(),
-            check=False,
-        )
+        sub = run_cli(command, "--help", cwd=tmp_path)
         assert sub.returncode == 0, (command, sub.stderr)
 
 

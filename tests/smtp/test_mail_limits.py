@@ -147,14 +147,14 @@ async def test_queued_mail_over_the_limit_is_dead_lettered_with_the_reason() -> 
     assert info.receive_count == 1
 
 
-# A wall-clock stall on a 2-core machine: other work (a CI run's services) can take the core
-# the loop needs for a fraction of a second; rerun before it counts.
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
 async def test_loop_keeps_serving_while_a_big_mail_parses() -> None:
-    """While a big mail (within limits) is parsed, the loop never stalls 0.2 s and HTTP answers.
+    """While a big mail (within limits) is parsed, the loop keeps ticking and HTTP answers.
 
     A ticker measures the longest gap between its 5 ms sleeps; before the fix the parse ran on
-    the loop and the gap was the whole parse (about half a second or more for this mail).
+    the loop and the gap was the whole parse (about half a second or more for this mail). The
+    bound is half the parse's own time (and at least 0.2 s): a machine loaded enough to stall
+    the loop's thread for a moment slows the parse as much, so the bound scales with it, and
+    a parse on the loop (a gap as long as the parse) still fails it.
     """
     seen: list[Any] = []
     app = app_with_mail_handler(seen)
@@ -191,5 +191,6 @@ async def test_loop_keeps_serving_while_a_big_mail_parses() -> None:
     [mail] = seen
     assert isinstance(mail, Email)
     assert len(mail.attachments) == 250
-    assert stall < 0.2, f"the loop stalled {stall:.3f} s while the mail took {parsed_in:.3f} s"
+    bound = max(0.2, parsed_in / 2)
+    assert stall < bound, f"the loop stalled {stall:.3f} s while the mail took {parsed_in:.3f} s"
     assert answered >= 5

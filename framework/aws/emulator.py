@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from framework.aws.handler import LambdaHandler
 from framework.aws.http import is_text
@@ -43,6 +43,8 @@ from framework.aws.sam import API_TIMEOUT, function_timeout
 from framework.aws.socket_door import MANAGEMENT_PREFIX, SocketDoor
 from framework.backends import from_url
 from framework.exceptions import ConfigError
+from framework.gateway.errors import ClientDisconnectedError, HTTPError
+from framework.gateway.inputs import header, read_body
 from framework.gateway.sockets import deny
 from framework.logs import event
 from framework.registry import ConsumerSpec
@@ -55,6 +57,12 @@ __all__ = ["LocalLambda"]
 log = logging.getLogger("framework.aws.local")
 
 MAX_WAIT = 20
+MAX_REQUEST = 6 * 1024 * 1024  # Lambda's limit on a synchronous invocation's payload
+TOO_LARGE = {
+    "statusCode": 413,
+    "headers": {"content-type": "application/json"},
+    "body": '{"message":"Request Entity Too Large"}',
+}
 
 
 class LocalLambda:
@@ -240,15 +248,14 @@ class LocalLambda:
         if MANAGEMENT_PREFIX in scope["path"] and self.app.registry.websocket_apis:
             await self.sockets.management(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        answer = await self.invoke(_http_event(scope, b"".join(chunks)), LambdaContext(API_TIMEOUT))
+        try:
+            body = await read_body(receive, MAX_REQUEST, header(scope, b"content-length"))
+        except ClientDisconnectedError:
+            return
+        except HTTPError:  # over Lambda's limit: API Gateway answers without invoking
+            await _send_answer(send, TOO_LARGE)
+            return
+        answer = await self.invoke(_http_event(scope, body), LambdaContext(API_TIMEOUT))
         await _send_answer(send, answer)
 
 

@@ -35,6 +35,9 @@ from pydantic_core import to_json
 from starlette.types import Receive, Scope, Send
 
 from framework.aws.local import LambdaContext
+from framework.backends.aws.management import MAX_PAYLOAD
+from framework.gateway.errors import ClientDisconnectedError, HTTPError
+from framework.gateway.inputs import header, read_body
 from framework.gateway.sockets import deny
 from framework.registry import Registry
 from framework.websocket import CONNECT, DEFAULT, DISCONNECT
@@ -234,12 +237,15 @@ class SocketDoor:
         """API Gateway's management API for the connections held here."""
         path = scope["path"]
         client_id = unquote(path[path.index(MANAGEMENT_PREFIX) + len(MANAGEMENT_PREFIX) :])
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        try:
+            body = await read_body(receive, MAX_PAYLOAD, header(scope, b"content-length"))
+        except ClientDisconnectedError:
+            return
+        except HTTPError:
+            await _reply(
+                send, 413, {"message": "Message too long"}, error="PayloadTooLargeException"
+            )
+            return
         client = self.clients.get(client_id)
         if client is None:
             await _reply(send, 410, {"message": None}, error="GoneException")

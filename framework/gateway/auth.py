@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from framework.exceptions import DeclarationError
 from framework.gateway.cache import ExpiringLRU
 from framework.gateway.errors import HTTPError
+from framework.gateway.inputs import header
 from framework.gateway.jwks import JWKS
 from framework.gateway.routing import Endpoint
 from framework.gateway.throttle import PlanLimiter, UsagePlan
@@ -59,13 +60,6 @@ class Authorizer(Protocol):
 
 def _digest(secret: bytes) -> bytes:
     return hashlib.sha256(secret).digest()
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value  # type: ignore[no-any-return]  # ASGI headers are bytes pairs
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +112,7 @@ class APIKeyAuth:
         Raises:
             HTTPError: 401 without the header, 403 for an unknown key, 429 over the plan.
         """
-        raw = _header(scope, self._name)
+        raw = header(scope, self._name)
         if not raw:
             raise HTTPError(
                 401,
@@ -307,7 +301,7 @@ class JWTAuth:
 
 
 def _bearer(scope: Scope) -> bytes:
-    raw = _header(scope, b"authorization")
+    raw = header(scope, b"authorization")
     if raw is None or raw[:7].lower() != b"bearer " or not raw[7:].strip():
         raise HTTPError(
             401,
@@ -372,7 +366,7 @@ class CustomAuth:
         if self._name == b"authorization":
             raw = _bearer(scope)
         else:
-            raw = _header(scope, self._name) or b""
+            raw = header(scope, self._name) or b""
             if not raw:
                 raise HTTPError(
                     401,

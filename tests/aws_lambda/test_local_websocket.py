@@ -173,3 +173,29 @@ async def test_refused_handshakes_get_the_status_and_gone_connections_raise(
                     await asyncio.wait_for(ws.recv(), 10)
     (gone_message,) = [o[1] for o in outcomes if o[0] == "gone"]
     assert first in gone_message
+
+
+@pytest.mark.aws
+async def test_oversized_bodies_are_refused_before_anything_runs(aws_url: str, prefix: str) -> None:
+    """A request body over Lambda's 6 MB is 413 without an invocation; a management-API post
+    over API Gateway's 128 KB is 413 PayloadTooLargeException and reaches no client."""
+    outcomes: list[Any] = []
+    app = local_app(prefix, outcomes)
+    async with (
+        serving(app, aws_url) as base,
+        websockets_client.connect(f"ws://{base}/ws?x-api-key=k-1") as ws,
+    ):
+        await ws.send(json.dumps({"action": "whoami"}))
+        connection_id = json.loads(await asyncio.wait_for(ws.recv(), 5))["id"]
+        async with httpx.AsyncClient(base_url=f"http://{base}") as client:
+            job = {"connection_id": connection_id, "text": "x" * (6 * 1024 * 1024)}
+            big = await client.post("/jobs", json=job)
+            assert big.status_code == 413
+            assert big.json() == {"message": "Request Entity Too Large"}
+            post = await client.post(f"/@connections/{connection_id}", content=b"y" * 131_073)
+            assert post.status_code == 413
+            assert post.headers["x-amzn-errortype"] == "PayloadTooLargeException"
+            fits = await client.post(f"/@connections/{connection_id}", content=b"y" * 131_072)
+            assert fits.status_code == 200
+        assert len(await asyncio.wait_for(ws.recv(), 5)) == 131_072  # only the one that fit
+    assert not any(o[0] == "info" for o in outcomes)  # the oversized job never ran

@@ -47,6 +47,12 @@ def ratios_of(result: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
+def figures_of(result: dict[str, Any]) -> dict[str, str]:
+    """The absolute figures a benchmark reports beside its ratios (rates, p99, memory)."""
+    figures = result.get("figures")
+    return {str(k): str(v) for k, v in figures.items()} if isinstance(figures, dict) else {}
+
+
 def run(name: str, extra: list[str], timeout: float) -> tuple[dict[str, Any] | None, str, float]:
     """Run one benchmark; return its JSON (None if it failed), its output and its seconds."""
     command = [sys.executable, "-m", f"bench.{name}", "--json", *extra]
@@ -65,8 +71,10 @@ def run(name: str, extra: list[str], timeout: float) -> tuple[dict[str, Any] | N
         return None, f"no JSON line in its output:\n{done.stdout[-2000:]}\n{output}", elapsed
 
 
-def table(rows: list[tuple[str, str, float]], smoke: bool) -> str:
-    """The markdown table, headed with the date, the machine and the command."""
+def table(
+    rows: list[tuple[str, str, float]], smoke: bool, figures: list[tuple[str, str, str]]
+) -> str:
+    """The markdown tables (ratios, then the figures), headed with the date and the machine."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     head = [
@@ -78,6 +86,9 @@ def table(rows: list[tuple[str, str, float]], smoke: bool) -> str:
         head += ["Smoke run: a few hundred requests or messages each, not a measurement.", ""]
     lines = ["| benchmark | ratio | value |", "| --- | --- | ---: |"]
     lines += [f"| {bench} | {label} | {value:.2f} |" for bench, label, value in rows]
+    if figures:
+        lines += ["", "| benchmark | figure | value |", "| --- | --- | ---: |"]
+        lines += [f"| {bench} | {label} | {value} |" for bench, label, value in figures]
     return "\n".join(head + lines) + "\n"
 
 
@@ -91,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or (60.0 if args.smoke else 3600.0)
     extra = ["--smoke"] if args.smoke else []
     rows: list[tuple[str, str, float]] = []
+    figures: list[tuple[str, str, str]] = []
     failed: list[str] = []
     for name in args.only or BENCHES:
         result, output, elapsed = run(name, extra, timeout)
@@ -106,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{label} {value:.2f}" for label, value in found.items())
         print(f"{name}: {shown} ({elapsed:.1f}s)", flush=True)
         rows += [(name, label, value) for label, value in found.items()]
-    markdown = table(rows, args.smoke)
+        figures += [(name, label, value) for label, value in figures_of(result).items()]
+    markdown = table(rows, args.smoke, figures)
     print()
     print(markdown, end="")
     if args.out:

@@ -455,6 +455,7 @@ class Results:
     consumer_cpu_us: dict[str, float]
     moto_cpu_us: dict[str, float]
     ratio: float | None
+    figures: dict[str, str]
 
 
 def _line(measurements: dict[str, Measurement]) -> str:
@@ -508,6 +509,13 @@ async def measure(args: argparse.Namespace) -> Results:
         consumer_cpu_us={name: median(name, "consumer_cpu_us") for name in sides},
         moto_cpu_us={name: median(name, "moto_cpu_us") for name in sides},
         ratio=ratio,
+        figures={
+            f"{name} msg/s (CPU per message: sender, consumer)": (
+                f"{rate:,.0f} ({median(name, 'client_cpu_us'):,.0f} µs, "
+                f"{median(name, 'consumer_cpu_us'):,.0f} µs)"
+            )
+            for name, rate in medians.items()
+        },
     )
 
 

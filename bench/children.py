@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 
 def _framework_command() -> list[str]:
@@ -195,3 +195,67 @@ def run_wrk(url: str, script: str, *, duration: float, connections: int, threads
     if match is None or int(match.group(1)) == 0:
         raise RuntimeError(f"{url} answered no request:\n{out}")
     return out
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` (``VmRSS``), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
+    data = b""
+    while not done(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"the server closed an idle connection: {data[-200:]!r}")
+        data += chunk
+    return data
+
+
+def http_answered(data: bytes) -> bool:
+    """Whether ``data`` holds a whole HTTP/1.1 response with a ``Content-Length``."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if length is None:
+        raise RuntimeError(f"an HTTP answer without Content-Length: {head[:200]!r}")
+    return int(length.group(1)) <= len(body)
+
+
+def smtp_answered(data: bytes) -> bool:
+    """Whether ``data`` ends with the last line of an SMTP reply (``250 ...``, no dash)."""
+    return data.endswith(b"\r\n") and re.search(rb"(?m)^\d{3} [^\r\n]*\r\n\Z", data) is not None
+
+
+def idle_connection_bytes(
+    pid: int,
+    port: int,
+    exchange: Sequence[tuple[bytes, Callable[[bytes], bool]]],
+    connections: int = 500,
+) -> float:
+    """The resident memory server ``pid`` holds per idle connection, in bytes.
+
+    Opens ``connections`` connections to ``127.0.0.1:port``, runs ``exchange`` on each (what
+    to send, b"" for nothing, and when the answer is complete: a keep-alive HTTP request, an
+    SMTP greeting and EHLO), and divides the growth of the server's ``VmRSS`` by their number.
+    """
+    sockets: list[socket.socket] = []
+    before = rss_bytes(pid)
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", port), 10)
+            sockets.append(sock)
+            for request, answered in exchange:
+                if request:
+                    sock.sendall(request)
+                _read_until(sock, answered)
+        time.sleep(0.3)  # the server settles after the last one
+        return (rss_bytes(pid) - before) / connections
+    finally:
+        for sock in sockets:
+            sock.close()

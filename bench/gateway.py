@@ -43,7 +43,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bench.children import FRAMEWORK, free_port, run_wrk, serve
+from bench.children import (
+    FRAMEWORK,
+    free_port,
+    http_answered,
+    idle_connection_bytes,
+    run_wrk,
+    serve,
+)
 
 AUTH = os.environ.get("BENCH_GATEWAY_AUTH", "1") == "1"
 KEY = "bench-key"
@@ -159,12 +166,19 @@ def command(side: str, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def served(side: str) -> Iterator[str]:
-    """Run ``side`` in a child process on a free port; yield its base URL."""
+def served(side: str) -> Iterator[tuple[str, int, int]]:
+    """Run ``side`` in a child process on a free port; yield its base URL, port and pid."""
     port = free_port()
     env = {"BENCH_GATEWAY_AUTH": str(int(AUTH))}
-    with serve(command(side, port), port, env=env):
-        yield f"http://127.0.0.1:{port}"
+    with serve(command(side, port), port, env=env) as process:
+        yield f"http://127.0.0.1:{port}", port, process.pid
+
+
+def idle_memory(pid: int, port: int, connections: int) -> float:
+    """Bytes of the server's resident memory per idle keep-alive connection (one GET each)."""
+    key = f"X-API-Key: {KEY}\r\n" if AUTH else ""
+    request = f"GET /items/42 HTTP/1.1\r\nHost: bench\r\n{key}\r\n".encode()
+    return idle_connection_bytes(pid, port, [(request, http_answered)], connections)
 
 
 def lua(scenario: str) -> str:
@@ -190,6 +204,7 @@ def wrk(url: str, scenario: str, duration: int, connections: int) -> tuple[float
 
 
 SCENARIOS = ("post", "get")
+IDLE = 500  # keep-alive connections opened on each fresh server, for its memory per connection
 
 
 def check_framework(url: str, answered: int) -> None:
@@ -223,15 +238,27 @@ def check_framework(url: str, answered: int) -> None:
 
 
 def measure(
-    sides: list[str], rounds: int, duration: int, connections: list[int], warmup: bool
+    sides: list[str],
+    rounds: int,
+    duration: int,
+    connections: list[int],
+    warmup: bool,
+    idle: int = IDLE,
 ) -> dict[str, Any]:
-    """Serve each side in turn, run every scenario at every connection count; return medians."""
+    """Serve each side in turn, run every scenario at every connection count; return medians.
+
+    Each fresh server is first asked for ``idle`` keep-alive connections left open, for its
+    memory per idle connection.
+    """  # fmt: skip
     results: dict[str, list[tuple[float, float]]] = {}
+    memory: dict[str, list[float]] = {}
     for round_ in range(rounds):
         # Rotated each round: going first or last after a server stops moved a side's
         # figure by 10-20% on a shared 2-core machine.
         for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
-            with served(side) as url:
+            with served(side) as (url, port, pid):
+                # First, on the fresh server: its heap has not grown under load yet.
+                memory.setdefault(side, []).append(idle_memory(pid, port, idle))
                 answered = 0
                 for scenario in SCENARIOS:
                     if warmup:  # imports, first validations, warm caches: not measured
@@ -261,6 +288,19 @@ def measure(
                     label = f"{scenario} c={count} framework/{other}"
                     ratios[label] = round(mine["rps"] / theirs["rps"], 3)
     summary["ratios"] = ratios
+    summary["idle_bytes_per_connection"] = {
+        side: round(statistics.median(runs)) for side, runs in memory.items()
+    }
+    figures = {
+        f"{key.replace('/', ' ', 1).replace('/c', ' c=')}": (
+            f"{value['rps']:,} req/s, p99 {value['p99_ms']:.2f} ms"
+        )
+        for key, value in summary.items()
+        if isinstance(value, dict) and "rps" in value
+    }
+    for side, size in summary["idle_bytes_per_connection"].items():
+        figures[f"{side} memory per idle connection"] = f"{size / 1024:.1f} KiB"
+    summary["figures"] = figures
     return summary
 
 
@@ -281,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     sides = args.only or list(SIDES)
     connections = [int(c) for c in args.connections.split(",")]
     if args.smoke:
-        summary = measure(sides, 1, 1, [8], warmup=False)
+        summary = measure(sides, 1, 1, [8], warmup=False, idle=50)
     else:
         summary = measure(sides, args.rounds, args.duration, connections, warmup=True)
     if args.json:
@@ -293,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in summary.items():
         if isinstance(value, dict) and "rps" in value:
             print(f"{key:<28}{value['rps']:>10}{value['p99_ms']:>10.2f}  {value['rps_runs']}")
+    for side, size in summary["idle_bytes_per_connection"].items():
+        print(f"{side + ' memory per idle connection':<40}{size / 1024:>6.1f} KiB")
     for key, ratio in summary["ratios"].items():
         print(f"{key:<40}{ratio:>6.2f}")
 

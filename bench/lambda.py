@@ -263,12 +263,19 @@ def measure(rounds: int, invocations: int) -> dict[str, Any]:
         ratios[f"per invocation, {label}, framework/bare time"] = round(
             framework["warm_invocation_us"] / bare["warm_invocation_us"], 2
         )
+    figures = {
+        f"{side}: cold start, per invocation": (
+            f"{value['cold_start_ms']:,.1f} ms, {value['warm_invocation_us']:,.1f} µs"
+        )
+        for side, value in medians.items()
+    }
     return {
         "bench": "lambda",
         "rounds": rounds,
         "invocations": invocations,
         "medians": medians,
         "ratios": ratios,
+        "figures": figures,
     }
 
 

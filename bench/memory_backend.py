@@ -211,6 +211,7 @@ class Results:
     ratio: float | None
     memory_messages: int
     bytes_per_message: dict[str, float]
+    figures: dict[str, str]
 
 
 def ratios_of(medians: dict[str, float]) -> dict[str, float]:
@@ -279,6 +280,13 @@ async def measure(args: argparse.Namespace) -> Results:
         ratio=ratios.get("framework/raw"),
         memory_messages=args.memory_messages,
         bytes_per_message=memory,
+        figures={
+            **{f"{LABELS[name]} msg/s": f"{rate:,.0f}" for name, rate in medians.items()},
+            **{
+                f"{LABELS[name]} memory per queued message": f"{size:,.0f} bytes"
+                for name, size in memory.items()
+            },
+        },
     )
 
 

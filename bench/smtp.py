@@ -39,7 +39,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bench.children import FRAMEWORK, Marks, free_port, marks_env, serve, wait_mark
+from bench.children import (
+    FRAMEWORK,
+    Marks,
+    free_port,
+    idle_connection_bytes,
+    marks_env,
+    serve,
+    smtp_answered,
+    wait_mark,
+)
 
 RECIPIENT = "bench@bench.example"
 WARMUP_MESSAGES = 200
@@ -138,31 +147,57 @@ def send_all(pool: ProcessPoolExecutor, port: int, messages: int, connections: i
         raise RuntimeError("the clients did not send every mail")
 
 
-def one_round(pool: ProcessPoolExecutor, side: str, messages: int, connections: int) -> float:
-    """Start ``side``, warm it up, time ``messages`` mails until handled; return mails/s."""
+IDLE = 500  # connections left open after EHLO on each fresh server, for its memory per one
+GREETED = [(b"", smtp_answered), (b"EHLO client.example.org\r\n", smtp_answered)]
+
+
+def one_round(
+    pool: ProcessPoolExecutor, side: str, messages: int, connections: int, idle: int
+) -> tuple[float, float]:
+    """Start ``side``, warm it up, time ``messages`` mails until handled.
+
+    Returns:
+        Mails per second, and the server's memory per idle connection (greeted, after EHLO),
+        measured first on the fresh server.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as marks:
         env = marks_env(marks, WARMUP_MESSAGES, WARMUP_MESSAGES + messages)
         with serve(command(side, port), port, env=env) as process:
+            memory = idle_connection_bytes(process.pid, port, GREETED, idle)
             send_all(pool, port, WARMUP_MESSAGES, connections)
             wait_mark(marks, WARMUP_MESSAGES, process)
             started = time.monotonic()
             send_all(pool, port, messages, connections)
             done = wait_mark(marks, WARMUP_MESSAGES + messages, process)
-    return messages / (done - started)
+    return messages / (done - started), memory
 
 
-def measure(messages: int, connections: int, processes: int, rounds: int) -> dict[str, Any]:
+def measure(
+    messages: int, connections: int, processes: int, rounds: int, idle: int = IDLE
+) -> dict[str, Any]:
     """Alternate the sides; return the rates, their medians and the ratio."""
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
+    memory: dict[str, list[float]] = {side: [] for side in SIDES}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
         for round_ in range(rounds):
             for side in SIDES[round_ % 2 :] + SIDES[: round_ % 2]:
-                rates[side].append(one_round(pool, side, messages, connections))
+                rate, size = one_round(pool, side, messages, connections, idle)
+                rates[side].append(rate)
+                memory[side].append(size)
     framework = statistics.median(rates["framework"])
     raw = statistics.median(rates["aiosmtpd"])
+    idle_bytes = {side: round(statistics.median(sizes)) for side, sizes in memory.items()}
     return {
+        "figures": {
+            **{f"{side} mails/s": f"{statistics.median(rates[side]):,.0f}" for side in SIDES},
+            **{
+                f"{side} memory per idle connection": f"{size / 1024:.1f} KiB"
+                for side, size in idle_bytes.items()
+            },
+        },
+        "idle_bytes_per_connection": idle_bytes,
         "messages": messages,
         "connections": connections,
         "processes": processes,
@@ -186,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.smoke:
         args.messages, args.rounds = 300, 1
-    result = measure(args.messages, args.connections, args.processes, args.rounds)
+    idle = 50 if args.smoke else IDLE
+    result = measure(args.messages, args.connections, args.processes, args.rounds, idle)
     if args.json:
         print(json.dumps(result))
         return
@@ -200,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"aiosmtpd (parse in handle_DATA):             {result['aiosmtpd_msg_per_s']:>8,} msg/s")
     rounds = f"{result['framework_rounds']} vs {result['aiosmtpd_rounds']}"
     print(f"ratio: {result['ratios']['framework/aiosmtpd']:.2f}  (msg/s per round: {rounds})")
+    for side, size in result["idle_bytes_per_connection"].items():
+        print(f"{side} memory per idle connection: {size / 1024:.1f} KiB")
 
 
 if __name__ == "__main__":

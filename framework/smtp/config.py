@@ -92,6 +92,12 @@ class SMTPConfig:
             so a client that keeps sending valid commands (``NOOP``) cannot hold it forever.
         max_auth_failures: Failed ``AUTH`` attempts (wrong credentials) one connection may
             make; the last gets ``535`` then ``421 4.7.0`` and the connection is closed.
+        max_connections: Connections open at once, from anyone; the next is answered
+            ``421 4.7.0`` instead of the greeting and closed, until one ends.
+        max_connections_per_ip: Connections open at once from one address (an IPv6 peer
+            counts by its /64, which one host may hold whole); the next gets ``421 4.7.0``.
+        limit_exempt: CIDR ranges ``max_connections_per_ip`` does not apply to (default
+            loopback: a local relay or test client); ``max_connections`` still does.
         scanners: Async callables run on each mail at DATA, in order, giving verdicts
             (``spam``, ``virus``, ``spf``, ``dkim``, ``dmarc``); the shipped ones are in
             ``framework.smtp.scanners`` (a ``dnsbl(...)`` among them runs at connect instead).
@@ -122,6 +128,9 @@ class SMTPConfig:
     data_timeout: float = 600.0
     session_timeout: float = 1800.0
     max_auth_failures: int = 3
+    max_connections: int = 1000
+    max_connections_per_ip: int = 50
+    limit_exempt: Sequence[str] = ("127.0.0.0/8", "::1/128")
     scanners: Sequence[Scanner] = ()
     reject_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
     drop_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -130,6 +139,7 @@ class SMTPConfig:
     dns_timeout: float = DEFAULT_DNS_TIMEOUT
     allowed: tuple[Network, ...] = field(init=False, repr=False, compare=False)
     blocked: tuple[Network, ...] = field(init=False, repr=False, compare=False)
+    exempt: tuple[Network, ...] = field(init=False, repr=False, compare=False)
     rejecting: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
     dropping: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
     resolver: Resolver = field(init=False, repr=False, compare=False)
@@ -154,6 +164,11 @@ class SMTPConfig:
             raise ConfigError(
                 f"SMTPConfig.max_auth_failures must be at least 1, not {self.max_auth_failures}"
             )
+        for name in ("max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"SMTPConfig.{name} must be at least 1, not {getattr(self, name)}"
+                )
         try:
             resolver = Resolver(tuple(self.dns_servers), self.dns_port, self.dns_timeout)
         except ConfigError as exc:
@@ -161,6 +176,7 @@ class SMTPConfig:
         object.__setattr__(self, "resolver", resolver)
         object.__setattr__(self, "allowed", _networks("allow", self.allow))
         object.__setattr__(self, "blocked", _networks("block", self.block))
+        object.__setattr__(self, "exempt", _networks("limit_exempt", self.limit_exempt))
         try:
             object.__setattr__(self, "rejecting", check_actions("reject_on", self.reject_on))
             object.__setattr__(self, "dropping", check_actions("drop_on", self.drop_on))
@@ -202,17 +218,35 @@ class SMTPConfig:
 
     def allows(self, address: str) -> bool:
         """True if a peer at ``address`` may connect: not blocked, and allowed if a list exists."""
-        try:
-            ip = ipaddress.ip_address(address.partition("%")[0])
-        except ValueError:
+        ip = _ip(address)
+        if ip is None:
             # A peer without an IP address (a Unix socket) has no range to match: only an
             # unrestricted receiver accepts it.
             return not self.allowed and not self.blocked
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # '::ffff:192.0.2.1' is the IPv4 peer on a dual-stack socket
         if any(ip in net for net in self.blocked):
             return False
         return not self.allowed or any(ip in net for net in self.allowed)
+
+    def limit_key(self, address: str) -> str | None:
+        """What ``max_connections_per_ip`` counts a peer at ``address`` under (its address, an
+        IPv6 one's /64), or None for a peer exempt from it (``limit_exempt``, no IP address)."""
+        ip = _ip(address)
+        if ip is None or any(ip in net for net in self.exempt):
+            return None
+        if isinstance(ip, ipaddress.IPv6Address):
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip)
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer's IP address ('::ffff:192.0.2.1' as the IPv4 one it is), or None if not one."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # the IPv4 peer on a dual-stack socket
+    return ip
 
 
 FILE_KEYS: dict[str, tuple[type, ...]] = {
@@ -228,6 +262,9 @@ FILE_KEYS: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "data_timeout": (int, float),
     "session_timeout": (int, float),
+    "max_connections": (int,),
+    "max_connections_per_ip": (int,),
+    "limit_exempt": (list,),
     "max_auth_failures": (int,),
     "dns_servers": (list,),
     "dns_port": (int,),

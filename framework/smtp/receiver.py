@@ -73,6 +73,9 @@ class _Connection(SMTP):
         self.auth_failures = 0
         self._session_timer: asyncio.TimerHandle | None = None
         self.observers = handler.scan_observers
+        self.counts = handler.counts
+        self._counted = False
+        self._limit_key: str | None = None  # what _Counts counts this connection under
         super().__init__(handler, **options)
         # aiosmtpd made its reader in __init__; the same object, taking turns with the loop.
         self._stream_reader.__class__ = _TakingTurnsReader  # type: ignore[attr-defined]
@@ -88,10 +91,17 @@ class _Connection(SMTP):
             self._session_timer = self.loop.call_later(
                 self.config.session_timeout, self._session_expired
             )
+        if not self._counted:  # STARTTLS calls this again for the same connection
+            assert self.session is not None
+            self._limit_key = self.counts.opened(_peer_address(self.session.peer))
+            self._counted = True
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._session_timer is not None:
             self._session_timer.cancel()
+        if self._counted:
+            self.counts.closed(self._limit_key)
+            self._counted = False
         super().connection_lost(error)
 
     def _session_expired(self) -> None:
@@ -147,6 +157,12 @@ class _Connection(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
+        if self._counted and (over := self.counts.over(self._limit_key)):
+            event(log, logging.WARNING, "mail.connection_refused", peer=peer, reason=over)
+            await self.push("421 4.7.0 Too many connections, try again later")
+            if self.transport is not None:
+                self.transport.close()
+            return
         refusal = await self._blocklisted(peer)
         if refusal is not None:
             await self.push(refusal)
@@ -182,6 +198,41 @@ class _Connection(SMTP):
         return None
 
 
+class _Counts:
+    """The connections open now: in all, and per peer address (``SMTPConfig.limit_key``)."""
+
+    def __init__(self, config: SMTPConfig) -> None:
+        self.config = config
+        self.total = 0
+        self.per_key: dict[str, int] = {}
+
+    def opened(self, peer: str) -> str | None:
+        """Count a new connection from ``peer``; return the key it is counted under."""
+        self.total += 1
+        key = self.config.limit_key(peer)
+        if key is not None:
+            self.per_key[key] = self.per_key.get(key, 0) + 1
+        return key
+
+    def closed(self, key: str | None) -> None:
+        self.total -= 1
+        if key is not None:
+            left = self.per_key[key] - 1
+            if left:
+                self.per_key[key] = left
+            else:
+                del self.per_key[key]
+
+    def over(self, key: str | None) -> str:
+        """Which limit a connection counted under ``key`` is over ('' for none), itself counted."""
+        if self.total > self.config.max_connections:
+            return f"more than max_connections={self.config.max_connections} open"
+        if key is not None and self.per_key.get(key, 0) > self.config.max_connections_per_ip:
+            limit = self.config.max_connections_per_ip
+            return f"more than max_connections_per_ip={limit} open from {key}"
+        return ""
+
+
 class _Handler:
     """aiosmtpd's handler hooks, bound to the running app's rules and backend."""
 
@@ -205,6 +256,7 @@ class _Handler:
                 "(reject_on/drop_on) but the SMTPConfig has no scanners=[...] to give them"
             )
         self.authserv_id = config.hostname or socket.getfqdn()
+        self.counts = _Counts(config)
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()

@@ -50,6 +50,7 @@ async def test_a_plain_stream_reader_would_not() -> None:
 async def test_the_receivers_connections_read_with_it() -> None:
     class Handler:
         scan_observers = ()
+        counts = None
 
     connection = _Connection(Handler(), config=SMTPConfig())  # type: ignore[arg-type]
     assert isinstance(connection._stream_reader, _TakingTurnsReader)

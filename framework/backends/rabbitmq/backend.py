@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Self
 
-import aio_pika
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -41,16 +40,9 @@ from framework.semantics.fifo import DeduplicationWindow
 from framework.websocket import Serve
 
 from .connection import LOST as _LOST
-from .connection import (
-    Link,
-    check_frame,
-    connect,
-    frame_max,
-    route_client_logs,
-    unavailable_as_error,
-    where,
-)
+from .connection import Link, connect, route_client_logs, unavailable_as_error, where
 from .leases import BrokerLease, Inbox, LeaseTable, UnseenDeliveries, is_alive
+from .publishing import AmqpMessage, Publisher
 from .relay import ConnectionRelay
 from .settings import RabbitMQSettings
 from .topology import Topology
@@ -87,7 +79,7 @@ class RabbitMQBackend:
         self.clock: Clock = clock or SystemClock()
         self.connection: AbstractRobustConnection | None = None
         self._topology: Topology | None = None
-        self._publisher: AbstractRobustChannel | None = None
+        self._publisher: Publisher | None = None
         self._getter: AbstractRobustChannel | None = None
         self._inboxes: dict[str, Inbox] = {}
         self._consumers: dict[str, tuple[AbstractRobustChannel, AbstractQueue]] = {}
@@ -126,8 +118,8 @@ class RabbitMQBackend:
             async with asyncio.timeout(settings.connect_timeout):
                 # Confirms make every publish wait for the broker to have the message; returns
                 # (an unroutable message: its queue was deleted) raise instead of dropping it.
-                self._publisher = await connection.channel(
-                    publisher_confirms=True, on_return_raises=True
+                self._publisher = Publisher(
+                    await connection.channel(publisher_confirms=True, on_return_raises=True)
                 )
         except BaseException as exc:
             await connection.close()
@@ -197,21 +189,15 @@ class RabbitMQBackend:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
         return self._topology
 
-    async def _publish(
-        self, routing_key: str, message: aio_pika.Message, *, exchange: str = ""
-    ) -> None:
+    async def _publish(self, routing_key: str, message: AmqpMessage, *, exchange: str = "") -> None:
         if self._publisher is None:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
-        # Refused here, before it reaches the wire: a frame over frame_max makes the broker
-        # close the whole connection, and with it every other send in flight on it.
-        check_frame(message, frame_max(self.connection), exchange or routing_key)
-        target = (
-            self._publisher.default_exchange
-            if not exchange
-            else await self._publisher.get_exchange(exchange, ensure=False)
-        )
         try:
-            await target.publish(message, routing_key=routing_key, mandatory=not exchange)
+            # Refused before the wire: a content header over frame_max makes the broker close
+            # the whole connection, and with it every other send in flight on it.
+            await self._publisher.publish(
+                message, exchange=exchange, routing_key=routing_key, mandatory=not exchange
+            )
         except PublishError:
             self.topology.known.discard(routing_key)
             raise UnknownQueueError(

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import AbstractIncomingMessage
 
 from framework.clock import parse_utc
 from framework.messages import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
+
+from .publishing import AmqpMessage
 
 __all__ = [
     "ATTRIBUTES",
@@ -106,7 +107,7 @@ def amqp_message(
     group_id: str | None = None,
     count: int = 0,
     first_received_at: datetime | None = None,
-) -> aio_pika.Message:
+) -> AmqpMessage:
     """Return the persistent AMQP message that carries ``message``.
 
     Args:
@@ -134,15 +135,9 @@ def amqp_message(
         headers[RECEIVE_COUNT] = count
     if first_received_at is not None:
         headers[FIRST_RECEIVED_AT] = first_received_at.isoformat()
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.headers.get(CONTENT_TYPE),
-        message_id=message_id,
-        # No ``timestamp`` property: the exact send time travels in x-framework-sent-at, and
-        # encoding and decoding a second copy cost a few percent of a message's CPU time.
-        delivery_mode=DeliveryMode.PERSISTENT,
-    )
+    # No ``timestamp`` property: the exact send time travels in x-framework-sent-at, and
+    # encoding and decoding a second copy cost a few percent of a message's CPU time.
+    return AmqpMessage(message.body, headers, message.headers.get(CONTENT_TYPE), message_id)
 
 
 class Received:
@@ -199,7 +194,7 @@ def copy_of(
     count: int,
     headers: Mapping[str, str] | None = None,
     keep_first_received: bool = True,
-) -> aio_pika.Message:
+) -> AmqpMessage:
     """Return a copy of a delivered message to re-publish, with ``count`` receipts counted.
 
     Broker bookkeeping (``x-death`` from delay queues, ``x-delivery-count``) is left behind, so

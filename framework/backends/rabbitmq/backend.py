@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Self
 
 from aio_pika.abc import (
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -41,6 +40,7 @@ from framework.websocket import Serve
 
 from .connection import LOST as _LOST
 from .connection import Link, connect, route_client_logs, unavailable_as_error, where
+from .consuming import AmqpDelivery, Consumer
 from .leases import BrokerLease, Inbox, LeaseTable, UnseenDeliveries, is_alive
 from .publishing import AmqpMessage, Publisher
 from .relay import ConnectionRelay
@@ -314,11 +314,7 @@ class RabbitMQBackend:
             channel = await self.connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
             amqp_queue = await channel.declare_queue(queue, passive=True)
-
-            async def deliver(message: AbstractIncomingMessage) -> None:
-                inbox.put(message)
-
-            inbox.consumer_tag = await amqp_queue.consume(deliver, no_ack=False)
+            inbox.consumer_tag = await amqp_queue.consume(Consumer(inbox.put), no_ack=False)
             self._consumers[queue] = (channel, amqp_queue)
             self._inboxes[queue] = inbox
             return inbox
@@ -362,16 +358,18 @@ class RabbitMQBackend:
         amqp_queue = await self._getter.get_queue(queue, ensure=False)
         out: list[Delivery] = []
         while len(out) < limit:
-            message = await amqp_queue.get(no_ack=False, fail=False)
-            if message is None:
+            got = await amqp_queue.get(no_ack=False, fail=False)
+            if got is None:
                 break
-            out += await self._lease_all(queue, [message], None, self.clock.now())
+            message = AmqpDelivery.of_incoming(got)
+            if message is not None:
+                out += await self._lease_all(queue, [message], None, self.clock.now())
         return out
 
     async def _lease_all(
         self,
         queue: str,
-        messages: Sequence[AbstractIncomingMessage],
+        messages: Sequence[AmqpDelivery],
         inbox: Inbox | None,
         now: float,
     ) -> list[Delivery]:
@@ -422,36 +420,27 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    async def _settle_message(
-        self, message: AbstractIncomingMessage, inbox: Inbox | None = None
-    ) -> None:
+    async def _settle_message(self, message: AmqpDelivery, inbox: Inbox | None = None) -> None:
         """Acknowledge ``message``: at the end of this loop turn, with others, if it came from
         ``inbox``'s consumer (see acks.py); at once otherwise (a basic.get)."""
         self._unseen.forget(message)  # this copy leaves its queue
         acks = inbox.acks if inbox is not None else None
-        tag = message.delivery_tag
-        if acks is not None and tag is not None:
-            try:
-                channel = message.channel
-            except ChannelInvalidStateError:
-                return  # a closed channel: the broker has it back already
-            if channel is acks.channel:
-                acks.ack(tag)
-                return
+        if acks is not None and message.channel is acks.channel:
+            if not message.channel.is_closed:  # closed: the broker has it back already
+                acks.ack(message.delivery_tag)
+            return
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
-    async def _reject(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+    async def _reject(self, message: AmqpDelivery, inbox: Inbox | None) -> None:
         """Reject ``message`` with requeue; a later batched ack may then cover its tag."""
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.reject(requeue=True)
             acks = inbox.acks if inbox is not None else None
-            if acks is not None and message.delivery_tag is not None:
-                with contextlib.suppress(ChannelInvalidStateError):
-                    if message.channel is acks.channel:
-                        acks.done(message.delivery_tag)
+            if acks is not None and message.channel is acks.channel:
+                acks.done(message.delivery_tag)
 
-    async def _give_back(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+    async def _give_back(self, message: AmqpDelivery, inbox: Inbox | None) -> None:
         """Return a delivery whose copy could not be published to its queue, counted.
 
         Its lease is gone already, so nothing would settle it: left unacknowledged, it would
@@ -688,7 +677,7 @@ class RabbitMQBackend:
             quiet = 0
             await asyncio.gather(*(self._put_back(queue, message, inbox) for message in batch))
 
-    async def _put_back(self, queue: str, message: AbstractIncomingMessage, inbox: Inbox) -> None:
+    async def _put_back(self, queue: str, message: AmqpDelivery, inbox: Inbox) -> None:
         received = Received(
             queue,
             message,

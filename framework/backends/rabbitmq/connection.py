@@ -26,6 +26,8 @@ from aiormq.exceptions import ProbableAuthenticationError
 from framework.exceptions import BackendUnavailableError, ConfigError
 from framework.logs import event
 
+from .consuming import RobustConnection
+
 __all__ = [
     "LOST",
     "ClientLogs",
@@ -142,7 +144,7 @@ async def connect(url: str, *, name: str, seconds: float) -> AbstractRobustConne
         waiting_for="TCP connect and AMQP handshake",
         timeout_seconds=seconds,
     )
-    connection = aio_pika.RobustConnection(
+    connection = RobustConnection(
         aio_pika.connection.make_url(url), client_properties={"connection_name": name}
     )
     try:

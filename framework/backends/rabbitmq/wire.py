@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from framework.clock import parse_utc
 from framework.messages import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
 
+from .consuming import AmqpDelivery
 from .publishing import AmqpMessage
 
 __all__ = [
@@ -70,7 +69,7 @@ def receive_count(headers: Mapping[str, Any]) -> int:
     return _int(headers.get(RECEIVE_COUNT)) + _int(headers.get(DELIVERY_COUNT)) + 1
 
 
-def copy_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
+def copy_key(message: AmqpDelivery) -> tuple[str, int, int] | None:
     """Return ``(message id, counted receipts, broker redeliveries)`` of a delivery.
 
     The first two name one copy of a message (a release re-publishes a new copy with more
@@ -78,7 +77,7 @@ def copy_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
     """
     if not message.message_id:
         return None
-    headers = message.headers or {}
+    headers = message.headers
     return message.message_id, _int(headers.get(RECEIVE_COUNT)), _int(headers.get(DELIVERY_COUNT))
 
 
@@ -148,14 +147,14 @@ class Received:
     def __init__(
         self,
         queue: str,
-        message: AbstractIncomingMessage,
+        message: AmqpDelivery,
         *,
         receipt: str,
         now: datetime,
         uncounted: int = 0,
     ) -> None:
         self.message = message
-        raw = message.headers or {}
+        raw = message.headers
         self.message_id = message.message_id or f"amqp-{message.delivery_tag}"
         group = raw.get(GROUP_ID)
         self.group_id = _text(group) if group is not None else None

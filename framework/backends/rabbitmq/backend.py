@@ -31,6 +31,7 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.ids import new_message_id
 from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
@@ -240,7 +241,7 @@ class RabbitMQBackend:
         if spec is None:
             await self.topology.ensure_queue(queue)
         fifo = self._is_fifo(queue)
-        message_id = message.message_id or str(uuid.uuid4())
+        message_id = message.message_id or new_message_id()
         if fifo:
             content_based = spec is not None and spec.content_based_deduplication
             first = self._duplicate_of(queue, message, message_id, content_based)
@@ -278,7 +279,7 @@ class RabbitMQBackend:
         ids: list[str] = []
         publishes = []
         for message in messages:
-            message_id = message.message_id or str(uuid.uuid4())
+            message_id = message.message_id or new_message_id()
             delay = max(message.delay, spec.delay if spec is not None else 0.0)
             target = queue if delay <= 0 else await self.topology.delay_queue(queue, delay)
             sent_at = message.sent_at or self.clock.wall()
@@ -767,7 +768,7 @@ class RabbitMQBackend:
         await self.topology.ensure_topic(topic)
         spec = self._topic_specs.get(topic)
         fifo = spec.fifo if spec is not None else topic.endswith(".fifo")
-        message_id = message.message_id or str(uuid.uuid4())
+        message_id = message.message_id or new_message_id()
         if fifo:
             content_based = spec is not None and spec.content_based_deduplication
             first = self._duplicate_of(f"topic:{topic}", message, message_id, content_based)

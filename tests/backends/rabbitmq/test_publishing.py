@@ -27,6 +27,8 @@ from framework.messages import Outgoing
 from framework.registry import QueueSpec
 from tests.rabbitmq_cleanup import delete_named
 
+from .proxy import proxy_to
+
 FRAME_MAX = 131_072
 
 
@@ -191,3 +193,36 @@ async def test_confirms_nacks_and_returns_reach_the_right_publish(broker: str) -
             await channel.close()
     finally:
         await delete_named(broker, [spec.name, full], [])
+
+
+@pytest.mark.rabbitmq
+async def test_publishes_awaiting_their_confirm_when_the_connection_drops_raise_unavailable(
+    broker: str,
+) -> None:
+    """200 sends written together, the connection cut before their confirms: every one that
+    was not confirmed raises BackendUnavailableError (none hangs, none raises the client
+    library's errors or a cancellation), and sends work again after the reconnect."""
+    spec = QueueSpec.from_options(f"rq-cut-{uuid.uuid4().hex[:8]}")
+    async with (
+        proxy_to(broker) as proxy,
+        RabbitMQBackend.from_url(f"{proxy.url(broker)}&reconnect_interval=0.2") as backend,
+    ):
+        await backend.declare_queue(spec)
+        sends = [
+            asyncio.ensure_future(backend.send(spec.name, Outgoing(body=b"%d" % i)))
+            for i in range(200)
+        ]
+        await asyncio.sleep(0)  # every send has queued its frames
+        proxy.cut()
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 20)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert failed
+        assert [r for r in failed if not isinstance(r, BackendUnavailableError)] == []
+        for _ in range(100):
+            try:
+                await backend.send(spec.name, Outgoing(body=b"after"))
+                break
+            except BackendUnavailableError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the backend did not reconnect")

@@ -18,13 +18,14 @@ broker before a later ``multiple`` one that covers the same tag.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 from collections import deque
 from typing import cast
 
 import aiormq
-from aiormq.abc import AbstractChannel, ChannelFrame
+from aiormq.abc import AbstractChannel
+
+from .publishing import FrameWriter
 
 __all__ = ["ChannelAcks", "ack_frame"]
 
@@ -43,14 +44,12 @@ class ChannelAcks:
     """The outstanding deliveries of one (aiormq) channel and the acks due at this turn's end."""
 
     __slots__ = (
-        "_backlog",
         "_done",
         "_last",
         "_ordered",
         "_outstanding",
         "_scheduled",
         "_settled",
-        "_write_queue",
         "_writer",
         "channel",
     )
@@ -58,15 +57,13 @@ class ChannelAcks:
     def __init__(self, channel: AbstractChannel) -> None:
         self.channel = channel
         # The connection's frame queue, which aiormq's own basic_ack writes to as well.
-        self._write_queue: asyncio.Queue[ChannelFrame] = cast(aiormq.Channel, channel).write_queue
+        self._writer = FrameWriter(cast(aiormq.Channel, channel).write_queue)
         self._outstanding: deque[int] = deque()  # delivered and not yet passed by a prefix
         self._done: set[int] = set()  # outstanding, settled by another frame (reject, plain ack)
         self._settled: list[int] = []  # acknowledged since the last flush
         self._last = 0
         self._ordered = True
         self._scheduled = False
-        self._backlog: deque[ChannelFrame] = deque()
-        self._writer: asyncio.Task[None] | None = None
 
     def delivered(self, tag: int) -> None:
         """A delivery with ``tag`` arrived on the channel (in the consumer callback)."""
@@ -117,26 +114,4 @@ class ChannelAcks:
                 self._done.update(acks)
         if acks:
             frames += [ack_frame(number, tag, multiple=False) for tag in sorted(acks)]
-        self._write(ChannelFrame(payload=b"".join(frames), should_close=False))
-
-    def _write(self, frame: ChannelFrame) -> None:
-        if not self._backlog:
-            try:
-                self._write_queue.put_nowait(frame)
-                return
-            except asyncio.QueueFull:
-                pass
-        self._backlog.append(frame)
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain_backlog())
-
-    async def _drain_backlog(self) -> None:
-        """Queue the frames a full write queue refused, in order."""
-        try:
-            while self._backlog:
-                frame = self._backlog[0]
-                with contextlib.suppress(Exception):  # a closed connection: nothing to ack
-                    await self._write_queue.put(frame)
-                self._backlog.popleft()
-        finally:
-            self._writer = None
+        self._writer.write(b"".join(frames))

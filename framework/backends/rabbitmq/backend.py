@@ -10,9 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Self
 
-import aio_pika
 from aio_pika.abc import (
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -33,6 +31,7 @@ from framework.exceptions import (
     UnknownQueueError,
     UnknownTopicError,
 )
+from framework.ids import new_message_id
 from framework.logs import event
 from framework.messages import DeadLetterReason, Delivery, Outgoing, OutgoingMail, QueueStats
 from framework.registry import QueueSpec, SubscriptionSpec, TopicSpec
@@ -41,16 +40,10 @@ from framework.semantics.fifo import DeduplicationWindow
 from framework.websocket import Serve
 
 from .connection import LOST as _LOST
-from .connection import (
-    Link,
-    check_frame,
-    connect,
-    frame_max,
-    route_client_logs,
-    unavailable_as_error,
-    where,
-)
+from .connection import Link, connect, route_client_logs, unavailable_as_error, where
+from .consuming import AmqpDelivery, Consumer
 from .leases import BrokerLease, Inbox, LeaseTable, UnseenDeliveries, is_alive
+from .publishing import AmqpMessage, Publisher
 from .relay import ConnectionRelay
 from .settings import RabbitMQSettings
 from .topology import Topology
@@ -87,7 +80,7 @@ class RabbitMQBackend:
         self.clock: Clock = clock or SystemClock()
         self.connection: AbstractRobustConnection | None = None
         self._topology: Topology | None = None
-        self._publisher: AbstractRobustChannel | None = None
+        self._publisher: Publisher | None = None
         self._getter: AbstractRobustChannel | None = None
         self._inboxes: dict[str, Inbox] = {}
         self._consumers: dict[str, tuple[AbstractRobustChannel, AbstractQueue]] = {}
@@ -126,8 +119,8 @@ class RabbitMQBackend:
             async with asyncio.timeout(settings.connect_timeout):
                 # Confirms make every publish wait for the broker to have the message; returns
                 # (an unroutable message: its queue was deleted) raise instead of dropping it.
-                self._publisher = await connection.channel(
-                    publisher_confirms=True, on_return_raises=True
+                self._publisher = Publisher(
+                    await connection.channel(publisher_confirms=True, on_return_raises=True)
                 )
         except BaseException as exc:
             await connection.close()
@@ -197,21 +190,15 @@ class RabbitMQBackend:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
         return self._topology
 
-    async def _publish(
-        self, routing_key: str, message: aio_pika.Message, *, exchange: str = ""
-    ) -> None:
+    async def _publish(self, routing_key: str, message: AmqpMessage, *, exchange: str = "") -> None:
         if self._publisher is None:
             raise RuntimeError("RabbitMQBackend is not connected: use 'async with backend:'")
-        # Refused here, before it reaches the wire: a frame over frame_max makes the broker
-        # close the whole connection, and with it every other send in flight on it.
-        check_frame(message, frame_max(self.connection), exchange or routing_key)
-        target = (
-            self._publisher.default_exchange
-            if not exchange
-            else await self._publisher.get_exchange(exchange, ensure=False)
-        )
         try:
-            await target.publish(message, routing_key=routing_key, mandatory=not exchange)
+            # Refused before the wire: a content header over frame_max makes the broker close
+            # the whole connection, and with it every other send in flight on it.
+            await self._publisher.publish(
+                message, exchange=exchange, routing_key=routing_key, mandatory=not exchange
+            )
         except PublishError:
             self.topology.known.discard(routing_key)
             raise UnknownQueueError(
@@ -254,7 +241,7 @@ class RabbitMQBackend:
         if spec is None:
             await self.topology.ensure_queue(queue)
         fifo = self._is_fifo(queue)
-        message_id = message.message_id or str(uuid.uuid4())
+        message_id = message.message_id or new_message_id()
         if fifo:
             content_based = spec is not None and spec.content_based_deduplication
             first = self._duplicate_of(queue, message, message_id, content_based)
@@ -292,7 +279,7 @@ class RabbitMQBackend:
         ids: list[str] = []
         publishes = []
         for message in messages:
-            message_id = message.message_id or str(uuid.uuid4())
+            message_id = message.message_id or new_message_id()
             delay = max(message.delay, spec.delay if spec is not None else 0.0)
             target = queue if delay <= 0 else await self.topology.delay_queue(queue, delay)
             sent_at = message.sent_at or self.clock.wall()
@@ -328,11 +315,7 @@ class RabbitMQBackend:
             channel = await self.connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
             amqp_queue = await channel.declare_queue(queue, passive=True)
-
-            async def deliver(message: AbstractIncomingMessage) -> None:
-                inbox.put(message)
-
-            inbox.consumer_tag = await amqp_queue.consume(deliver, no_ack=False)
+            inbox.consumer_tag = await amqp_queue.consume(Consumer(inbox.put), no_ack=False)
             self._consumers[queue] = (channel, amqp_queue)
             self._inboxes[queue] = inbox
             return inbox
@@ -376,16 +359,18 @@ class RabbitMQBackend:
         amqp_queue = await self._getter.get_queue(queue, ensure=False)
         out: list[Delivery] = []
         while len(out) < limit:
-            message = await amqp_queue.get(no_ack=False, fail=False)
-            if message is None:
+            got = await amqp_queue.get(no_ack=False, fail=False)
+            if got is None:
                 break
-            out += await self._lease_all(queue, [message], None, self.clock.now())
+            message = AmqpDelivery.of_incoming(got)
+            if message is not None:
+                out += await self._lease_all(queue, [message], None, self.clock.now())
         return out
 
     async def _lease_all(
         self,
         queue: str,
-        messages: Sequence[AbstractIncomingMessage],
+        messages: Sequence[AmqpDelivery],
         inbox: Inbox | None,
         now: float,
     ) -> list[Delivery]:
@@ -436,36 +421,27 @@ class RabbitMQBackend:
         if self.connection is not None:
             await self.release(delivery, delay=0)
 
-    async def _settle_message(
-        self, message: AbstractIncomingMessage, inbox: Inbox | None = None
-    ) -> None:
+    async def _settle_message(self, message: AmqpDelivery, inbox: Inbox | None = None) -> None:
         """Acknowledge ``message``: at the end of this loop turn, with others, if it came from
         ``inbox``'s consumer (see acks.py); at once otherwise (a basic.get)."""
         self._unseen.forget(message)  # this copy leaves its queue
         acks = inbox.acks if inbox is not None else None
-        tag = message.delivery_tag
-        if acks is not None and tag is not None:
-            try:
-                channel = message.channel
-            except ChannelInvalidStateError:
-                return  # a closed channel: the broker has it back already
-            if channel is acks.channel:
-                acks.ack(tag)
-                return
+        if acks is not None and message.channel is acks.channel:
+            if not message.channel.is_closed:  # closed: the broker has it back already
+                acks.ack(message.delivery_tag)
+            return
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.ack()
 
-    async def _reject(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+    async def _reject(self, message: AmqpDelivery, inbox: Inbox | None) -> None:
         """Reject ``message`` with requeue; a later batched ack may then cover its tag."""
         with contextlib.suppress(*_GONE):  # a closed channel: the broker has it back already
             await message.reject(requeue=True)
             acks = inbox.acks if inbox is not None else None
-            if acks is not None and message.delivery_tag is not None:
-                with contextlib.suppress(ChannelInvalidStateError):
-                    if message.channel is acks.channel:
-                        acks.done(message.delivery_tag)
+            if acks is not None and message.channel is acks.channel:
+                acks.done(message.delivery_tag)
 
-    async def _give_back(self, message: AbstractIncomingMessage, inbox: Inbox | None) -> None:
+    async def _give_back(self, message: AmqpDelivery, inbox: Inbox | None) -> None:
         """Return a delivery whose copy could not be published to its queue, counted.
 
         Its lease is gone already, so nothing would settle it: left unacknowledged, it would
@@ -702,7 +678,7 @@ class RabbitMQBackend:
             quiet = 0
             await asyncio.gather(*(self._put_back(queue, message, inbox) for message in batch))
 
-    async def _put_back(self, queue: str, message: AbstractIncomingMessage, inbox: Inbox) -> None:
+    async def _put_back(self, queue: str, message: AmqpDelivery, inbox: Inbox) -> None:
         received = Received(
             queue,
             message,
@@ -792,7 +768,7 @@ class RabbitMQBackend:
         await self.topology.ensure_topic(topic)
         spec = self._topic_specs.get(topic)
         fifo = spec.fifo if spec is not None else topic.endswith(".fifo")
-        message_id = message.message_id or str(uuid.uuid4())
+        message_id = message.message_id or new_message_id()
         if fifo:
             content_based = spec is not None and spec.content_based_deduplication
             first = self._duplicate_of(f"topic:{topic}", message, message_id, content_based)

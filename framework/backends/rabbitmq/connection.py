@@ -1,12 +1,9 @@
-"""The broker connection: a bounded connect, what the broker negotiated, and what the client says.
+"""The broker connection: a bounded connect, its losses and recoveries, and what the client says.
 
 - **Bounded.** Every connect and reconnect attempt, AMQP handshake included, is bounded by
   ``connect_timeout``: a port that accepts TCP but never answers AMQP (a stalled broker, a
   port that is not RabbitMQ's) is an error naming what was awaited, never a silent wait, and a
   failed first attempt leaves no reconnect loop running behind it.
-- **Limits.** The broker's ``frame_max`` bounds a message's properties (headers, attributes):
-  they travel in one content-header frame, and a larger frame makes RabbitMQ close the whole
-  connection, failing every other send on it. ``check_frame`` refuses such a message first.
 - **One log format.** aio-pika's and aiormq's own records (one per connection loss, some
   with tracebacks) are re-emitted as ``backend.client_log`` events of the framework's logger;
   connection losses and recoveries are ``backend.disconnected`` / ``backend.reconnected``.
@@ -16,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import struct
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -26,27 +22,18 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from aiormq.exceptions import ProbableAuthenticationError
-from pamqp import frame as amqp_frame
-from pamqp import header as amqp_header
-from pamqp.exceptions import PAMQPException
 
-from framework.exceptions import (
-    BackendUnavailableError,
-    ConfigError,
-    InvalidMessageError,
-    MessageTooLargeError,
-)
+from framework.exceptions import BackendUnavailableError, ConfigError
 from framework.logs import event
+
+from .consuming import RobustConnection
 
 __all__ = [
     "LOST",
     "ClientLogs",
     "Link",
-    "check_frame",
     "connect",
-    "frame_max",
     "route_client_logs",
-    "surely_fits",
     "unavailable_as_error",
     "where",
 ]
@@ -64,8 +51,6 @@ LOST: tuple[type[BaseException], ...] = (
     RuntimeError,
     TimeoutError,
 )
-# RabbitMQ's default frame_max, for a connection that has not negotiated one (yet).
-DEFAULT_FRAME_MAX = 131_072
 _CLIENT_LOGGERS = ("aio_pika", "aiormq")
 
 P = ParamSpec("P")
@@ -159,7 +144,7 @@ async def connect(url: str, *, name: str, seconds: float) -> AbstractRobustConne
         waiting_for="TCP connect and AMQP handshake",
         timeout_seconds=seconds,
     )
-    connection = aio_pika.RobustConnection(
+    connection = RobustConnection(
         aio_pika.connection.make_url(url), client_properties={"connection_name": name}
     )
     try:
@@ -187,75 +172,6 @@ async def connect(url: str, *, name: str, seconds: float) -> AbstractRobustConne
             ) from None
         raise
     return connection
-
-
-def frame_max(connection: AbstractRobustConnection | None) -> int:
-    """Return the frame size the broker negotiated on ``connection`` (bytes, header included)."""
-    transport = connection.transport if connection is not None else None
-    tune = getattr(transport.connection, "connection_tune", None) if transport else None
-    return int(getattr(tune, "frame_max", 0) or 0) or DEFAULT_FRAME_MAX
-
-
-# The encoded content header without its headers table, at most: the frame's own bytes, the
-# property flags, and every short-string property at its 255-byte maximum.
-_HEADER_BOUND = 64 + 14 * 256
-_SHORT = (
-    "content_encoding",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "type",
-    "user_id",
-    "app_id",
-)
-
-
-def surely_fits(message: aio_pika.Message, limit: int) -> bool:
-    """True if ``message``'s properties certainly encode, within ``limit`` bytes, as one frame.
-
-    A bound without encoding them: the framework's own messages (an ASCII id and content type,
-    headers of ASCII text) take this path; anything else is encoded exactly.
-    """
-    for text in (message.message_id, message.content_type):
-        if text is not None and (len(text) > 255 or not text.isascii()):
-            return False
-    if any(getattr(message, name) for name in _SHORT):
-        return False
-    size = _HEADER_BOUND
-    for key, value in (message.headers or {}).items():
-        if type(value) is not str or len(key) > 255 or not (key.isascii() and value.isascii()):
-            return False
-        size += 6 + len(key) + len(value)  # name length, name, type, value length, value
-    return size <= limit
-
-
-def check_frame(message: aio_pika.Message, limit: int, queue: str) -> None:
-    """Refuse ``message`` when its properties (headers, attributes) exceed one AMQP frame.
-
-    The body is split over as many frames as it needs; the properties are not.
-
-    Raises:
-        MessageTooLargeError: Naming the size and the broker's ``frame_max``.
-        InvalidMessageError: If the properties cannot be encoded at all (an id over 255
-            bytes).
-    """
-    if surely_fits(message, limit):
-        return
-    try:
-        content = amqp_header.ContentHeader(0, len(message.body), message.properties)
-        size = len(amqp_frame.marshal(content, 1))
-    except (ValueError, TypeError, OverflowError, struct.error, PAMQPException) as exc:
-        # Raised here, not in the connection's writer, where it would close the connection.
-        raise InvalidMessageError(
-            f"message for {queue!r} cannot be encoded as AMQP properties: {exc}"
-        ) from None
-    if size > limit:
-        raise MessageTooLargeError(
-            f"message for {queue!r}: its attributes and headers take {size} bytes encoded, "
-            f"over the {limit}-byte AMQP frame this RabbitMQ broker negotiated (frame_max): "
-            "on RabbitMQ, attributes and headers must fit in one frame (the body may be "
-            "larger); put large values in the body"
-        )
 
 
 class ClientLogs(logging.Handler):

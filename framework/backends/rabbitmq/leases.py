@@ -17,14 +17,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import ChannelInvalidStateError
-
 from framework.clock import EarliestTimer, SystemClock
 from framework.logs import event
 from framework.messages import Delivery
 
 from .acks import ChannelAcks
+from .consuming import AmqpDelivery
 from .wire import GROUP_ID, Received, copy_key
 
 __all__ = ["BrokerLease", "Inbox", "LeaseTable", "UnseenDeliveries", "is_alive"]
@@ -32,17 +30,14 @@ __all__ = ["BrokerLease", "Inbox", "LeaseTable", "UnseenDeliveries", "is_alive"]
 log = logging.getLogger("framework.backends.rabbitmq")
 
 
-def is_alive(message: AbstractIncomingMessage) -> bool:
+def is_alive(message: AmqpDelivery) -> bool:
     """True while ``message``'s channel is open, so its acknowledgement can still reach the
     broker. Once the channel closed, the broker has put the message back in its queue."""
-    try:
-        return not message.channel.is_closed
-    except ChannelInvalidStateError:
-        return False
+    return not message.channel.is_closed
 
 
-def _group_of(message: AbstractIncomingMessage) -> str | None:
-    value = (message.headers or {}).get(GROUP_ID)
+def _group_of(message: AmqpDelivery) -> str | None:
+    value = message.headers.get(GROUP_ID)
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -58,7 +53,7 @@ class BrokerLease:
     expiring: bool = False  # handed to ``expire`` (until an extension moves the deadline)
 
     @property
-    def message(self) -> AbstractIncomingMessage:
+    def message(self) -> AmqpDelivery:
         """The AMQP delivery to acknowledge or reject."""
         return self.received.message
 
@@ -173,7 +168,7 @@ class UnseenDeliveries:
         self.limit = limit
         self._drops: OrderedDict[tuple[str, int], list[int]] = OrderedDict()
 
-    def add(self, message: AbstractIncomingMessage) -> None:
+    def add(self, message: AmqpDelivery) -> None:
         """Record that ``message`` was dropped unseen (its channel closed in a buffer)."""
         key = copy_key(message)
         if key is None:
@@ -184,7 +179,7 @@ class UnseenDeliveries:
         while len(self._drops) > self.limit:
             self._drops.popitem(last=False)
 
-    def uncounted(self, message: AbstractIncomingMessage) -> int:
+    def uncounted(self, message: AmqpDelivery) -> int:
         """Return how many of ``message``'s broker redeliveries were drops recorded here."""
         if not self._drops:
             return 0
@@ -195,7 +190,7 @@ class UnseenDeliveries:
         drops = self._drops.get((message_id, counted), ())
         return sum(1 for d in drops if d < redelivered)
 
-    def forget(self, message: AbstractIncomingMessage) -> None:
+    def forget(self, message: AmqpDelivery) -> None:
         """The copy left its queue (acknowledged, re-published, dead-lettered): drop its record."""
         if self._drops:
             key = copy_key(message)
@@ -215,7 +210,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class _Group:
     """A FIFO group's buffered messages, in order, and whether its head is out."""
 
-    messages: deque[AbstractIncomingMessage] = field(default_factory=deque)
+    messages: deque[AmqpDelivery] = field(default_factory=deque)
     locked: bool = False
     # The message id of a released head on its way back from the broker: the group waits
     # for it, and puts it first, so later messages never overtake it.
@@ -236,7 +231,7 @@ class Inbox:
         name: str,
         *,
         fifo: bool,
-        dropped: Callable[[AbstractIncomingMessage], None] | None = None,
+        dropped: Callable[[AmqpDelivery], None] | None = None,
     ) -> None:
         self.name = name
         self.fifo = fifo
@@ -249,7 +244,7 @@ class Inbox:
         # Told of every delivery this buffer discards because its channel closed before any
         # receive took it: the broker counts that delivery, no handler saw it.
         self._dropped = dropped or _ignore
-        self._ready: deque[AbstractIncomingMessage] = deque()
+        self._ready: deque[AmqpDelivery] = deque()
         self._groups: dict[str | None, _Group] = {}
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -259,7 +254,7 @@ class Inbox:
             _wake(waiter)
         self._waiters.clear()
 
-    def put(self, message: AbstractIncomingMessage) -> None:
+    def put(self, message: AmqpDelivery) -> None:
         """Buffer a delivery from the consumer and wake a waiting ``receive``."""
         self.touched = asyncio.get_running_loop().time()
         channel = message.channel
@@ -279,9 +274,9 @@ class Inbox:
                 group.messages.append(message)
         self._notify()
 
-    def take(self, limit: int, now: float) -> list[AbstractIncomingMessage]:
+    def take(self, limit: int, now: float) -> list[AmqpDelivery]:
         """Return up to ``limit`` deliveries a receive may lease now; FIFO groups get locked."""
-        taken: list[AbstractIncomingMessage] = []
+        taken: list[AmqpDelivery] = []
         if not self.fifo:
             while self._ready and len(taken) < limit:
                 message = self._ready.popleft()
@@ -360,7 +355,7 @@ class Inbox:
             return len(self._ready)
         return sum(len(g.messages) for g in self._groups.values())
 
-    def drain(self) -> Iterator[AbstractIncomingMessage]:
+    def drain(self) -> Iterator[AmqpDelivery]:
         """Remove and yield every buffered delivery (on shutdown)."""
         while self._ready:
             yield self._ready.popleft()
@@ -378,7 +373,7 @@ class Inbox:
             group.awaiting = None
         self._notify()
 
-    def _alive(self, messages: deque[AbstractIncomingMessage]) -> list[AbstractIncomingMessage]:
+    def _alive(self, messages: deque[AmqpDelivery]) -> list[AmqpDelivery]:
         alive = []
         for message in messages:
             if is_alive(message):
@@ -388,5 +383,5 @@ class Inbox:
         return alive
 
 
-def _ignore(message: AbstractIncomingMessage) -> None:
+def _ignore(message: AmqpDelivery) -> None:
     pass

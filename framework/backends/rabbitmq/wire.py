@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
-
 from framework.clock import parse_utc
 from framework.messages import CONTENT_TYPE, AttributeValue, Delivery, Outgoing
+
+from .consuming import AmqpDelivery
+from .publishing import AmqpMessage
 
 __all__ = [
     "ATTRIBUTES",
@@ -69,7 +69,7 @@ def receive_count(headers: Mapping[str, Any]) -> int:
     return _int(headers.get(RECEIVE_COUNT)) + _int(headers.get(DELIVERY_COUNT)) + 1
 
 
-def copy_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
+def copy_key(message: AmqpDelivery) -> tuple[str, int, int] | None:
     """Return ``(message id, counted receipts, broker redeliveries)`` of a delivery.
 
     The first two name one copy of a message (a release re-publishes a new copy with more
@@ -77,7 +77,7 @@ def copy_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
     """
     if not message.message_id:
         return None
-    headers = message.headers or {}
+    headers = message.headers
     return message.message_id, _int(headers.get(RECEIVE_COUNT)), _int(headers.get(DELIVERY_COUNT))
 
 
@@ -106,7 +106,7 @@ def amqp_message(
     group_id: str | None = None,
     count: int = 0,
     first_received_at: datetime | None = None,
-) -> aio_pika.Message:
+) -> AmqpMessage:
     """Return the persistent AMQP message that carries ``message``.
 
     Args:
@@ -134,15 +134,9 @@ def amqp_message(
         headers[RECEIVE_COUNT] = count
     if first_received_at is not None:
         headers[FIRST_RECEIVED_AT] = first_received_at.isoformat()
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.headers.get(CONTENT_TYPE),
-        message_id=message_id,
-        # No ``timestamp`` property: the exact send time travels in x-framework-sent-at, and
-        # encoding and decoding a second copy cost a few percent of a message's CPU time.
-        delivery_mode=DeliveryMode.PERSISTENT,
-    )
+    # No ``timestamp`` property: the exact send time travels in x-framework-sent-at, and
+    # encoding and decoding a second copy cost a few percent of a message's CPU time.
+    return AmqpMessage(message.body, headers, message.headers.get(CONTENT_TYPE), message_id)
 
 
 class Received:
@@ -153,14 +147,14 @@ class Received:
     def __init__(
         self,
         queue: str,
-        message: AbstractIncomingMessage,
+        message: AmqpDelivery,
         *,
         receipt: str,
         now: datetime,
         uncounted: int = 0,
     ) -> None:
         self.message = message
-        raw = message.headers or {}
+        raw = message.headers
         self.message_id = message.message_id or f"amqp-{message.delivery_tag}"
         group = raw.get(GROUP_ID)
         self.group_id = _text(group) if group is not None else None
@@ -199,7 +193,7 @@ def copy_of(
     count: int,
     headers: Mapping[str, str] | None = None,
     keep_first_received: bool = True,
-) -> aio_pika.Message:
+) -> AmqpMessage:
     """Return a copy of a delivered message to re-publish, with ``count`` receipts counted.
 
     Broker bookkeeping (``x-death`` from delay queues, ``x-delivery-count``) is left behind, so

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
-import aio_pika
 import pytest
 from pamqp import frame as amqp_frame
 from pamqp.commands import Basic
-from pamqp.header import ContentHeader
 
 from framework.backends.rabbitmq.acks import ack_frame
-from framework.backends.rabbitmq.connection import DEFAULT_FRAME_MAX, surely_fits
 from framework.backends.rabbitmq.settings import RabbitMQSettings
 from framework.backends.rabbitmq.topology import (
     DELIVERY_LIMIT,
@@ -24,11 +18,9 @@ from framework.backends.rabbitmq.topology import (
 from framework.backends.rabbitmq.wire import (
     DELIVERY_COUNT,
     RECEIVE_COUNT,
-    amqp_message,
     receive_count,
 )
 from framework.exceptions import ConfigError
-from framework.messages import Outgoing
 from framework.registry import QueueSpec
 
 
@@ -139,24 +131,3 @@ def test_packed_ack_frames_are_those_pamqp_encodes() -> None:
     for channel, tag, multiple in [(1, 1, False), (7, 300, True), (65535, 2**63 - 1, True)]:
         expected = amqp_frame.marshal(Basic.Ack(delivery_tag=tag, multiple=multiple), channel)
         assert ack_frame(channel, tag, multiple=multiple) == expected
-
-
-def test_the_frame_bound_never_passes_a_header_that_would_not_fit() -> None:
-    """``surely_fits`` (which spares ``check_frame`` the encoding) holds only for properties
-    that encode within the limit, and the framework's own messages take it."""
-    sent_at = datetime.now(UTC)
-    own = amqp_message(
-        Outgoing(body=b"{}", headers={"content-type": "application/json", "k": "v"}),
-        message_id=str(uuid.uuid4()),
-        sent_at=sent_at,
-        group_id="g",
-    )
-    assert surely_fits(own, DEFAULT_FRAME_MAX)
-    for size in (10, 4_000, 100_000, 131_000, 140_000):
-        message = aio_pika.Message(b"", headers={"big": "x" * size}, message_id="m" * 255)
-        encoded = len(amqp_frame.marshal(ContentHeader(0, 0, message.properties), 1))
-        if surely_fits(message, DEFAULT_FRAME_MAX):
-            assert encoded <= DEFAULT_FRAME_MAX
-    assert not surely_fits(aio_pika.Message(b"", headers={"big": "x" * 140_000}), 131_072)
-    assert not surely_fits(aio_pika.Message(b"", message_id="é"), 131_072)  # encoded exactly
-    assert not surely_fits(aio_pika.Message(b"", message_id="m" * 256), 131_072)

@@ -12,6 +12,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+from framework.backends.base import Backend
+from framework.exceptions import BackendUnavailableError
+from framework.messages import Outgoing
+
 __all__ = ["Proxy", "SilentServer", "proxy_to", "silent_server"]
 
 
@@ -150,3 +154,14 @@ async def silent_server() -> AsyncIterator[SilentServer]:
         yield server
     finally:
         await server.close()
+
+
+async def send_once_reconnected(backend: Backend, queue: str, body: bytes = b"after") -> None:
+    """Send ``body`` to ``queue`` as soon as ``backend`` has reconnected (within 5 s)."""
+    for _ in range(100):
+        try:
+            await backend.send(queue, Outgoing(body=body))
+            return
+        except BackendUnavailableError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("the backend did not reconnect")

@@ -26,7 +26,7 @@ from framework.registry import QueueSpec
 from framework.testing import TestApp
 from tests.rabbitmq_cleanup import delete_named
 
-from .proxy import proxy_to
+from .proxy import proxy_to, send_once_reconnected
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -93,14 +93,7 @@ async def test_sends_during_a_connection_loss_raise_backend_unavailable(broker: 
             with pytest.raises(BackendUnavailableError, match="reconnects by itself"):
                 await call
         await proxy.start()
-        for _ in range(100):
-            try:
-                await backend.send(spec.name, Outgoing(body=b"after"))
-                break
-            except BackendUnavailableError:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the backend did not reconnect")
+        await send_once_reconnected(backend, spec.name)
         assert (await backend.stats(spec.name)).depth == 2
 
 

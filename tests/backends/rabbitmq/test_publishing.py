@@ -27,7 +27,7 @@ from framework.messages import Outgoing
 from framework.registry import QueueSpec
 from tests.rabbitmq_cleanup import delete_named
 
-from .proxy import proxy_to
+from .proxy import proxy_to, send_once_reconnected
 
 FRAME_MAX = 131_072
 
@@ -218,11 +218,4 @@ async def test_publishes_awaiting_their_confirm_when_the_connection_drops_raise_
         failed = [r for r in results if isinstance(r, BaseException)]
         assert failed
         assert [r for r in failed if not isinstance(r, BackendUnavailableError)] == []
-        for _ in range(100):
-            try:
-                await backend.send(spec.name, Outgoing(body=b"after"))
-                break
-            except BackendUnavailableError:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the backend did not reconnect")
+        await send_once_reconnected(backend, spec.name)

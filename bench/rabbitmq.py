@@ -294,6 +294,7 @@ class Results:
     ratios: dict[str, float]
     consumer_cpu_us: dict[str, float]  # medians, per message
     publisher_cpu_us: dict[str, float]
+    figures: dict[str, str]
 
 
 def _ratios(medians: dict[str, float]) -> dict[str, float]:
@@ -340,6 +341,13 @@ async def measure(args: argparse.Namespace) -> Results:
         ratios=_ratios(medians),
         consumer_cpu_us={name: median(name, "consumer_cpu_us") for name in sides},
         publisher_cpu_us={name: median(name, "publisher_cpu_us") for name in sides},
+        figures={
+            f"{name} msg/s (CPU per message: consumer, publisher)": (
+                f"{rate:,.0f} ({median(name, 'consumer_cpu_us'):,.0f} µs, "
+                f"{median(name, 'publisher_cpu_us'):,.0f} µs)"
+            )
+            for name, rate in medians.items()
+        },
     )
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from framework.semantics.fifo import DEDUPLICATION_WINDOW, content_deduplication
 
 from .schema import connect, errors, transaction
 from .settings import SQLiteSettings
+from .writelock import WriterLock
 
 __all__ = ["Outcome", "Store"]
 
@@ -89,6 +90,7 @@ class Store:
         self.settings = settings
         self.path = settings.path
         self._db: sqlite3.Connection | None = None
+        self.lock = WriterLock(settings.path, settings.busy_timeout)
         # The change counter this process last wrote per queue: its watcher skips its own.
         self.written: dict[str, int] = {}
 
@@ -107,11 +109,13 @@ class Store:
             BackendUnavailableError: If it cannot be opened or written (read-only, disk full).
         """
         self._db, created = connect(self.settings)
+        self.lock.open()
         return created
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         db, self._db = self._db, None
+        self.lock.close()
         if db is not None:
             db.close()
 
@@ -120,8 +124,24 @@ class Store:
         return errors(self.path)
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
-        return transaction(self.db)
+        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error.
+
+        Outside a transaction it first takes the writers' lock (``writelock.py``), and lets it
+        go after the commit; inside one (a batch's call) it is a savepoint of that one.
+        """
+        db = self.db
+        if db.in_transaction or not self.lock.enabled:
+            return transaction(db)
+        return self._locked(db)
+
+    @contextmanager
+    def _locked(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        self.lock.acquire()
+        try:
+            with transaction(db):
+                yield db
+        finally:
+            self.lock.release()
 
     def changed(self, db: sqlite3.Connection, queue: str) -> None:
         """Bump ``queue``'s row in ``changes``: other processes' watchers wake its receivers."""

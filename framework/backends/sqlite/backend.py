@@ -86,6 +86,7 @@ class SQLiteBackend:
             await calls.close(self.store.close)
             raise
         self._calls = calls
+        self.store.lock.on_timeout = calls.fail_waiting
         loop = asyncio.get_running_loop()
 
         def changed(queues: list[str]) -> None:
@@ -130,6 +131,7 @@ class SQLiteBackend:
                 backend="sqlite",
                 calls=calls.calls,
                 batches=calls.batches,
+                lock_waits=self.store.lock.waits,
             )
 
     # --- queues ----------------------------------------------------------------------------

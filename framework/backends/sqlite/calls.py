@@ -59,6 +59,8 @@ class Calls:
         self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._running: list[asyncio.Future[Any]] = []  # the batch on the thread now
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
         self._closed = False
         self.batches = 0  # batches run, one transaction each at most (logged at close)
@@ -101,6 +103,7 @@ class Calls:
             if self._draining:
                 return future
             self._draining = True
+            self._loop = loop
         self._jobs.put(functools.partial(self._drain, loop))
         return future
 
@@ -111,14 +114,32 @@ class Calls:
                 if not batch:
                     self._draining = False
                     return
+                self._running = [f for _, _, f in batch]
             try:
                 outcomes = self._run_batch([(fn, args) for fn, args, _ in batch])
             except BaseException as exc:  # handed to every caller of the batch
                 outcomes = [(False, exc)] * len(batch)
+            with self._lock:
+                self._running = []
             self.batches += 1
             self.calls += len(batch)
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, [f for _, _, f in batch], outcomes)
+
+    def fail_waiting(self, error: BaseException) -> None:
+        """From any thread: fail the batch on the thread and every call waiting for it.
+
+        For a thread stuck waiting for the file's lock (``writelock.py``'s watchdog): the
+        waiting calls are dropped, never run, and the stuck batch must not run either (its
+        lock wait raises when it ends); their callers get ``error`` now.
+        """
+        with self._lock:
+            waiting, self._pending = self._pending, []
+            futures = self._running + [f for _, _, f in waiting]
+            loop = self._loop
+        if futures and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, futures, [(False, error)] * len(futures))
 
     async def close(self, final: Callable[[], object]) -> None:
         """Refuse new calls, let the waiting ones run, then run ``final`` and stop the thread."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from framework.backends.sqlite import SQLiteBackend
+from framework.backends.sqlite.writelock import lock_path
 from framework.exceptions import BackendUnavailableError, ConfigError
 from framework.messages import CONTENT_TYPE, Outgoing
 from framework.registry import QueueSpec
@@ -73,15 +74,21 @@ def _without_privileges() -> list[str]:
     return [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
 
 
-async def test_read_only_file_is_a_clear_error_and_nothing_is_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lock_file", [True, False], ids=["with-lock-file", "without"])
+async def test_read_only_file_is_a_clear_error_and_nothing_is_stored(
+    tmp_path: Path, lock_file: bool
+) -> None:
     """`framework send` on a file its user cannot write exits 1 with one line naming the file;
-    the file is unchanged."""
+    the file is unchanged. So too when the writers' lock file is missing and the read-only
+    folder cannot hold a new one."""
     folder = tmp_path / "ro"
     folder.mkdir()
     path = folder / "app.db"
     url = f"sqlite:///{path}"
     async with SQLiteBackend.from_url(url) as backend:
         await backend.declare_queue(QueueSpec.from_options("orders"))
+    if not lock_file:
+        lock_path(path).unlink()
     path.chmod(0o444)
     folder.chmod(0o555)
     try:
@@ -104,6 +111,7 @@ async def test_read_only_file_is_a_clear_error_and_nothing_is_stored(tmp_path: P
         stats = await backend.stats("orders")
     print(f"\nread-only: sent=1 refused=1 stored={stats.depth} lost=0")  # noqa: T201
     assert stats.depth == 0
+    assert lock_path(path).exists()  # made again by the writable open above
 
 
 async def test_corrupt_file_is_a_clear_error_naming_it(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from framework.backends.sqlite.writelock import lock_path
 from framework.exceptions import BackendUnavailableError
 from framework.messages import Outgoing
 from framework.registry import QueueSpec
+from tests.backends.sqlite.test_backend import write_lock
 
 # A child that opens the file, says "ready", and sends one message when told (a line on stdin).
 HOLDER = textwrap.dedent(
@@ -50,18 +51,6 @@ HOLDER = textwrap.dedent(
 def msg(body: str) -> Outgoing:
     """A message with a text body."""
     return Outgoing(body=body.encode())
-
-
-@contextlib.contextmanager
-def sqlite_lock(path: Path) -> Iterator[None]:
-    """Hold SQLite's write lock from a plain connection (a writer outside the framework)."""
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        yield
-        other.execute("COMMIT")
-    finally:
-        other.close()
 
 
 def held_elsewhere(path: Path) -> bool:
@@ -165,7 +154,7 @@ async def test_kill_9_of_a_process_holding_the_lock_file_frees_it(
     """A child holds the lock file (its send waits for SQLite's lock) and is killed with
     SIGKILL: the kernel lets the lock go, this process's sends are stored, the child's not."""
     path = tmp_path / "app.db"
-    with holder(path) as child, sqlite_lock(path):
+    with holder(path) as child, write_lock(path):
         await start_holding(child, path)
         child.kill()
         child.wait(10)
@@ -184,7 +173,7 @@ async def test_a_stopped_holder_costs_an_error_after_busy_timeout_not_a_hang(
     once it runs again and its send committed, sends here are stored."""
     path = tmp_path / "app.db"
     with holder(path) as child:
-        with sqlite_lock(path):
+        with write_lock(path):
             await start_holding(child, path)
             os.kill(child.pid, signal.SIGSTOP)
             await until(lambda: stopped(child.pid), "the child stopped")

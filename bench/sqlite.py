@@ -460,6 +460,7 @@ class Results:
     consumer_cpu_us: dict[str, float]
     web: dict[str, Any] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)
 
 
 def _line(measured: dict[str, Measurement]) -> str:
@@ -553,6 +554,27 @@ async def measure(args: argparse.Namespace) -> Results:
         consumer_cpu_us={name: median(name, "consumer_cpu_us") for name in names},
         web=web,
         ratios=ratios,
+        figures={
+            **{
+                f"{name} msg/s (CPU per message: sender, consumer)": (
+                    f"{rate:,.0f} ({median(name, 'sender_cpu_us'):,.0f} µs, "
+                    f"{median(name, 'consumer_cpu_us'):,.0f} µs)"
+                )
+                for name, rate in medians.items()
+                if name != "memory"
+            },
+            **{
+                f"{name} msg/s (one process)": f"{rate:,.0f}"
+                for name, rate in medians.items()
+                if name == "memory"
+            },
+            **{
+                f"gateway+workers, {key.replace('=', ' ')}: req/s, handled/s": (
+                    f"{value['rps']:,.0f}, {value['end_to_end']:,.0f}"
+                )
+                for key, value in web.items()
+            },
+        },
     )
 
 

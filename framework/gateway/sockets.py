@@ -185,8 +185,6 @@ class _Session:
     def push(self, text: str | None, data: bytes | None) -> None:
         """Queue a push from ``app.connections.send``."""
         self.enqueue(text, data, _PUSH)
-        if self.api.pushed is not None:
-            self.api.pushed.inc()
 
     def close(self, code: int, reason: str) -> None:
         """Start closing with ``code``: the reader stops once the handler in flight returns."""
@@ -349,7 +347,6 @@ class SocketAPI:
         # Each route's message counters, looked up once (``labels`` costs more than ``inc``).
         self._in: dict[str, Counter] = {}
         self._out: dict[str, Counter] = {}
-        self.pushed = metrics.pushes.labels(spec.path) if metrics is not None else None
         header = str(getattr(self.auth, "header", "Authorization"))
         self.credential_header = header.lower().encode("latin-1")
         # Browsers cannot set headers on a WebSocket: the credential may come in the query.

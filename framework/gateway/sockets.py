@@ -667,8 +667,11 @@ class SocketAPI:
             session.in_handler = False
         if result is not None:
             reply_text, reply_data = encode_push(result)
-            with contextlib.suppress(ConnectionGoneError):  # closed while the handler ran
+            # A try costs nothing per message; contextlib.suppress, about 0.6 µs.
+            try:  # noqa: SIM105
                 session.enqueue(reply_text, reply_data, route.route)
+            except ConnectionGoneError:  # closed while the handler ran
+                pass
 
     def sent_counter(self, route: str) -> Counter | None:
         """The counter of messages queued for clients by ``route``, or None without metrics."""

@@ -8,9 +8,10 @@ Run from the repository root (``pip install -e '.[dev,bench]'`` brings ``websock
     python -m bench.websocket --compare /tmp/before         # and another tree's framework
 
 Each side serves one WebSocket API at ``/ws`` in a child process started the way its users
-start it, and the clients run in another process (``python -m bench.websocket --client``, the
-``websockets`` library on asyncio), so the server has a core of its own and the clients the
-other:
+start it, and the clients run in other processes (``python -m bench.websocket --client``, the
+``websockets`` library on asyncio): the loops' connections are shared among
+``--client-processes`` of them (default: one per core), started together, the same for both
+sides, so that one client process is not what sets the rate:
 
 * **framework**: ``framework run bench.websocket:app --backend memory:// --no-smtp --http-port
   PORT``: ``@app.websocket("/ws", "echo")`` takes the message as a pydantic model (the route

@@ -8,9 +8,10 @@ Run from the repository root (``pip install -e '.[dev,bench]'`` brings ``websock
     python -m bench.websocket --compare /tmp/before         # and another tree's framework
 
 Each side serves one WebSocket API at ``/ws`` in a child process started the way its users
-start it, and the clients run in another process (``python -m bench.websocket --client``, the
-``websockets`` library on asyncio), so the server has a core of its own and the clients the
-other:
+start it, and the clients run in other processes (``python -m bench.websocket --client``, the
+``websockets`` library on asyncio): the loops' connections are shared among
+``--client-processes`` of them (default: one per core), started together, the same for both
+sides, so that one client process is not what sets the rate:
 
 * **framework**: ``framework run bench.websocket:app --backend memory:// --no-smtp --http-port
   PORT``: ``@app.websocket("/ws", "echo")`` takes the message as a pydantic model (the route
@@ -202,8 +203,14 @@ async def open_many(url: str, count: int) -> list[Any]:
 async def loop_client(
     url: str, action: str, connections: int, warmup: float, duration: float, size: int
 ) -> dict[str, Any]:
-    """``connections`` closed loops of send-and-wait; return the answers per second."""
+    """``connections`` closed loops of send-and-wait; return the answers per second.
+
+    Once its connections are open the client says ``open`` and waits for ``go`` on its
+    standard input, so that every client process of a run measures the same seconds.
+    """
     sockets = await open_many(url, connections)
+    print("open", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
     text = "x" * max(0, size - 40)
     counted = 0
 
@@ -221,9 +228,10 @@ async def loop_client(
     tasks = [asyncio.create_task(run(ws)) for ws in sockets]
     try:
         await asyncio.sleep(warmup)
-        start, before = time.monotonic(), counted
+        start, before, cpu = time.monotonic(), counted, time.process_time()
         await asyncio.sleep(duration)
         elapsed, done = time.monotonic() - start, counted - before
+        cpu = time.process_time() - cpu
         for task in tasks:
             if task.done():
                 task.result()  # raises what failed
@@ -234,7 +242,7 @@ async def loop_client(
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     if done == 0:
         raise RuntimeError(f"no {action} answer in {duration} s")
-    return {"rate": done / elapsed, "messages": done, "total": counted}
+    return {"rate": done / elapsed, "messages": done, "total": counted, "cpu_s": cpu}
 
 
 async def fanout_client(url: str, count: int, repeats: int) -> dict[str, Any]:
@@ -275,22 +283,63 @@ def client_main(args: argparse.Namespace) -> None:
 # --- the bench --------------------------------------------------------------------------------
 
 
-def client_command(args: argparse.Namespace, mode: str, url: str) -> list[str]:
+def client_command(
+    args: argparse.Namespace, mode: str, url: str, connections: int | None = None
+) -> list[str]:
     return [
         sys.executable, "-m", "bench.websocket", "--client", mode, "--client-url", url,
-        "--connections", str(args.connections), "--duration", str(args.duration),
+        "--connections", str(connections or args.connections), "--duration", str(args.duration),
         "--warmup", str(args.warmup), "--size", str(args.size), "--fanout", str(args.fanout),
         "--repeats", str(args.repeats),
     ]  # fmt: skip
 
 
 def run_client(args: argparse.Namespace, mode: str, url: str) -> dict[str, Any]:
-    done = subprocess.run(
-        client_command(args, mode, url), capture_output=True, text=True, timeout=120
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the {mode} client failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    """Run the ``mode`` loops in ``--client-processes`` processes at once; add up their figures.
+
+    The ``--connections`` are shared out among the processes; each opens its own, then all
+    are told to start together. ``client_busy`` is the clients' CPU time over the measured
+    seconds (1.0 is one core): near the number of client processes, the clients, not the
+    server, set the rate.
+    """
+    count = max(1, min(args.client_processes, args.connections))
+    shares = [args.connections // count + (i < args.connections % count) for i in range(count)]
+    clients = [
+        subprocess.Popen(
+            client_command(args, mode, url, connections=share),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    try:
+        for client in clients:
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "open":
+                raise RuntimeError(f"the {mode} client failed:\n{client.communicate()[1][-3000:]}")
+        for client in clients:
+            assert client.stdin is not None
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        results = []
+        for client in clients:
+            out, err = client.communicate(timeout=120)
+            if client.returncode != 0:
+                raise RuntimeError(f"the {mode} client failed:\n{err[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+    seconds = args.duration
+    return {
+        "rate": sum(r["rate"] for r in results),
+        "total": sum(r["total"] for r in results),
+        "client_busy": sum(r["cpu_s"] for r in results) / seconds,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -358,6 +407,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     result = run_client(args, mode, url)
                     figures[mode] = result["rate"]
                     figures[f"{mode}_cpu_us"] = (cpu_seconds(pid) - cpu) / result["total"] * 1e6
+                    figures[f"{mode}_client_busy"] = result["client_busy"]
                 if args.fanout:
                     memory, seconds = fanout_and_memory(args, url, pid)
                     figures["idle_bytes_per_connection"] = memory
@@ -365,7 +415,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for key, value in figures.items():
                 runs.setdefault(f"{side}/{key}", []).append(value)
             if not args.json:
-                shown = ", ".join(f"{k} {v:,.1f}" for k, v in figures.items())
+                shown = ", ".join(f"{k} {_figure(v)}" for k, v in figures.items())
                 print(f"round {number + 1} {side}: {shown}", flush=True)
     medians = {key: float(statistics.median(values)) for key, values in runs.items()}
     ratios: dict[str, float] = {}
@@ -386,12 +436,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "duration_s": args.duration,
         "connections": args.connections,
+        "client_processes": args.client_processes,
         "size": args.size,
         "fanout_connections": args.fanout,
         "runs": runs,
         "medians": medians,
         "ratios": ratios,
     }
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -402,6 +457,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5, help="seconds per measured loop")
     parser.add_argument("--warmup", type=float, default=1, help="seconds before measuring")
     parser.add_argument("--connections", type=int, default=16, help="clients of the loops")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes the loops' connections are shared among (default: one per core)",
+    )
     parser.add_argument("--size", type=int, default=256, help="bytes per message, about")
     parser.add_argument("--fanout", type=int, default=1000, help="connections of the fan-out")
     parser.add_argument("--repeats", type=int, default=3, help="fan-outs timed per round")
@@ -425,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(results))
         return
     for key, value in results["medians"].items():
-        print(f"{key:<44}{value:>12,.1f}")
+        print(f"{key:<44}{_figure(value):>12}")
     for key, ratio in results["ratios"].items():
         print(f"{key:<44}{ratio:>12.2f}")
 

@@ -26,6 +26,7 @@ __all__ = [
     "CONNECT",
     "DEFAULT",
     "DISCONNECT",
+    "SEND_NOWAIT",
     "SPECIAL_ROUTES",
     "CanRelayConnections",
     "Connection",
@@ -45,6 +46,11 @@ CONNECT = "$connect"
 DISCONNECT = "$disconnect"
 DEFAULT = "$default"
 SPECIAL_ROUTES = (CONNECT, DISCONNECT, DEFAULT)
+SEND_NOWAIT = "framework.websocket.send_nowait"
+"""The ASGI scope extension of a server that can send a message without a task: it holds
+``{"send": send_nowait}``, ``send_nowait(text, data) -> bool`` writing the message at once, or
+returning False (sending nothing) when the caller must use the ASGI ``send`` instead
+(``framework run``'s, ``framework/cli/wsprotocol.py``)."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _BINARY = (bytes, bytearray, memoryview)

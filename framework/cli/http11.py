@@ -137,6 +137,15 @@ class TimedH11Protocol(ConnectionClock, H11Protocol):
         self._stop_clock()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Hand the connection to the WebSocket protocol, and stop timing it here.
+
+        The WebSocket protocol keeps its own timeouts; a clock left running would keep this
+        protocol (and its h11 state) alive, and tick, for as long as the WebSocket is open.
+        """
+        self._stop_clock()
+        super().handle_websocket_upgrade(event)
+
     def on_response_complete(self) -> None:
         """uvicorn's, with the keep-alive timeout kept by ``_tick`` instead of a timer.
 

@@ -16,6 +16,7 @@ import uvicorn
 from framework.backends import from_url
 from framework.cli.http11 import DEFAULT_READ_TIMEOUT
 from framework.cli.httpserver import protocol_class
+from framework.cli.wsprotocol import WebSocketProtocol
 from framework.exceptions import ConfigError
 from framework.gateway.admin_access import is_loopback_host
 from framework.gateway.origins import any_origin_warnings
@@ -167,6 +168,7 @@ async def serve(
                 proxy_headers=False,
                 timeout_graceful_shutdown=max(1, round(grace)),
                 http=protocol_class(read_timeout),
+                ws=WebSocketProtocol,
                 # Frames over the largest WebSocket message allowed close with 1009 before
                 # they are buffered.
                 ws_max_size=max(

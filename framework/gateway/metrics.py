@@ -18,7 +18,6 @@ template (``/v2/orders/{order_id}``), never the raw path, so the number of serie
 | ``framework_websocket_connections_open`` (gauge), ``_connections_total`` | api |
 | ``framework_websocket_refused_total`` (handshakes refused) | api, status, reason |
 | ``framework_websocket_messages_in_total``, ``_messages_out_total`` | api, route |
-| ``framework_websocket_pushes_total`` (``app.connections.send`` delivered here) | api |
 | ``framework_websocket_errors_total`` | api, kind (validation, unknown_route, throttled, ...) |
 
 Requests matching no route count under route ``<unmatched>``. The queue gauges are read from
@@ -172,14 +171,9 @@ class SocketMetrics:
         )
         self.messages_out = Counter(
             "framework_websocket_messages_out",
-            "Messages queued for clients: replies by route, $push, $error.",
+            "Messages sent or queued to clients: replies by their route, $push for "
+            "app.connections.send delivered here, $error for error answers.",
             ["api", "route"],
-            registry=r,
-        )
-        self.pushes = Counter(
-            "framework_websocket_pushes",
-            "app.connections.send deliveries to connections this process holds.",
-            ["api"],
             registry=r,
         )
         self.errors = Counter(

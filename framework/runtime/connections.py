@@ -78,7 +78,6 @@ class Connections:
         self._per_path: dict[str, int] = {}  # open connections by API path (the 503 check)
         self.relay: Relay | None = None
         self.relay_name = ""
-        self.pushes = 0
         self._empty: anyio.Event | None = None
         # Set by close_all: the process is stopping, and new handshakes are refused (503).
         self.closing = False
@@ -195,7 +194,6 @@ class Connections:
                 f"{session.max_message_size} bytes; send less, or raise it in app.websocket_api"
             )
         session.push(text, data)
-        self.pushes += 1
 
     async def _remote(self, connection_id: str, request: Request) -> Reply:
         owner = owner_of(connection_id)

@@ -17,6 +17,7 @@ from uvicorn.server import ServerState
 from framework.cli import httpserver
 from framework.cli.http11 import ConnectionClock
 from framework.cli.http11 import protocol_class as h11_protocol_class
+from framework.cli.wsprotocol import WebSocketProtocol
 
 GET = b"GET /known HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -93,6 +94,7 @@ def connect(
     config = uvicorn.Config(
         asgi or app,
         http=make(read_timeout),
+        ws=WebSocketProtocol,
         timeout_keep_alive=keep_alive,
         log_config=None,
         lifespan="off",
@@ -187,3 +189,32 @@ async def test_a_second_request_that_stalls_gets_408_from_its_first_byte(make: M
     await asyncio.sleep(0.1)
     assert transport.closed
     assert b"HTTP/1.1 408 " in transport.writes[-1]
+
+
+async def accept_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept a WebSocket and hold it until the client goes."""
+    assert scope["type"] == "websocket"
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def test_a_websocket_upgrade_stops_the_http_clock() -> None:
+    """Once h11 hands a connection to the WebSocket protocol, the HTTP protocol's clock is
+    stopped: it neither ticks nor keeps that protocol alive while the WebSocket is open."""
+    protocol, transport = connect(h11_protocol_class, asgi=accept_websocket)
+    assert protocol._timer is not None
+    protocol.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    for _ in range(1000):
+        if any(write.startswith(b"HTTP/1.1 101 ") for write in transport.writes):
+            break
+        await asyncio.sleep(0.001)
+    else:
+        raise AssertionError(f"no 101: {transport.writes}")
+    assert isinstance(transport.protocol, WebSocketProtocol)
+    assert protocol._timer is None
+    transport.protocol.connection_lost(None)

@@ -3,11 +3,14 @@
 ``/ws`` needs an API key (``X-API-Key: k-1``) and admits pages of its own origin and of the
 app's CORS origin ``https://shop.example``; its ``$connect`` refuses ``?refuse=1`` with 451.
 ``/open`` admits pages of every origin and has no authorizer: ``framework run`` warns at start.
+``/flood`` pushes 64 KiB of random bytes to its caller until its send queue of 8 overflows.
 """
 
 from __future__ import annotations
 
-from framework import App, Connection, Refuse
+import secrets
+
+from framework import App, Connection, ConnectionGoneError, Refuse
 from framework.gateway import CORS, APIKeyAuth
 
 app = App("ws-served", cors=CORS(allow_origins=["https://shop.example"]))
@@ -33,3 +36,17 @@ app.websocket_api("/open", allowed_origins=["*"])
 async def echo(message: str) -> str:
     """Send the message back."""
     return message
+
+
+app.websocket_api("/flood", send_queue=8)
+
+
+@app.websocket("/flood", "flood")
+async def flood(conn: Connection) -> None:
+    """Push to the caller until it is gone (the client does not read: its queue overflows)."""
+    block = secrets.token_bytes(65_536)
+    for _ in range(100_000):
+        try:
+            await app.connections.send(conn.id, block)
+        except ConnectionGoneError:
+            return

@@ -121,7 +121,9 @@ async def test_stopping_closes_with_1001_after_the_handler_in_flight() -> None:
 
 
 async def test_metrics_count_connections_messages_pushes_and_refusals() -> None:
-    """``/metrics`` has open connections, messages in and out per route, pushes and refusals."""
+    """``/metrics`` has open connections, messages in and out per route, pushes and refusals.
+
+    A push is one message out under route ``$push``, and counted nowhere else."""
     app, connected, _ = push_app()
 
     @app.websocket("/events", "ping")
@@ -140,7 +142,8 @@ async def test_metrics_count_connections_messages_pushes_and_refusals() -> None:
     assert 'framework_websocket_connections_open{api="/events"} 0.0' in text
     assert 'framework_websocket_messages_in_total{api="/events",route="ping"} 1.0' in text
     assert 'framework_websocket_messages_out_total{api="/events",route="ping"} 1.0' in text
-    assert 'framework_websocket_pushes_total{api="/events"} 1.0' in text
+    assert 'framework_websocket_messages_out_total{api="/events",route="$push"} 1.0' in text
+    assert "pushes" not in text
 
 
 async def test_each_connection_logs_its_connect_and_disconnect(

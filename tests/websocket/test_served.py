@@ -1,4 +1,4 @@
-"""Handshakes through ``framework run`` with the ``websockets`` client: origins and refusals.
+"""Through ``framework run`` with the ``websockets`` client: origins, refusals, slow clients.
 
 A refused handshake reaches the client as an HTTP response with its status and JSON body
 (ASGI's WebSocket denial response, which uvicorn serves), and the server logs only its own
@@ -7,8 +7,10 @@ structured ``websocket.refused`` events: no uvicorn complaint, no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from tests.fleet import until
@@ -143,3 +145,51 @@ def test_framework_run_warns_about_an_api_open_to_every_origin_without_auth(
     assert len(warnings) == 1
     assert "WARNING" in warnings[0]
     assert "api='/open'" in warnings[0]
+
+
+async def _read_until_closed(ws: ClientConnection) -> list[str | bytes]:
+    """Every message the client gets until the connection closes."""
+    received: list[str | bytes] = []
+    while True:
+        try:
+            received.append(await ws.recv())
+        except ConnectionClosed:
+            return received
+
+
+async def test_a_client_that_does_not_read_is_closed_with_1008_after_what_reached_it(
+    served: Served,
+) -> None:
+    """Pushes go straight to the socket while it takes them, then wait in the bounded send
+    queue; once 8 wait, the connection closes with 1008. The client reads what was written
+    before, in order and whole, then the close."""
+    async with connect(served.url("/flood"), compression=None, max_queue=1) as ws:
+        await ws.send(json.dumps({"action": "flood"}))
+        await asyncio.sleep(1)  # not reading: the socket's buffers fill, then the queue
+        async with asyncio.timeout(10):
+            received = await _read_until_closed(ws)
+    assert ws.close_code == 1008
+    assert ws.close_reason == "send queue full: the client reads too slowly"
+    assert 0 < len(received) < 100_000
+    assert {len(message) for message in received} == {65_536}
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{served.port}/metrics")).text
+    assert 'framework_websocket_errors_total{api="/flood",kind="send_queue_full"} 1.0' in metrics
+    # Every push that went out or into the queue is counted once, under $push.
+    pushed = re.search(r'messages_out_total\{api="/flood",route="\$push"\} (\d+)', metrics)
+    assert pushed is not None
+    assert int(pushed.group(1)) >= len(received)
+
+
+async def test_messages_sent_faster_than_answered_are_all_answered_in_order(
+    served: Served,
+) -> None:
+    """200 messages of 8 KiB sent at once (arriving in many reads, past the 16 read ahead,
+    when reading pauses) get their 200 answers, in the order sent."""
+    sent = [f"{n} {secrets.token_hex(4096)}" for n in range(200)]
+    async with connect(served.url("/open"), compression=None) as ws:
+        for message in sent:
+            await ws.send(message)
+        async with asyncio.timeout(10):
+            answers = [await ws.recv() for _ in sent]
+    assert answers == sent

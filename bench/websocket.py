@@ -63,7 +63,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bench.children import FRAMEWORK, free_port, serve
+from bench.children import FRAMEWORK, cpu_seconds, free_port, rss_bytes, serve
 from framework import App, Connection
 
 PUSHES = "bench-pushes"
@@ -342,22 +342,6 @@ def run_client(args: argparse.Namespace, mode: str, url: str) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time process ``pid`` has used so far (user and system), in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident memory of process ``pid`` (``VmRSS``), in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def fanout_and_memory(args: argparse.Namespace, url: str, server: int) -> tuple[float, float]:
     """Open the idle connections; return (their memory per connection, the fan-out's seconds)."""
     before = rss_bytes(server)
@@ -432,7 +416,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     mine_fanout, raw_fanout = medians.get("framework/fanout_ms"), medians.get("starlette/fanout_ms")
     if mine_fanout and raw_fanout:
         ratios[f"fan-out to {args.fanout} starlette time/framework time"] = raw_fanout / mine_fanout
+    figures: dict[str, str] = {}
+    for side in ("framework", "before", "starlette"):
+        for key in ("echo", "push"):
+            if f"{side}/{key}" in medians:
+                figures[f"{side} {key} msg/s (server CPU per message)"] = (
+                    f"{medians[f'{side}/{key}']:,.0f} ({medians[f'{side}/{key}_cpu_us']:,.0f} µs)"
+                )
+        if f"{side}/fanout_ms" in medians:
+            figures[f"{side} fan-out to {args.fanout}"] = f"{medians[f'{side}/fanout_ms']:,.0f} ms"
+        if f"{side}/idle_bytes_per_connection" in medians:
+            size = medians[f"{side}/idle_bytes_per_connection"]
+            figures[f"{side} memory per idle connection"] = f"{size / 1024:.1f} KiB"
     return {
+        "figures": figures,
         "rounds": args.rounds,
         "duration_s": args.duration,
         "connections": args.connections,

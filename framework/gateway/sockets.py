@@ -214,24 +214,20 @@ class _Session:
         queue = self._queue
         nowait = self._send_nowait
         if not queue and not self._in_flight and nowait is not None and nowait(text, data):
-            # Written: nothing was ahead of it, and the transport took it.
-            self.sent += 1
-            counted = self.api.sent_counter(route)
-            if counted is not None:
-                counted.inc()
-            return
-        if len(queue) >= self._limit:
-            self.overflowed = True
-            self.api.count_error("send_queue_full")
-            self.close(1008, "send queue full: the client reads too slowly")
-            raise ConnectionGoneError(
-                f"connection {self.connection.id!r} was closed: its client read too slowly and "
-                f"{self.api.spec.send_queue} messages were waiting (send_queue)"
-            )
-        queue.append((text, data))
-        ready = self._ready
-        if ready is not None and not ready.done():
-            ready.set_result(None)
+            self.sent += 1  # written: nothing was ahead of it, and the transport took it
+        else:
+            if len(queue) >= self._limit:
+                self.overflowed = True
+                self.api.count_error("send_queue_full")
+                self.close(1008, "send queue full: the client reads too slowly")
+                raise ConnectionGoneError(
+                    f"connection {self.connection.id!r} was closed: its client read too slowly "
+                    f"and {self.api.spec.send_queue} messages were waiting (send_queue)"
+                )
+            queue.append((text, data))
+            ready = self._ready
+            if ready is not None and not ready.done():
+                ready.set_result(None)
         counted = self.api.sent_counter(route)
         if counted is not None:
             counted.inc()
